@@ -1,0 +1,70 @@
+"""One settings object, read from T2IF_* environment variables (and an optional .env file)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="T2IF_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = Field(
+        "development", description="production refuses default secrets and sets Secure cookies"
+    )
+    database_url: str = Field(
+        "sqlite:///./data/t2i-feedback.sqlite3",
+        description="postgresql+psycopg://user:pass@host/db or sqlite:///path",
+    )
+    database_pool_size: int = Field(20, ge=1, description="connections kept per API process")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
+    storage_url: str = Field("./data/storage", description="folder or fsspec URL (s3://bucket/prefix)")
+    secret_key: str = Field(DEV_SECRET_KEY, description="signs session cookies; required in production")
+
+    # Model locations: a local folder or a hub id (production: SD v1.5 and CLIP ViT-L/14).
+    generator_model: str = Field("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    clip_model: str = Field("openai/clip-vit-large-patch14")
+    model_cache_dir: str = Field("./data/models", description="where workers keep artifacts and caches")
+
+    # Overlap and lease defaults (each prompt set may override the first two).
+    labels_per_image: int = Field(1, ge=1, le=100)
+    votes_per_comparison: int = Field(9, ge=1, le=100)
+    lease_seconds: int = Field(600, ge=10, le=86400)
+
+    # Sessions and log-in throttling.
+    session_hours: int = Field(12, ge=1, le=24 * 30)
+    login_max_failures: int = Field(5, ge=1, description="failures before the account is locked")
+    login_lock_seconds: int = Field(300, ge=1, description="first lock; doubles with each further failure")
+
+    # A demo runs jobs in-process instead of sending them to Celery.
+    inprocess_worker: bool = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.env == "production"
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self) -> Settings:
+        if self.env == "production" and (self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32):
+            raise ValueError(
+                "T2IF_SECRET_KEY must be set to a random value of at least 32 characters in production "
+                f"(for example: {secrets.token_urlsafe(32)})"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,27 @@
+"""Every ORM model, imported in one place: one metadata for Alembic, no import cycles."""
+
+from app.db.models.comparison import Comparison, ComparisonAssignment, ComparisonVote, Evaluation
+from app.db.models.image import Image, Rating, RatingAssignment
+from app.db.models.job import Job, JobLog
+from app.db.models.model_version import ModelVersion, RewardScore
+from app.db.models.prompt import Prompt, PromptSet
+from app.db.models.user import ApiToken, User, UserSession
+
+__all__ = [
+    "ApiToken",
+    "Comparison",
+    "ComparisonAssignment",
+    "ComparisonVote",
+    "Evaluation",
+    "Image",
+    "Job",
+    "JobLog",
+    "ModelVersion",
+    "Prompt",
+    "PromptSet",
+    "Rating",
+    "RatingAssignment",
+    "RewardScore",
+    "User",
+    "UserSession",
+]
