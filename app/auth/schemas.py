@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.db.enums import Role
+
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+
+
+class UserCreate(BaseModel):
+    username: str = Field(pattern=USERNAME_PATTERN, description="letters, digits, _ . @ -; stored lower-case")
+    password: str = Field(min_length=8, max_length=256)
+    role: Role = Role.annotator
+    display_name: str = Field("", max_length=128)
+
+    @field_validator("username")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+
+class UserUpdate(BaseModel):
+    role: Role | None = None
+    is_active: bool | None = None
+    display_name: str | None = Field(None, max_length=128)
+    password: str | None = Field(None, min_length=8, max_length=256)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    is_active: bool
+    pseudonym: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class TokenCreate(BaseModel):
+    name: str = Field("", max_length=100)
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="the bearer token; shown once, only its hash is stored")

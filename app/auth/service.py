@@ -1,0 +1,255 @@
+"""Users, log-ins (with throttling), browser sessions and API tokens. Services flush, never commit."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.auth import secrets as sec
+from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead, UserUpdate
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.enums import Role
+from app.db.models import ApiToken, User, UserSession
+from app.errors import Conflict, Forbidden, NotFound, TooManyAttempts
+
+# last_seen / last_used are refreshed at most this often, so reads do not turn into writes
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, and how: via a browser session (needs CSRF) or a bearer token."""
+
+    user: User
+    via: str  # "session" | "token"
+    session_id: str | None = None
+    csrf_token: str | None = None
+
+    @property
+    def role(self) -> Role:
+        return Role(self.user.role)
+
+
+# ---- users -------------------------------------------------------------------------------------
+
+
+def create_user(session: Session, body: UserCreate) -> User:
+    if session.scalar(select(User.id).where(User.username == body.username)) is not None:
+        raise Conflict(f"A user named {body.username!r} already exists.", code="username_taken")
+    user = User(
+        username=body.username,
+        display_name=body.display_name or body.username,
+        role=body.role.value,
+        password_hash=sec.hash_password(body.password),
+        pseudonym=sec.new_pseudonym(),
+        is_active=True,
+        failed_login_count=0,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create with the same name
+        raise Conflict(f"A user named {body.username!r} already exists.", code="username_taken") from exc
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    return user
+
+
+def get_user_by_username(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username.lower()))
+    if user is None:
+        raise NotFound(f"User {username!r} does not exist.")
+    return user
+
+
+def list_users(session: Session) -> list[UserRead]:
+    return [UserRead.model_validate(u) for u in session.scalars(select(User).order_by(User.id))]
+
+
+def update_user(session: Session, user_id: int, body: UserUpdate, *, actor: User) -> User:
+    user = get_user(session, user_id)
+    if user.id == actor.id and (body.is_active is False or (body.role and body.role != Role(user.role))):
+        raise Forbidden("You cannot deactivate yourself or change your own role.", code="self_change")
+    if body.role is not None:
+        user.role = body.role.value
+    if body.display_name is not None:
+        user.display_name = body.display_name
+    if body.password is not None:
+        user.password_hash = sec.hash_password(body.password)
+        user.failed_login_count = 0
+        user.locked_until = None
+    if body.is_active is not None:
+        user.is_active = body.is_active
+    if body.is_active is False or body.password is not None:
+        end_all_sessions(session, user.id)
+    session.flush()
+    return user
+
+
+def deactivate_user(session: Session, username: str) -> User:
+    user = get_user_by_username(session, username)
+    user.is_active = False
+    end_all_sessions(session, user.id)
+    session.flush()
+    return user
+
+
+# ---- log-in and browser sessions ---------------------------------------------------------------
+
+
+def authenticate(session: Session, settings: Settings, username: str, password: str) -> User | None:
+    """Check a password; repeated failures lock the account for a time that doubles each time."""
+    now = utcnow()
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        wait = math.ceil((user.locked_until - now).total_seconds() / 60)
+        raise TooManyAttempts(
+            f"Too many failed log-ins for this account. Try again in {wait} minute{'s' if wait != 1 else ''}."
+        )
+    ok = sec.verify_password(user.password_hash if user else None, password)
+    if user is None or not user.is_active:
+        return None
+    if not ok:
+        user.failed_login_count += 1
+        over = user.failed_login_count - settings.login_max_failures
+        if over >= 0:
+            seconds = min(settings.login_lock_seconds * (2**over), 24 * 3600)
+            user.locked_until = now + timedelta(seconds=seconds)
+        session.flush()
+        return None
+    user.failed_login_count = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if sec.needs_rehash(user.password_hash):
+        user.password_hash = sec.hash_password(password)
+    session.flush()
+    return user
+
+
+def start_session(session: Session, settings: Settings, user: User, user_agent: str = "") -> tuple[str, UserSession]:
+    """Create a browser session; returns the raw secret for the cookie (only its hash is stored)."""
+    raw = sec.new_secret()
+    row = UserSession(
+        id=sec.sha256_hex(raw),
+        user_id=user.id,
+        csrf_token=sec.new_secret(),
+        expires_at=utcnow() + timedelta(hours=settings.session_hours),
+        last_seen_at=utcnow(),
+        user_agent=user_agent[:255],
+    )
+    session.add(row)
+    session.flush()
+    return raw, row
+
+
+def resolve_session(session: Session, raw_secret: str) -> Principal | None:
+    now = utcnow()
+    row = session.get(UserSession, sec.sha256_hex(raw_secret))
+    if row is None or row.expires_at <= now:
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    if row.last_seen_at is None or now - row.last_seen_at > TOUCH_INTERVAL:
+        row.last_seen_at = now
+    return Principal(user=user, via="session", session_id=row.id, csrf_token=row.csrf_token)
+
+
+def end_session(session: Session, session_id: str) -> None:
+    row = session.get(UserSession, session_id)
+    if row is not None:
+        session.delete(row)
+        session.flush()
+
+
+def end_all_sessions(session: Session, user_id: int) -> None:
+    for row in session.scalars(select(UserSession).where(UserSession.user_id == user_id)):
+        session.delete(row)
+
+
+# ---- API tokens --------------------------------------------------------------------------------
+
+
+def create_token(session: Session, user: User, body: TokenCreate) -> TokenCreated:
+    raw = sec.new_api_token()
+    row = ApiToken(
+        user_id=user.id,
+        name=body.name,
+        token_hash=sec.sha256_hex(raw),
+        prefix=raw[: len(sec.TOKEN_PREFIX) + 6],
+        expires_at=utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None,
+    )
+    session.add(row)
+    session.flush()
+    return TokenCreated(**TokenRead.model_validate(row).model_dump(), token=raw)
+
+
+def list_tokens(session: Session, user: User) -> list[TokenRead]:
+    rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
+    return [TokenRead.model_validate(r) for r in rows]
+
+
+def revoke_token(session: Session, token_id: int, *, actor: User) -> TokenRead:
+    row = session.get(ApiToken, token_id)
+    # another user's token answers 404, not 403, so ids of other people's tokens are not confirmed
+    if row is None or (row.user_id != actor.id and actor.role != Role.admin.value):
+        raise NotFound(f"Token {token_id} does not exist.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return TokenRead.model_validate(row)
+
+
+def revoke_tokens_of(session: Session, username: str) -> int:
+    user = get_user_by_username(session, username)
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def revoke_token_by_prefix_or_id(session: Session, ident: str) -> ApiToken:
+    query = select(ApiToken)
+    if ident.isdigit():
+        query = query.where(ApiToken.id == int(ident))
+    else:
+        query = query.where(ApiToken.token_hash == sec.sha256_hex(ident))
+    row = session.scalar(query)
+    if row is None:
+        raise NotFound("No such token.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return row
+
+
+def resolve_token(session: Session, raw: str) -> Principal | None:
+    if not raw.startswith(sec.TOKEN_PREFIX):
+        return None
+    now = utcnow()
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == sec.sha256_hex(raw)))
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
+        row.last_used_at = now
+    return Principal(user=user, via="token")
+
+
+def expire_at(hours: int) -> datetime:
+    return utcnow() + timedelta(hours=hours)

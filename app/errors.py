@@ -1,0 +1,154 @@
+"""Domain errors carry their HTTP status; one set of handlers renders them as JSON or HTML.
+
+Under /api (and /healthz, /readyz) every error is `{"error": {"code", "message"}}`; browsers get
+an error page. A stack trace never reaches a user: unexpected exceptions are logged with the
+request id and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.logging import request_id_var
+
+log = logging.getLogger("t2if.errors")
+
+
+class AppError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.headers = headers or {}
+
+
+class NotAuthenticated(AppError):
+    status_code = 401
+    code = "not_authenticated"
+
+    def __init__(self, message: str = "Log in or send a valid bearer token.") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+
+
+class CsrfFailed(AppError):
+    status_code = 403
+    code = "csrf_failed"
+
+    def __init__(self) -> None:
+        super().__init__("The form's security token is missing or stale. Reload the page and try again.")
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class Invalid(AppError):
+    status_code = 422
+    code = "invalid"
+
+
+class TooManyAttempts(AppError):
+    status_code = 429
+    code = "too_many_attempts"
+
+
+class Unavailable(AppError):
+    status_code = 503
+    code = "unavailable"
+
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_attempts",
+}
+
+
+def wants_json(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith("/api/") or path in ("/healthz", "/readyz", "/openapi.json"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def error_response(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    if wants_json(request):
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    from app.web import render_error  # local import: templates need the app's settings
+
+    return render_error(request, status, code, message, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
+        field = ".".join(loc) or "request"
+        msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts) or "The request is invalid."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> Response:
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(request, 422, "invalid", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = STATUS_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "There is nothing at this address."
+        if exc.status_code == 405:
+            detail = "This address does not accept that method."
+        return error_response(request, exc.status_code, code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette runs this outermost, after our middleware: add its headers here
+        from app.middleware import SECURITY_HEADERS
+
+        rid = getattr(request.state, "request_id", None) or request_id_var.get()
+        log.error("unhandled error on %s [%s]", request.url.path, rid, exc_info=exc)
+        headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS} | {"x-request-id": rid}
+        return error_response(
+            request, 500, "internal_error", f"Something went wrong on our side. Quote request id {rid}.", headers
+        )
+
+
+def json_error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}

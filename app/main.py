@@ -1,0 +1,69 @@
+"""create_app(): the FastAPI application, its routers, middleware and error handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.auth import api as auth_api
+from app.auth import pages as auth_pages
+from app.config import PROJECT_ROOT, Settings, get_settings
+from app.db.session import engine_for, make_sessionmaker
+from app.errors import install_error_handlers
+from app.health import router as health_router
+from app.home import pages as home_pages
+from app.jobs.dispatch import CeleryDispatcher, Dispatcher, install_after_commit
+from app.logging import configure_logging
+from app.middleware import RequestContextMiddleware
+
+API_DESCRIPTION = """Human-feedback loop for text-to-image models.
+
+Authenticate with `Authorization: Bearer <token>` (create one with `t2i-feedback tokens create`
+or on the account page). Errors are `{"error": {"code": ..., "message": ...}}`."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging()
+    app = FastAPI(
+        title="t2i-feedback",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        docs_url=None,  # served below from vendored assets: no CDN, no inline script
+        redoc_url=None,
+    )
+    if session_factory is None:
+        session_factory = make_sessionmaker(engine_for(settings.database_url, settings.database_pool_size))
+    if dispatcher is None:
+        dispatcher = CeleryDispatcher(settings.broker_url)
+    install_after_commit(session_factory, dispatcher)
+    app.state.settings = settings
+    app.state.sessionmaker = session_factory
+    app.state.dispatcher = dispatcher
+
+    app.add_middleware(RequestContextMiddleware, hsts=settings.env == "production")
+    install_error_handlers(app)
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
+
+    for router in (health_router, auth_pages.router, home_pages.router, auth_api.router):
+        app.include_router(router)
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs(request: Request) -> Any:
+        from app.web import render
+
+        return render(request, "docs.html")
+
+    return app

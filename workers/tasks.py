@@ -1,0 +1,1 @@
+"""Celery tasks: short adapters from a job row to an ml/ call (filled in by the jobs issue)."""
