@@ -47,6 +47,7 @@ class Generator:
     lora: str | None
     device: str
     dtype: torch.dtype
+    base_scheduler: Any = None  # the model's own sampler, restored when a config names none
 
 
 def load_generator(
@@ -74,7 +75,7 @@ def load_generator(
 
         pipe.unet.set_attn_processor(AttnProcessor2_0())
     return Generator(pipe=pipe, model=str(model), lora=None if lora is None else str(lora),
-                     device=device, dtype=dtype)  # fmt: skip
+                     device=device, dtype=dtype, base_scheduler=pipe.scheduler)  # fmt: skip
 
 
 @dataclass
@@ -103,14 +104,18 @@ class GenerationResult:
     images: list[GeneratedImage]
 
 
-def _set_scheduler(pipe: Any, name: str | None) -> str:
+def _set_scheduler(generator: Generator, name: str | None) -> str:
+    pipe = generator.pipe
+    if name is None and generator.base_scheduler is not None:
+        pipe.scheduler = generator.base_scheduler
     if name is not None:
         if name not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {name!r}; choose from {sorted(SCHEDULERS)}")
         import diffusers
 
         if type(pipe.scheduler).__name__ != SCHEDULERS[name]:
-            pipe.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(pipe.scheduler.config)
+            base = generator.base_scheduler or pipe.scheduler
+            pipe.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(base.config)
     return type(pipe.scheduler).__name__
 
 
@@ -129,7 +134,7 @@ def generate(
     """
     config = config or GenerationConfig()
     pipe = generator.pipe
-    scheduler_name = _set_scheduler(pipe, config.scheduler)
+    scheduler_name = _set_scheduler(generator, config.scheduler)
     scale = pipe.vae_scale_factor
     height = config.height or pipe.unet.config.sample_size * scale
     width = config.width or pipe.unet.config.sample_size * scale
