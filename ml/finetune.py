@@ -1,0 +1,327 @@
+"""Reward-weighted fine-tuning of the Stable Diffusion UNet (the paper's section 4).
+
+Loss(θ) = mean over generated samples of r(x, z)·ℓ(x, z) + β · mean over pre-training pairs of ℓ(x, z),
+ℓ the ε-prediction (or v-prediction, as the scheduler says) denoising loss; r is a fixed weight.
+Only the UNet trains (fully, or LoRA on its attention projections); VAE and text encoder are frozen.
+
+The loop runs under `accelerate.Accelerator`, so `accelerate launch` spreads it over several GPUs.
+
+Pre-training data (D_pre) is a folder in either form:
+  * `metadata.jsonl` with one `{"file_name": "x.png", "text": "a caption"}` per line (the Hugging Face
+    imagefolder format), or
+  * image files with a caption file of the same stem beside them: `x.png` + `x.txt`.
+Without pre-training data the β term is skipped and the result says so in `warnings`.
+
+Checkpoints (`out_dir/checkpoint-<step>/`) are what `ml.generation.load_generator` reads: a full
+pipeline folder (mode "full") or a LoRA adapter folder to put on the base model (mode "lora"), plus
+`training_state.pt` (optimizer, step) and `finetune.json` for resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings as pywarnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ml.generation import Cancelled
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class FinetuneConfig:
+    mode: str = field(default="lora", metadata={"help": "'full' (all UNet weights) or 'lora'"})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank (the paper's range: 4-32)"})
+    lr: float | None = field(default=None, metadata={"help": "learning rate; None: 2e-5 full, 1e-4 LoRA"})
+    adam_betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas"})
+    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
+    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
+    beta: float = field(default=1.0, metadata={"help": "β, weight of the pre-training denoising loss"})
+    max_steps: int = field(default=1000, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=4, metadata={"help": "generated samples per micro-batch and device "
+                                                 "(and as many pre-training pairs)"})  # fmt: skip
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per step"})
+    mixed_precision: str = field(default="auto", metadata={"help": "'no', 'fp16', 'bf16'; auto: fp16 on CUDA"})
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "None: on for CUDA"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
+    resolution: int | None = field(default=None, metadata={"help": "training image size; None: model's"})
+    checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints (and at end)"})
+    seed: int = field(default=0, metadata={"help": "seed of data order, noise and timesteps"})
+
+
+@dataclass
+class ModelSample:
+    """A generated image (path, bytes or PIL) with its prompt and reward-model score."""
+
+    image: Any
+    prompt: str
+    reward: float
+
+
+@dataclass
+class PretrainSample:
+    image: Any
+    caption: str
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint: Path  # folder to pass to load_generator (kind "full") or as its `lora` (kind "lora")
+    kind: str
+    base_model: str
+    steps: int
+    curve: list[dict]  # per step: loss, model_loss, pretrain_loss
+    warnings: list[str]
+    seconds: float
+
+
+def read_pretrain_folder(path: str | Path) -> list[PretrainSample]:
+    """Image-caption pairs from `metadata.jsonl` or from `x.png` + `x.txt` files."""
+    root = Path(path)
+    meta = root / "metadata.jsonl"
+    if meta.exists():
+        out = []
+        for line in meta.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                out.append(PretrainSample(root / rec["file_name"], rec.get("text") or rec["caption"]))
+        return out
+    pairs = [PretrainSample(p, p.with_suffix(".txt").read_text().strip())
+             for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+             and p.with_suffix(".txt").exists()]  # fmt: skip
+    if not pairs:
+        raise ValueError(f"{root}: no metadata.jsonl and no image + .txt caption pairs")
+    return pairs
+
+
+def reward_weighted_loss(model_losses: torch.Tensor, rewards: torch.Tensor,
+                         pretrain_losses: torch.Tensor | None, beta: float) -> torch.Tensor:  # fmt: skip
+    """mean(r · ℓ_model) + β · mean(ℓ_pre); rewards are weights, never differentiated."""
+    loss = (rewards.detach().to(model_losses.dtype) * model_losses).mean()
+    if pretrain_losses is not None and pretrain_losses.numel() and beta:
+        loss = loss + beta * pretrain_losses.mean()
+    return loss
+
+
+def denoising_losses(unet: Any, scheduler: Any, latents: torch.Tensor, text_emb: torch.Tensor,
+                     noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """Per-sample denoising loss ℓ: MSE between the UNet output and its target (ε or v)."""
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    pred = unet(noisy, timesteps, text_emb).sample
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    return F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+
+
+def _pixels(image: Any, size: int) -> torch.Tensor:
+    from PIL import Image
+
+    if isinstance(image, bytes):
+        import io
+
+        image = Image.open(io.BytesIO(image))
+    elif isinstance(image, str | Path):
+        image = Image.open(image)
+    image = image.convert("RGB")
+    scale = size / min(image.size)
+    w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((w, h), Image.Resampling.BICUBIC)
+    left, top = (w - size) // 2, (h - size) // 2
+    arr = np.asarray(image.crop((left, top, left + size, top + size)), np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+class _PairDataset(torch.utils.data.Dataset):
+    def __init__(self, images: Sequence[Any], texts: Sequence[str], weights: Sequence[float],
+                 tokenizer: Any, size: int):  # fmt: skip
+        self.images, self.weights, self.size = images, weights, size
+        self.ids = tokenizer(list(texts), padding="max_length", truncation=True,
+                             max_length=tokenizer.model_max_length, return_tensors="pt").input_ids  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"pixels": _pixels(self.images[i], self.size), "ids": self.ids[i],
+                "weight": torch.tensor(float(self.weights[i]))}  # fmt: skip
+
+
+def _forever(loader: Any) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def finetune(
+    config: FinetuneConfig,
+    base_model: str | Path,
+    samples: Sequence[ModelSample],
+    out_dir: str | Path,
+    pretrain: str | Path | Sequence[PretrainSample] | None = None,
+    resume_from: str | Path | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> FinetuneResult:
+    """Fine-tune `base_model` (folder or hub id) on reward-weighted `samples`; see module doc."""
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    t0 = time.perf_counter()
+    if config.mode not in ("full", "lora"):
+        raise ValueError(f"mode must be 'full' or 'lora', not {config.mode!r}")
+    if not samples:
+        raise ValueError("no generated samples to fine-tune on")
+    out = Path(out_dir)
+    notes: list[str] = []
+    cuda = torch.cuda.is_available()
+    mp = ("fp16" if cuda else "no") if config.mixed_precision == "auto" else config.mixed_precision
+    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=config.gradient_accumulation_steps,
+                      cpu=not cuda)  # fmt: skip
+    state = _read_resume(resume_from, config) if resume_from else None
+    load_from = resume_from if state and config.mode == "full" else base_model
+    pipe = StableDiffusionPipeline.from_pretrained(str(load_from), dtype=torch.float32, safety_checker=None,
+                                                   requires_safety_checker=False)  # fmt: skip
+    unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp, torch.float32)
+    vae.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    for frozen in (vae, text_encoder):
+        frozen.to(acc.device)
+        if weight_dtype != torch.float32:  # frozen parts run in half precision only where it is asked
+            frozen.to(dtype=weight_dtype)
+    if config.mode == "lora":
+        from peft import LoraConfig
+
+        unet.requires_grad_(False)
+        unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank,
+                                    init_lora_weights="gaussian", target_modules=LORA_TARGETS))  # fmt: skip
+        if state:
+            from peft.utils import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict(unet, load_file(str(Path(resume_from) / "adapter_state.safetensors")))
+    if config.gradient_checkpointing if config.gradient_checkpointing is not None else cuda:
+        unet.enable_gradient_checkpointing()
+    params = [p for p in unet.parameters() if p.requires_grad]
+    lr = config.lr or (2e-5 if config.mode == "full" else 1e-4)
+    opt = torch.optim.AdamW(params, lr=lr, betas=config.adam_betas, eps=config.adam_eps,
+                            weight_decay=config.weight_decay)  # fmt: skip
+
+    size = config.resolution or unet.config.sample_size * pipe.vae_scale_factor
+    loader_gen = torch.Generator().manual_seed(config.seed)
+    model_ds = _PairDataset([s.image for s in samples], [s.prompt for s in samples],
+                            [s.reward for s in samples], tokenizer, size)  # fmt: skip
+    model_loader = torch.utils.data.DataLoader(model_ds, batch_size=config.batch_size, shuffle=True,
+                                               generator=loader_gen, drop_last=False)  # fmt: skip
+    pre = read_pretrain_folder(pretrain) if isinstance(pretrain, str | Path) else pretrain
+    pre_loader = None
+    if pre:
+        pre_ds = _PairDataset([p.image for p in pre], [p.caption for p in pre], [1.0] * len(pre), tokenizer, size)
+        pre_loader = torch.utils.data.DataLoader(pre_ds, batch_size=config.batch_size, shuffle=True,
+                                                 generator=loader_gen)  # fmt: skip
+    elif config.beta:
+        notes.append("no pre-training data: the β regulariser was skipped; the model may drift "
+                     "towards the generated set")  # fmt: skip
+        pywarnings.warn(notes[-1], stacklevel=2)
+    unet, opt, model_loader = acc.prepare(unet, opt, model_loader)
+    if pre_loader is not None:
+        pre_loader = acc.prepare(pre_loader)
+    step, curve = 0, []
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        step, curve = state["step"], state["curve"]
+
+    noise_gen = torch.Generator(device=acc.device).manual_seed(config.seed * 1000 + acc.process_index + step)
+    model_iter = _forever(model_loader)
+    pre_iter = _forever(pre_loader) if pre_loader is not None else None
+    unet.train()
+    ckpt = None
+    while step < config.max_steps:
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(step, config.max_steps)
+        parts = [next(model_iter)] + ([next(pre_iter)] if pre_iter else [])
+        n_model = len(parts[0]["ids"])
+        pixels = torch.cat([p["pixels"] for p in parts]).to(acc.device, weight_dtype)
+        ids = torch.cat([p["ids"] for p in parts]).to(acc.device)
+        with acc.accumulate(unet):
+            with torch.no_grad():
+                latents = vae.encode(pixels).latent_dist.sample(generator=noise_gen)
+                latents = (latents * vae.config.scaling_factor).float()
+                text_emb = text_encoder(ids)[0]
+            noise = torch.randn(latents.shape, generator=noise_gen, device=acc.device)
+            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),),
+                              generator=noise_gen, device=acc.device)  # fmt: skip
+            with acc.autocast():
+                losses = denoising_losses(unet, noise_scheduler, latents, text_emb, noise, t)
+            pre_losses = losses[n_model:] if pre_iter else None
+            loss = reward_weighted_loss(losses[:n_model], parts[0]["weight"].to(acc.device),
+                                        pre_losses, config.beta)  # fmt: skip
+            acc.backward(loss)
+            if acc.sync_gradients and config.max_grad_norm:
+                acc.clip_grad_norm_(params, config.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if acc.sync_gradients:
+            step += 1
+            curve.append({"step": step, "loss": float(acc.gather(loss.detach()).mean()),
+                          "model_loss": float(losses[:n_model].detach().mean()),
+                          "pretrain_loss": None if pre_losses is None else float(pre_losses.detach().mean())})  # fmt: skip
+            if progress is not None:
+                progress(step, config.max_steps, curve[-1]["loss"])
+            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                ckpt = _save_checkpoint(acc, pipe, unet, opt, out / f"checkpoint-{step}", config, base_model,
+                                        step, curve)  # fmt: skip
+    if ckpt is None:  # resumed at or past max_steps: nothing new to save
+        ckpt = Path(resume_from) if resume_from else out
+    acc.wait_for_everyone()
+    return FinetuneResult(checkpoint=ckpt, kind=config.mode, base_model=str(base_model), steps=step,
+                          curve=curve, warnings=notes, seconds=time.perf_counter() - t0)  # fmt: skip
+
+
+def _read_resume(path: str | Path, config: FinetuneConfig) -> dict:
+    p = Path(path)
+    meta = json.loads((p / "finetune.json").read_text())
+    if meta["kind"] != config.mode:
+        raise ValueError(f"checkpoint {p} is a {meta['kind']} checkpoint, config asks for {config.mode}")
+    state = torch.load(p / "training_state.pt", map_location="cpu", weights_only=False)
+    return state
+
+
+def _save_checkpoint(acc: Any, pipe: Any, unet: Any, opt: Any, path: Path, config: FinetuneConfig,
+                     base_model: str | Path, step: int, curve: list[dict]) -> Path:  # fmt: skip
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        path.mkdir(parents=True, exist_ok=True)
+        model = acc.unwrap_model(unet)
+        if config.mode == "full":
+            pipe.unet = model
+            pipe.save_pretrained(path)
+        else:
+            from diffusers import StableDiffusionPipeline
+            from diffusers.utils import convert_state_dict_to_diffusers
+            from peft.utils import get_peft_model_state_dict
+            from safetensors.torch import save_file
+
+            peft_state = get_peft_model_state_dict(model)
+            StableDiffusionPipeline.save_lora_weights(
+                path, unet_lora_layers=convert_state_dict_to_diffusers(peft_state), safe_serialization=True
+            )
+            save_file({k: v.detach().cpu().contiguous() for k, v in peft_state.items()},
+                      str(path / "adapter_state.safetensors"))  # fmt: skip
+        torch.save({"optimizer": opt.state_dict(), "step": step, "curve": curve}, path / "training_state.pt")
+        (path / "finetune.json").write_text(json.dumps({
+            "kind": config.mode, "base_model": str(base_model), "step": step,
+            "config": asdict(config)}, indent=2))  # fmt: skip
+    acc.wait_for_everyone()
+    return path

@@ -1,0 +1,336 @@
+"""The reward model r(x, z) = MLP(concat(CLIP image emb, CLIP text emb)) and its training.
+
+Loss = MSE(y, r) + λ · CE(softmax(r(x, z_j) / T), original), the second term on good-labelled pairs
+only, over the original prompt and N-1 perturbed prompts (`ml.prompts.perturb`).
+
+Speed: CLIP is frozen, so training works on cached embeddings. The first layer is split into an
+image half and a text half (W·[x; z] = W_x·x + W_z·z, the same function), so the image half is
+computed once per image for all N prompts and the text half once per distinct text in a batch.
+Perturbed prompts are embedded once, before training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ml.embeddings import clip_score
+from ml.metrics import pairwise_accuracy, roc_auc
+from ml.prompts import perturbed_texts
+
+LABEL_VALUES = {"good": 1.0, "bad": 0.0}
+TextVectors = Mapping[str, np.ndarray] | Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass
+class RewardConfig:
+    hidden: int = field(default=1024, metadata={"help": "width of the two hidden layers"})
+    lambda_pc: float = field(default=0.5, metadata={"help": "weight λ of the prompt-classification loss"})
+    temperature: float = field(default=2.0, metadata={"help": "temperature T of the prompt classification"})
+    n_prompts: int = field(default=10, metadata={"help": "N: original + N-1 perturbed prompts"})
+    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    pc_fraction: float = field(
+        default=0.1,
+        metadata={"help": "share of a batch's good pairs that enter the prompt-classification term "
+                  "(a random subset: an unbiased estimate of its mean at a fraction of the cost; 1.0: all)"},
+    )  # fmt: skip
+    batch_size: int = field(default=2048, metadata={"help": "labelled pairs per step"})
+    max_epochs: int = field(default=5, metadata={"help": "upper bound on passes over the training set"})
+    patience: int = field(default=2, metadata={"help": "stop after this many epochs without a better val MSE"})
+    val_fraction: float = field(default=0.15, metadata={"help": "share of prompts held out for validation"})
+    seed: int = field(default=0, metadata={"help": "seed of split, init, batching and perturbations"})
+    precision: str = field(default="bf16", metadata={"help": "'bf16' autocast while training, or 'fp32'"})
+    device: str | None = field(default=None, metadata={"help": "torch device; None: cuda if available"})
+
+
+@dataclass
+class RewardRow:
+    image_key: str
+    prompt: str
+    label: str  # good | bad | skip
+
+
+class RewardMLP(nn.Module):
+    def __init__(self, image_dim: int, text_dim: int, hidden: int = 1024):
+        super().__init__()
+        self.image_in = nn.Linear(image_dim, hidden)
+        self.text_in = nn.Linear(text_dim, hidden, bias=False)
+        self.hidden = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def head(self, image_h: torch.Tensor, text_h: torch.Tensor) -> torch.Tensor:
+        """r from first-layer halves (broadcasting: one image against several texts)."""
+        h = F.relu(self.hidden(F.relu(image_h + text_h)))
+        return torch.sigmoid(self.out(h).squeeze(-1))
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.head(self.image_in(image), self.text_in(text))
+
+
+def mse_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return ((labels - scores) ** 2).mean()
+
+
+def prompt_classification_loss(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """scores: (G, N) rewards of each good image against its N prompts, column 0 the original."""
+    target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+    return F.cross_entropy(scores / temperature, target)
+
+
+@dataclass
+class RewardModel:
+    """A trained reward model; load once with `load_reward`, score many times."""
+
+    module: RewardMLP
+    config: RewardConfig
+    image_dim: int
+    text_dim: int
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class RewardResult:
+    model: RewardModel
+    metrics: dict  # validation metrics, including the CLIP-score baseline on the same split
+    history: list[dict]  # per epoch: train loss, val MSE
+    best_epoch: int
+    n_train: int
+    n_val: int
+    n_skipped: int  # rows labelled skip (kept by the caller, not trained on)
+    n_without_pc: int  # good rows whose prompt could not be perturbed (outside the template language)
+    seconds: float
+
+
+def _as_rows(rows: Sequence[RewardRow | Mapping]) -> list[RewardRow]:
+    return [r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"])
+            for r in rows]  # fmt: skip
+
+
+def _text_fn(text_vectors: TextVectors) -> Callable[[Sequence[str]], np.ndarray]:
+    if callable(text_vectors):
+        return text_vectors
+    return lambda texts: np.stack([np.asarray(text_vectors[t], np.float32) for t in texts])
+
+
+def split_prompts(prompts: Sequence[str], val_fraction: float, seed: int) -> set[str]:
+    """The validation prompts: a seeded share of distinct prompts, so no prompt is on both sides."""
+    unique = sorted(set(prompts))
+    random.Random(seed).shuffle(unique)
+    n_val = max(1, round(len(unique) * val_fraction)) if val_fraction > 0 and len(unique) > 1 else 0
+    return set(unique[:n_val])
+
+
+@dataclass
+class _Data:
+    image: torch.Tensor  # (R, Di)
+    text_idx: torch.Tensor  # (R,) index into texts
+    label: torch.Tensor  # (R,)
+    negatives: torch.Tensor  # (R, N-1) index into texts, valid where pc_mask
+    pc_mask: torch.Tensor  # (R,) good and perturbable
+    prompts: list[str]
+
+
+def _batch_scores(model: RewardMLP, texts: torch.Tensor, d: _Data, idx: torch.Tensor, pc_fraction: float):
+    """Scores of the rows `idx` against their prompt, and (G, N) scores of (a `pc_fraction` random
+    subset of) the good rows against their N prompts."""
+    image_h = model.image_in(d.image[idx])
+    mask = d.pc_mask[idx]
+    if pc_fraction < 1.0:
+        mask = mask & (torch.rand(len(idx), device=idx.device) < pc_fraction)
+    needed = torch.cat([d.text_idx[idx], d.negatives[idx][mask].flatten()])
+    uniq, inverse = torch.unique(needed, return_inverse=True)
+    text_h = model.text_in(texts[uniq])
+    s0 = model.head(image_h, text_h[inverse[: len(idx)]])
+    if not mask.any():
+        return s0, None
+    neg_h = text_h[inverse[len(idx) :]].view(int(mask.sum()), -1, text_h.shape[-1])
+    s_neg = model.head(image_h[mask].unsqueeze(1), neg_h)
+    return s0, torch.cat([s0[mask].unsqueeze(1), s_neg], dim=1)
+
+
+def train_reward(
+    config: RewardConfig,
+    rows: Sequence[RewardRow | Mapping],
+    image_vectors: Mapping[str, np.ndarray],
+    text_vectors: TextVectors,
+    progress: Callable[[int, int], None] | None = None,
+) -> RewardResult:
+    """Train on labelled rows; `image_vectors[image_key]` and `text_vectors` (a mapping or a
+    function of a list of texts) give the cached CLIP embeddings, perturbed prompts included."""
+    t0 = time.perf_counter()
+    all_rows = _as_rows(rows)
+    bad = {r.label for r in all_rows} - {"good", "bad", "skip"}
+    if bad:
+        raise ValueError(f"unknown labels {sorted(bad)}; expected good, bad or skip")
+    used = [r for r in all_rows if r.label != "skip"]
+    if not used:
+        raise ValueError("no good/bad rows to train on")
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    prompts = sorted({r.prompt for r in used})
+    negatives = perturbed_texts(prompts, config.n_prompts - 1, config.seed)
+    texts = list(dict.fromkeys(prompts + [t for ns in negatives.values() if ns for t in ns]))
+    tpos = {t: i for i, t in enumerate(texts)}
+    text_mat = torch.from_numpy(np.asarray(_text_fn(text_vectors)(texts), np.float32)).to(device)
+    missing = [r.image_key for r in used if r.image_key not in image_vectors]
+    if missing:
+        raise KeyError(f"{len(missing)} image(s) have no embedding, e.g. {missing[:3]}")
+
+    val_prompts = split_prompts([r.prompt for r in used], config.val_fraction, config.seed)
+
+    def build(part: list[RewardRow]) -> _Data:
+        n_neg = config.n_prompts - 1
+        neg = [negatives[r.prompt] or [r.prompt] * n_neg for r in part]
+        return _Data(
+            image=torch.from_numpy(np.stack([np.asarray(image_vectors[r.image_key], np.float32)
+                                             for r in part])).to(device),  # fmt: skip
+            text_idx=torch.tensor([tpos[r.prompt] for r in part], device=device),
+            label=torch.tensor([LABEL_VALUES[r.label] for r in part], device=device),
+            negatives=torch.tensor([[tpos[t] for t in ns] for ns in neg], device=device).view(-1, n_neg),
+            pc_mask=torch.tensor([r.label == "good" and negatives[r.prompt] is not None for r in part],
+                                 device=device),  # fmt: skip
+            prompts=[r.prompt for r in part],
+        )
+
+    train_rows = [r for r in used if r.prompt not in val_prompts]
+    val_rows = [r for r in used if r.prompt in val_prompts]
+    train, val = build(train_rows), (build(val_rows) if val_rows else None)
+
+    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+        torch.manual_seed(config.seed)
+        module = RewardMLP(train.image.shape[1], text_mat.shape[1], config.hidden).to(device)
+        opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                                  enabled=config.precision == "bf16")  # fmt: skip
+        history: list[dict] = []
+        best = (math.inf, 0, {k: v.clone() for k, v in module.state_dict().items()})
+        n = len(train_rows)
+        for epoch in range(1, config.max_epochs + 1):
+            module.train()
+            perm = torch.randperm(n, device=device)
+            total = 0.0
+            for start in range(0, n, config.batch_size):
+                idx = perm[start : start + config.batch_size]
+                with autocast:
+                    s0, s_all = _batch_scores(module, text_mat, train, idx,
+                                               config.pc_fraction if config.lambda_pc > 0 else 0.0)
+                    loss = mse_loss(s0.float(), train.label[idx])
+                    if s_all is not None:
+                        loss = loss + config.lambda_pc * prompt_classification_loss(s_all.float(),
+                                                                                    config.temperature)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            val_mse = _evaluate(module, text_mat, val, config)["mse"] if val else total / n
+            history.append({"epoch": epoch, "train_loss": total / n, "val_mse": val_mse})
+            if progress:
+                progress(epoch, config.max_epochs)
+            if val_mse < best[0]:
+                best = (val_mse, epoch, {k: v.clone() for k, v in module.state_dict().items()})
+            elif epoch - best[1] >= config.patience:
+                break
+        module.load_state_dict(best[2])
+        module.eval()
+
+    metrics = _evaluate(module, text_mat, val, config) if val else {}
+    if val:
+        img = val.image.cpu().numpy()
+        txt = text_mat[val.text_idx].cpu().numpy()
+        metrics.update(_ranking(val, clip_score(img, txt), prefix="clip_"))
+    model = RewardModel(module=module, config=config, image_dim=train.image.shape[1],
+                        text_dim=text_mat.shape[1], meta={"metrics": metrics})  # fmt: skip
+    return RewardResult(
+        model=model, metrics=metrics, history=history, best_epoch=best[1], n_train=len(train_rows),
+        n_val=len(val_rows), n_skipped=len(all_rows) - len(used),
+        n_without_pc=sum(1 for r in used if r.label == "good" and negatives[r.prompt] is None),
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def _ranking(d: _Data, scores: np.ndarray, prefix: str = "") -> dict:
+    labels = d.label.cpu().numpy() > 0.5
+    pair_acc, n_pairs = pairwise_accuracy(d.prompts, labels, scores)
+    return {f"{prefix}auc": roc_auc(labels, scores), f"{prefix}pairwise_accuracy": pair_acc,
+            "n_pairs": n_pairs}  # fmt: skip
+
+
+@torch.no_grad()
+def _evaluate(module: RewardMLP, texts: torch.Tensor, d: _Data, config: RewardConfig) -> dict:
+    module.eval()
+    s0_parts, correct, n_pc = [], 0, 0
+    for start in range(0, len(d.prompts), 8192):
+        idx = torch.arange(start, min(start + 8192, len(d.prompts)), device=texts.device)
+        s0, s_all = _batch_scores(module, texts, d, idx, 1.0)
+        s0_parts.append(s0)
+        if s_all is not None:
+            correct += int((s_all.argmax(dim=1) == 0).sum())
+            n_pc += s_all.shape[0]
+    s0 = torch.cat(s0_parts)
+    scores = s0.cpu().numpy()
+    labels = d.label.cpu().numpy()
+    out = {"mse": float(((scores - labels) ** 2).mean()),
+           "accuracy": float(((scores > 0.5) == (labels > 0.5)).mean()),
+           "prompt_classification_accuracy": correct / n_pc if n_pc else float("nan")}  # fmt: skip
+    out.update(_ranking(d, scores))
+    module.train()
+    return out
+
+
+def score(model: RewardModel, image_vectors: np.ndarray, text_vectors: np.ndarray,
+          batch_size: int = 8192) -> np.ndarray:  # fmt: skip
+    """r(x, z) in (0, 1) for aligned rows of image and text embeddings (fp32)."""
+    module = model.module
+    device = next(module.parameters()).device
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(image_vectors), batch_size):
+            img = torch.as_tensor(np.asarray(image_vectors[s : s + batch_size], np.float32), device=device)
+            txt = torch.as_tensor(np.asarray(text_vectors[s : s + batch_size], np.float32), device=device)
+            out.append(module(img, txt).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def save_reward(model: RewardModel, out_dir: str | Path) -> Path:
+    """Write `model.safetensors` + `config.json` (config, input sizes, metrics)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()},
+              str(out / "model.safetensors"))  # fmt: skip
+    meta = {"kind": "reward", "config": asdict(model.config), "image_dim": model.image_dim,
+            "text_dim": model.text_dim, **model.meta}  # fmt: skip
+    (out / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+    return out
+
+
+def _json_default(x: Any) -> Any:
+    return None if isinstance(x, float) and math.isnan(x) else str(x)
+
+
+def load_reward(path: str | Path, device: str | None = None) -> RewardModel:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = json.loads((path / "config.json").read_text())
+    names = {f.name for f in fields(RewardConfig)}
+    config = RewardConfig(**{k: v for k, v in meta["config"].items() if k in names})
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    module = RewardMLP(meta["image_dim"], meta["text_dim"], config.hidden)
+    module.load_state_dict(load_file(str(path / "model.safetensors")))
+    module.to(device).eval()
+    extra = {k: v for k, v in meta.items() if k not in ("kind", "config", "image_dim", "text_dim")}
+    return RewardModel(module=module, config=config, image_dim=meta["image_dim"], text_dim=meta["text_dim"],
+                       meta=extra)  # fmt: skip

@@ -1,0 +1,142 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from ml.finetune import (
+    FinetuneConfig, ModelSample, PretrainSample, denoising_losses, finetune, read_pretrain_folder,
+    reward_weighted_loss,
+)  # fmt: skip
+from ml.generation import GenerationConfig, generate, load_generator
+
+
+def test_reward_weighted_loss_by_hand():
+    model = torch.tensor([1.0, 2.0, 4.0])
+    r = torch.tensor([0.5, 0.25, 1.0])
+    pre = torch.tensor([3.0, 1.0])
+    expected = (0.5 * 1 + 0.25 * 2 + 1.0 * 4) / 3 + 0.7 * (3 + 1) / 2
+    assert reward_weighted_loss(model, r, pre, beta=0.7).item() == pytest.approx(expected)
+    assert reward_weighted_loss(model, r, None, beta=0.7).item() == pytest.approx(5 / 3)
+
+
+def test_rewards_scale_each_samples_gradient_and_are_not_differentiated():
+    w = torch.tensor([1.5, -0.5], requires_grad=True)
+    x = torch.tensor([[1.0, 2.0], [3.0, 1.0]])
+    rewards = torch.tensor([0.8, 0.3], requires_grad=True)
+
+    def grad(r):
+        w.grad = None
+        reward_weighted_loss((x @ w) ** 2, r, None, beta=1.0).backward()
+        return w.grad.clone()
+
+    g = grad(rewards)
+    # d/dw of mean_i r_i (x_i·w)^2 = (1/B) Σ r_i · 2 (x_i·w) x_i
+    by_hand = sum(rewards[i].item() * 2 * (x[i] @ w).item() * x[i] for i in range(2)) / 2
+    assert torch.allclose(g, by_hand)
+    assert rewards.grad is None
+    # Each sample's contribution is linear in its own weight.
+    g1, g2 = grad(torch.tensor([1.0, 0.0])), grad(torch.tensor([0.0, 1.0]))
+    assert torch.allclose(g, 0.8 * g1 + 0.3 * g2, atol=1e-6)
+
+
+def test_denoising_loss_is_mse_to_the_noise_per_sample():
+    sched = DDPMScheduler(num_train_timesteps=1000)
+
+    class Unet:  # predicts a constant: loss = mean((c - ε)^2) per sample
+        def __call__(self, noisy, t, emb):
+            return type("Out", (), {"sample": torch.full_like(noisy, 0.25)})()
+
+    lat, noise = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    out = denoising_losses(Unet(), sched, lat, None, noise, torch.tensor([10, 500]))
+    assert torch.allclose(out, ((0.25 - noise) ** 2).mean(dim=(1, 2, 3)))
+
+
+@pytest.fixture(scope="module")
+def samples(generator):
+    images = generate(generator, [("Two dogs", 1), ("A red cup", 2), ("A cat in the sea", 3)],
+                      GenerationConfig(steps=2)).images  # fmt: skip
+    return [ModelSample(g.image, g.prompt, r) for g, r in zip(images, [0.9, 0.1, 0.6], strict=True)]
+
+
+def _state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_step_trains_only_the_unet_and_checkpoint_generates(mode, tiny_sd, samples, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    base = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None)
+    pre = [PretrainSample(s.image, "a photo") for s in samples]
+    cfg = FinetuneConfig(mode=mode, max_steps=2, batch_size=2, lr=1e-2, checkpoint_every=1)
+    result = finetune(cfg, tiny_sd, samples, tmp_path / "ft", pretrain=pre)
+    assert result.steps == 2 and [c["step"] for c in result.curve] == [1, 2]
+    assert all(c["pretrain_loss"] is not None and np.isfinite(c["loss"]) for c in result.curve)
+    assert result.warnings == []
+    ckpt = result.checkpoint
+    assert ckpt.name == "checkpoint-2" and (tmp_path / "ft" / "checkpoint-1").exists()
+    gen = load_generator(ckpt, device="cpu") if mode == "full" else load_generator(tiny_sd, lora=ckpt, device="cpu")
+    tuned = gen.pipe
+    assert _same(_state(base.vae), _state(tuned.vae))
+    assert _same(_state(base.text_encoder), _state(tuned.text_encoder))
+    if mode == "full":
+        assert not _same(_state(base.unet), _state(tuned.unet))
+    else:
+        assert (ckpt / "pytorch_lora_weights.safetensors").exists()
+    base_gen = load_generator(tiny_sd, device="cpu")
+    req, gcfg = [("Two dogs", 7)], GenerationConfig(steps=2)
+    a = np.asarray(generate(base_gen, req, gcfg).images[0].image, np.int16)
+    b = np.asarray(generate(gen, req, gcfg).images[0].image, np.int16)
+    assert np.abs(a - b).max() > 0  # the trained weights are what generates
+
+
+def test_lora_adapter_holds_only_lora_weights_and_base_stays(tiny_sd, samples, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    base = _state(StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None).unet)
+    with pytest.warns(UserWarning, match="pre-training"):
+        r = finetune(FinetuneConfig(max_steps=1, batch_size=2, lr=1e-2), tiny_sd, samples, tmp_path / "ft")
+    adapter = load_file(str(r.checkpoint / "pytorch_lora_weights.safetensors"))
+    assert adapter and all("lora" in k for k in adapter)
+    tuned = _state(load_generator(tiny_sd, lora=r.checkpoint, device="cpu").pipe.unet)
+    stripped = {k.replace(".base_layer", ""): v for k, v in tuned.items() if "lora_" not in k}
+    assert stripped.keys() == base.keys() and _same(base, stripped)
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in tuned.items())  # B starts at 0: it trained
+
+
+def test_resume_continues_step_count_and_optimizer(tiny_sd, samples, tmp_path):
+    cfg = FinetuneConfig(mode="lora", max_steps=2, batch_size=2, checkpoint_every=1)
+    with warnings.catch_warnings(record=True):
+        first = finetune(cfg, tiny_sd, samples, tmp_path / "ft")
+    assert first.warnings and "pre-training" in first.warnings[0]
+    cfg4 = FinetuneConfig(mode="lora", max_steps=4, batch_size=2, checkpoint_every=2)
+    with pytest.warns(UserWarning):
+        resumed = finetune(cfg4, tiny_sd, samples, tmp_path / "ft", resume_from=first.checkpoint)
+    assert resumed.steps == 4 and [c["step"] for c in resumed.curve] == [1, 2, 3, 4]
+    assert json.loads((resumed.checkpoint / "finetune.json").read_text())["step"] == 4
+    state = torch.load(resumed.checkpoint / "training_state.pt", weights_only=False)
+    assert all(s["step"] == 4 for s in state["optimizer"]["state"].values())
+    with pytest.raises(ValueError, match="lora checkpoint"):
+        finetune(FinetuneConfig(mode="full", max_steps=3), tiny_sd, samples, tmp_path / "x",
+                 resume_from=first.checkpoint)  # fmt: skip
+
+
+def test_pretrain_folder_formats(tmp_path, samples):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    samples[0].image.save(a / "x.png")
+    (a / "x.txt").write_text("a dog\n")
+    samples[1].image.save(b / "img.png")
+    (b / "metadata.jsonl").write_text(json.dumps({"file_name": "img.png", "text": "a cup"}) + "\n")
+    assert [(p.image.name, p.caption) for p in read_pretrain_folder(a)] == [("x.png", "a dog")]
+    assert [(p.image.name, p.caption) for p in read_pretrain_folder(b)] == [("img.png", "a cup")]
+    with pytest.raises(ValueError):
+        read_pretrain_folder(tmp_path)

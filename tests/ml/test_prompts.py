@@ -1,0 +1,106 @@
+import pytest
+
+from ml.prompts import (
+    BACKGROUNDS, COLORS, COUNTS, OBJECTS, PromptSetConfig, all_prompts, generate_prompt_set, highlight_spans,
+    indefinite_article, make_prompt, parse_prompt, perturb, pluralize, prompts_from_texts, render,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("attrs", "text"),
+    [
+        (("dog", 2, None, None), "Two dogs"),
+        (("dog", None, "green", None), "A green colored dog"),
+        (("dog", None, None, "forest"), "A dog in the forest"),
+        (("dog", 2, "blue", "forest"), "Two blue dogs in the forest"),
+        (("orange", None, None, "moon"), "An orange on the moon"),
+        (("apple", None, None, "table"), "An apple on the table"),
+        (("airplane", None, None, "San Francisco"), "An airplane in San Francisco"),
+        (("box", 3, None, None), "Three boxes"),
+        (("orange", 5, None, None), "Five oranges"),
+        (("wolf", 4, "white", "city"), "Four white wolves in the city"),
+        (("cat", 1, None, None), "One cat"),
+        (("apple", None, "red", "desert"), "A red apple in the desert"),
+    ],
+)
+def test_render_english(attrs, text):
+    assert render(*attrs) == text
+
+
+def test_plural_and_article_rules():
+    assert [pluralize(w) for w in ["cherry", "knife", "bus", "dish", "toy", "mouse", "glass"]] == [
+        "cherries", "knives", "buses", "dishes", "toys", "mice", "glasses"]  # fmt: skip
+    assert [indefinite_article(w) for w in ["orange", "umbrella", "unicorn", "hour", "cake"]] == [
+        "an", "an", "a", "an", "a"]  # fmt: skip
+
+
+def test_every_template_prompt_parses_back_to_its_attributes():
+    prompts = [p for ps in all_prompts().values() for p in ps]
+    assert len({p.text for p in prompts}) == len(prompts)
+    for p in prompts:
+        assert parse_prompt(p.text) == p
+
+
+def test_attributes_category_and_split():
+    p = parse_prompt("Two blue wolves in the forest")
+    assert (p.category, p.object, p.count, p.color, p.background, p.split) == (
+        "combination", "wolf", 2, "blue", "forest", "unseen")  # fmt: skip
+    assert parse_prompt("A green colored dog").category == "color"
+    assert parse_prompt("three cats").category == "count"
+    assert parse_prompt("a rose on the moon").split == "unseen"
+    assert parse_prompt("A dog in the forest").split == "seen"
+
+
+@pytest.mark.parametrize("text", ["Two dog", "A dogs", "A dog", "Two spaceships", "hello world", ""])
+def test_parser_rejects_what_is_not_a_probe(text):
+    assert parse_prompt(text) is None
+
+
+def test_prompts_from_texts_names_bad_lines():
+    with pytest.raises(ValueError, match="not in the template language"):
+        prompts_from_texts(["Two dogs", "a spaceship"])
+
+
+def test_highlight_spans_point_at_the_words():
+    p = parse_prompt("Two blue dogs in San Francisco")
+    assert [(p.text[s:e], a) for s, e, a in highlight_spans(p)] == [
+        ("Two", "count"), ("blue", "color"), ("dogs", "object"), ("San Francisco", "background")]  # fmt: skip
+
+
+def test_prompt_set_sizes_and_determinism():
+    full = generate_prompt_set(PromptSetConfig())
+    assert len(full) == 2774
+    singles = len(OBJECTS) * (len(COUNTS) + len(COLORS) + len(BACKGROUNDS))
+    assert sum(p.category != "combination" for p in full) == singles
+    assert {p.category for p in full} == {"count", "color", "background", "combination"}
+    small = generate_prompt_set(PromptSetConfig(size=100, seed=3))
+    assert len(small) == 100 and len({p.text for p in small}) == 100
+    assert small == generate_prompt_set(PromptSetConfig(size=100, seed=3))
+    assert small != generate_prompt_set(PromptSetConfig(size=100, seed=4))
+    seen_only = generate_prompt_set(PromptSetConfig(size=None, splits=("seen",), categories=("count",)))
+    assert len(seen_only) == 20 * 6 and all(p.split == "seen" for p in seen_only)
+
+
+def _attrs(p):
+    return (p.object, p.count, p.color, p.background)
+
+
+@pytest.mark.parametrize("text", ["Two dogs", "A green colored cup", "A tree in the sea",
+                                  "Six purple roses on the table", "One cat"])  # fmt: skip
+def test_perturbations_differ_are_distinct_and_deterministic(text):
+    p = parse_prompt(text)
+    negs = perturb(p, 9, seed=1)
+    assert len(negs) == 9
+    assert len({q.text for q in negs}) == 9
+    assert all(q.text != p.text and _attrs(q) != _attrs(p) for q in negs)
+    assert all(parse_prompt(q.text) == q for q in negs)
+    assert [q.text for q in perturb(p, 9, seed=1)] == [q.text for q in negs]
+    assert [q.text for q in perturb(p, 9, seed=2)] != [q.text for q in negs]
+
+
+def test_perturbation_falls_back_to_double_swaps_when_single_swaps_run_out():
+    p = make_prompt("dog", count=2)
+    negs = perturb(p, 40, seed=0)  # 5 count swaps + 24 object swaps < 40
+    assert len({q.text for q in negs}) == 40 and p.text not in {q.text for q in negs}
+    with pytest.raises(ValueError):
+        perturb(p, 10_000)
