@@ -38,11 +38,16 @@ class Settings(BaseSettings):
     labels_per_image: int = Field(1, ge=1, le=100)
     votes_per_comparison: int = Field(9, ge=1, le=100)
     lease_seconds: int = Field(600, ge=10, le=86400)
+    comparison_gold_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of gold pairs per annotator")
+    # expired leases are returned to the pool by `next` at most this often per process
+    lease_sweep_seconds: float = Field(1.0, ge=0.0)
 
     # Sessions and log-in throttling.
     session_hours: int = Field(12, ge=1, le=24 * 30)
     login_max_failures: int = Field(5, ge=1, description="failures before the account is locked")
     login_lock_seconds: int = Field(300, ge=1, description="first lock; doubles with each further failure")
+
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest image POST /images accepts")
 
     # A demo runs jobs in-process instead of sending them to Celery.
     inprocess_worker: bool = False

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.annotation import api as annotation_api
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.config import PROJECT_ROOT, Settings, get_settings
@@ -17,6 +18,8 @@ from app.db.session import engine_for, make_sessionmaker
 from app.errors import install_error_handlers
 from app.health import router as health_router
 from app.home import pages as home_pages
+from app.images import api as images_api
+from app.prompts import api as prompts_api
 from app.jobs.dispatch import CeleryDispatcher, Dispatcher, install_after_commit
 from app.logging import configure_logging
 from app.middleware import RequestContextMiddleware
@@ -57,7 +60,9 @@ def create_app(
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 
-    for router in (health_router, auth_pages.router, home_pages.router, auth_api.router):
+    routers = (health_router, auth_pages.router, home_pages.router, auth_api.router, prompts_api.router,
+               images_api.router, annotation_api.router)
+    for router in routers:
         app.include_router(router)
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)

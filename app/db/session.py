@@ -24,6 +24,14 @@ def make_engine(url: str, pool_size: int = 20, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # take transaction control from the driver so that we can BEGIN IMMEDIATE below
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # SQLite has no row locks: take the write lock up front so two transactions never
+            # both read and then fail to upgrade (the demo's scale makes this serialisation free)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(

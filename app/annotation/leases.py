@@ -1,0 +1,219 @@
+"""The lease engine shared by ratings and comparisons.
+
+An item (image or comparison) wants N answers from N distinct annotators. Its `open` counter is
+N minus stored usable answers minus live leases, so "next" is one indexed, ordered scan of items
+with open > 0 and never hands out more than N. Postgres row locks keep it exact under
+concurrency; SKIP LOCKED keeps concurrent callers from waiting on each other.
+
+Lock order, everywhere: the item row first, then its assignment rows. Every path (next, submit,
+undo, sweep) follows it, so these transactions cannot deadlock one another.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, case, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.db.models import Comparison, ComparisonAssignment, Image, RatingAssignment
+from app.errors import Conflict, NotFound
+
+
+@dataclass(frozen=True)
+class LeaseKind:
+    name: str
+    item: Any  # ORM class of the item
+    assignment: Any  # ORM class of the lease
+    item_fk: str  # assignment column pointing at the item
+    open_col: str  # item column: open slots
+    wanted_col: str  # item column: answers wanted
+
+    @property
+    def fk(self) -> Any:
+        return getattr(self.assignment, self.item_fk)
+
+    @property
+    def open(self) -> Any:
+        return getattr(self.item, self.open_col)
+
+    @property
+    def wanted(self) -> Any:
+        return getattr(self.item, self.wanted_col)
+
+
+RATING = LeaseKind("rating", Image, RatingAssignment, "image_id", "ratings_open", "ratings_wanted")
+COMPARISON = LeaseKind("comparison", Comparison, ComparisonAssignment, "comparison_id", "votes_open", "votes_wanted")
+
+
+class LeaseLost(Conflict):
+    code = "lease_lost"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Your time on this item ran out and it was handed to another annotator, so this answer was not "
+            "stored. Nothing else was lost; carry on with the next item."
+        )
+
+
+# ---- expired leases -----------------------------------------------------------------------------
+
+_last_sweep: dict[str, float] = {}
+
+
+def sweep_expired(session: Session, kind: LeaseKind, now: datetime, *, min_interval: float = 1.0,
+                  limit: int = 500) -> int:
+    """Return expired leases to the pool. Cheap when nothing expired (a partial-index range scan);
+    rate-limited per process so a busy server does not repeat it on every request."""
+    mono = time.monotonic()
+    if min_interval > 0 and mono - _last_sweep.get(kind.name, -1e9) < min_interval:
+        return 0
+    _last_sweep[kind.name] = mono
+    A = kind.assignment
+    rows = session.execute(
+        select(A.id, kind.fk).where(A.state == "leased", A.lease_expires_at <= now)
+        .order_by(A.lease_expires_at).limit(limit)
+    ).all()
+    if not rows:
+        return 0
+    item_ids = sorted({r[1] for r in rows})
+    # item first (lock order); skip items another transaction is working on, the next sweep gets them
+    locked = set(session.scalars(
+        select(kind.item.id).where(kind.item.id.in_(item_ids)).order_by(kind.item.id)
+        .with_for_update(skip_locked=True)
+    ))
+    candidates = [r[0] for r in rows if r[1] in locked]
+    if not candidates:
+        return 0
+    released = session.execute(
+        update(A).where(A.id.in_(candidates), A.state == "leased", A.lease_expires_at <= now)
+        .values(state="released").returning(kind.fk, A.is_gold)
+    ).all()
+    per_item = Counter(item_id for item_id, is_gold in released if not is_gold)
+    for item_id, n in sorted(per_item.items()):
+        session.execute(
+            update(kind.item).where(kind.item.id == item_id)
+            .values({kind.open_col: case((kind.open + n > kind.wanted, kind.wanted), else_=kind.open + n)})
+        )
+    return len(released)
+
+
+# ---- handing out --------------------------------------------------------------------------------
+
+
+def held_leases(session: Session, kind: LeaseKind, annotator_id: int, now: datetime, *filters: Any) -> list[Any]:
+    A = kind.assignment
+    return list(session.scalars(
+        select(A).join(kind.item, kind.item.id == kind.fk)
+        .where(A.annotator_id == annotator_id, A.state == "leased", A.lease_expires_at > now, *filters)
+        .order_by(A.leased_at, A.id)
+    ))
+
+
+def pick_open_items(session: Session, kind: LeaseKind, annotator_id: int, n: int, *filters: Any) -> list[int]:
+    """Lock up to n open items this annotator has not answered or held, fullest first."""
+    A = kind.assignment
+    mine = exists().where(kind.fk == kind.item.id, A.annotator_id == annotator_id, A.state != "released")
+    return list(session.scalars(
+        select(kind.item.id)
+        .where(kind.open > 0, ~mine, *filters)
+        .order_by(kind.open, kind.item.id)
+        .limit(n)
+        .with_for_update(skip_locked=True)
+    ))
+
+
+def take_slots(session: Session, kind: LeaseKind, item_ids: Sequence[int]) -> None:
+    if item_ids:
+        session.execute(update(kind.item).where(kind.item.id.in_(item_ids)).values({kind.open_col: kind.open - 1}))
+
+
+def lease(session: Session, kind: LeaseKind, annotator_id: int, item_ids: Sequence[int], now: datetime,
+          lease_seconds: int, *, is_gold: bool = False, extra: Any = None) -> list[int]:
+    """Create (or revive this annotator's released) leases on locked items; returns assignment ids.
+
+    `extra(item_id)` gives further column values per lease (the random left/right of a pair).
+    """
+    if not item_ids:
+        return []
+    expires = now + timedelta(seconds=lease_seconds)
+    values = [
+        {kind.item_fk: item_id, "annotator_id": annotator_id, "state": "leased", "is_gold": is_gold,
+         "leased_at": now, "lease_expires_at": expires, "submitted_at": None, **(extra(item_id) if extra else {})}
+        for item_id in item_ids
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    A = kind.assignment
+    stmt = insert(A).values(values)
+    revive = {k: stmt.excluded[k] for k in values[0] if k not in (kind.item_fk, "annotator_id")}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[kind.item_fk, "annotator_id"], set_=revive, where=(A.state == "released")
+    ).returning(A.id)
+    return list(session.scalars(stmt))
+
+
+def gold_draws(n: int, rate: float, rng: random.Random | None = None) -> int:
+    rng = rng or random
+    return sum(1 for _ in range(n) if rng.random() < rate)
+
+
+# ---- answering ----------------------------------------------------------------------------------
+
+
+def lock_assignment(session: Session, kind: LeaseKind, assignment_id: int, annotator_id: int) -> tuple[Any, Any]:
+    """Lock (item, assignment) in the engine's lock order; someone else's lease is 'not found'."""
+    A = kind.assignment
+    item = session.scalars(
+        select(kind.item).where(kind.item.id == select(kind.fk).where(A.id == assignment_id).scalar_subquery())
+        .with_for_update()
+    ).first()
+    assignment = session.scalars(select(A).where(A.id == assignment_id).with_for_update()).first()
+    if assignment is None or item is None or assignment.annotator_id != annotator_id:
+        raise NotFound(f"Assignment {assignment_id} does not exist or is not yours.")
+    return item, assignment
+
+
+def claim_answer(kind: LeaseKind, item: Any, assignment: Any, now: datetime, *, uses_slot: bool) -> None:
+    """Turn a lease into an answer, keeping the item's open count exact.
+
+    A live lease (or one that expired but nobody reclaimed yet) already holds a slot. A lease that
+    was reclaimed holds none: the answer is accepted only if a slot is still free, else LeaseLost.
+    """
+    if assignment.state == "leased":
+        if not uses_slot and not assignment.is_gold:
+            setattr(item, kind.open_col, getattr(item, kind.open_col) + 1)  # a skip frees its slot
+    elif assignment.state == "released":
+        if uses_slot and not assignment.is_gold:
+            if getattr(item, kind.open_col) <= 0:
+                raise LeaseLost()
+            setattr(item, kind.open_col, getattr(item, kind.open_col) - 1)
+    else:  # pragma: no cover - callers handle 'submitted' before
+        raise Conflict("This item was already answered.")
+    assignment.state = "submitted"
+    assignment.submitted_at = now
+
+
+def unclaim_answer(kind: LeaseKind, item: Any, assignment: Any, now: datetime, *, used_slot: bool) -> None:
+    """Undo: the answer goes, the lease comes back (while its time holds)."""
+    if assignment.state != "submitted":
+        raise Conflict("There is no stored answer on this assignment to undo.", code="nothing_to_undo")
+    if assignment.lease_expires_at <= now:
+        raise Conflict("Too late to undo: the time on this item has run out.", code="undo_expired")
+    if not used_slot and not assignment.is_gold:
+        if getattr(item, kind.open_col) <= 0:
+            raise Conflict("Too late to undo: the item was handed to someone else.", code="undo_taken")
+        setattr(item, kind.open_col, getattr(item, kind.open_col) - 1)
+    assignment.state = "leased"
+    assignment.submitted_at = None
+
+
+def row_dict(row: Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)

@@ -1,0 +1,135 @@
+"""Good / bad / skip ratings: hand out images, store answers exactly once, undo."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.annotation import leases
+from app.annotation.leases import RATING
+from app.annotation.schemas import Highlight, RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.enums import PromptSetPurpose
+from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment, User
+from app.errors import Conflict
+from app.images.service import image_url
+from app.prompts import grammar
+
+MAX_PREFETCH = 5
+
+
+def _tasks(session: Session, assignments: list[RatingAssignment]) -> list[RatingTask]:
+    if not assignments:
+        return []
+    rows = {
+        r.id: r
+        for r in session.execute(
+            select(Image.id, Image.prompt_set_id, Prompt.text, Prompt.category)
+            .join(Prompt, Prompt.id == Image.prompt_id)
+            .where(Image.id.in_([a.image_id for a in assignments]))
+        )
+    }
+    out = []
+    for a in assignments:
+        r = rows[a.image_id]
+        out.append(RatingTask(
+            assignment_id=a.id, image_id=a.image_id, image_url=image_url(a.image_id), prompt=r.text,
+            prompt_set_id=r.prompt_set_id, category=r.category, lease_expires_at=a.lease_expires_at,
+            highlights=[Highlight(start=s, end=e, kind=k) for s, e, k in grammar.highlight(r.text)],
+        ))
+    return out
+
+
+def _candidate_sets(session: Session, prompt_set_id: int | None) -> list[PromptSet]:
+    if prompt_set_id is not None:
+        ps = session.get(PromptSet, prompt_set_id)
+        return [ps] if ps is not None else []
+    return list(session.scalars(
+        select(PromptSet).where(PromptSet.purpose == PromptSetPurpose.training.value).order_by(PromptSet.id)
+    ))
+
+
+def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_id: int | None = None,
+               prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None) -> list[RatingTask]:
+    """The caller's live leases first (no hoarding), topped up with new ones to `prefetch`."""
+    now = utcnow()
+    leases.sweep_expired(session, RATING, now, min_interval=sweep_interval)
+    set_filter = [Image.prompt_set_id == prompt_set_id] if prompt_set_id is not None else []
+    held = leases.held_leases(session, RATING, user.id, now, *set_filter)
+    need = max(0, prefetch - len(held))
+    new_ids: list[int] = []
+    for ps in _candidate_sets(session, prompt_set_id) if need else []:
+        n_gold = leases.gold_draws(need, ps.gold_rate, rng) if ps.gold_rate > 0 else 0
+        if n_gold:
+            gold_ids = list(session.scalars(
+                select(Image.id).where(
+                    Image.prompt_set_id == ps.id, Image.gold_label.is_not(None),
+                    ~select(RatingAssignment.id).where(RatingAssignment.image_id == Image.id,
+                                                       RatingAssignment.annotator_id == user.id,
+                                                       RatingAssignment.state != "released").exists(),
+                ).order_by(Image.id).limit(n_gold)
+            ))
+            new_ids += leases.lease(session, RATING, user.id, gold_ids, now, ps.lease_seconds, is_gold=True)
+            need -= len(gold_ids)
+        if need:
+            picked = leases.pick_open_items(session, RATING, user.id, need, Image.prompt_set_id == ps.id,
+                                            Image.gold_label.is_(None))
+            leases.take_slots(session, RATING, picked)
+            new_ids += leases.lease(session, RATING, user.id, picked, now, ps.lease_seconds)
+            need -= len(picked)
+        if not need:
+            break
+    fresh = list(session.scalars(select(RatingAssignment).where(RatingAssignment.id.in_(new_ids)))) if new_ids else []
+    fresh.sort(key=lambda a: new_ids.index(a.id))
+    return _tasks(session, held + fresh)[:max(prefetch, 1)] if (held or fresh) else []
+
+
+def as_batch(tasks: list[RatingTask]) -> RatingTaskBatch:
+    first, rest = tasks[0], tasks[1:]
+    return RatingTaskBatch(**first.model_dump(), prefetched=rest)
+
+
+def submit(session: Session, user: User, body: RatingSubmit) -> tuple[RatingRead, bool]:
+    """Store one answer per assignment. Returns (rating, created): an identical repeat gives the
+    stored rating back with created=False; a different answer is a conflict."""
+    now = utcnow()
+    item, assignment = leases.lock_assignment(session, RATING, body.assignment_id, user.id)
+    reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
+    if assignment.state == "submitted":
+        stored = session.scalars(select(Rating).where(Rating.assignment_id == assignment.id)).one()
+        if stored.label == body.label and (stored.skip_reason or None) == reason:
+            return RatingRead.model_validate(stored), False
+        raise Conflict(
+            f"This image was already answered '{stored.label}'. Undo that answer first to change it.",
+            code="already_answered",
+        )
+    leases.claim_answer(RATING, item, assignment, now, uses_slot=body.label != "skip")
+    rating = Rating(assignment_id=assignment.id, image_id=item.id, prompt_set_id=item.prompt_set_id,
+                    annotator_id=user.id, label=body.label, skip_reason=reason, duration_ms=body.duration_ms,
+                    created_at=now)
+    session.add(rating)
+    session.flush()
+    return RatingRead.model_validate(rating), True
+
+
+def undo(session: Session, user: User, assignment_id: int) -> RatingTask:
+    now = utcnow()
+    item, assignment = leases.lock_assignment(session, RATING, assignment_id, user.id)
+    stored = session.scalars(select(Rating).where(Rating.assignment_id == assignment.id)).first()
+    leases.unclaim_answer(RATING, item, assignment, now, used_slot=bool(stored and stored.label != "skip"))
+    if stored is not None:
+        session.delete(stored)
+    session.flush()
+    return _tasks(session, [assignment])[0]
+
+
+def ratings_since(session: Session, user_id: int, since: datetime) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(
+        select(func.count()).where(Rating.annotator_id == user_id, Rating.created_at >= since)
+    ) or 0

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Highlight(BaseModel):
+    start: int
+    end: int
+    kind: str = Field(description="count | color | object | background")
+
+
+class RatingTask(BaseModel):
+    assignment_id: int
+    image_id: int
+    image_url: str
+    prompt: str
+    prompt_set_id: int
+    category: str
+    highlights: list[Highlight] = []
+    lease_expires_at: datetime
+
+
+class RatingTaskBatch(RatingTask):
+    prefetched: list[RatingTask] = Field(default_factory=list,
+                                         description="further leased tasks, with ?prefetch=N > 1")
+
+
+class RatingSubmit(BaseModel):
+    assignment_id: int
+    label: Literal["good", "bad", "skip"]
+    duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000, description="time on item")
+    skip_reason: str | None = Field(None, max_length=500)
+
+
+class RatingRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    assignment_id: int
+    image_id: int
+    label: str
+    skip_reason: str | None
+    duration_ms: int | None
+    created_at: datetime
+
+
+class AnnotatorStats(BaseModel):
+    ratings_today: int
+    ratings_total: int
+    votes_today: int
+    votes_total: int
+    since: datetime
+
+
+class GoldAccuracy(BaseModel):
+    annotator_id: int
+    username: str
+    pseudonym: str
+    rating_gold_answered: int
+    rating_gold_correct: int
+    rating_gold_accuracy: float | None
+    comparison_gold_answered: int
+    comparison_gold_correct: int
+    comparison_gold_accuracy: float | None

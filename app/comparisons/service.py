@@ -1,0 +1,155 @@
+"""Blind pairwise comparisons: N votes from N distinct annotators per pair, sides random per lease."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.annotation import leases
+from app.annotation.leases import COMPARISON
+from app.comparisons.schemas import (
+    ComparisonCreate,
+    ComparisonGoldUpdate,
+    ComparisonRead,
+    ComparisonTask,
+    ComparisonTaskBatch,
+    PairImage,
+    VoteRead,
+    VoteSubmit,
+)
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.models import Comparison, ComparisonAssignment, ComparisonVote, Evaluation, Image, Prompt, User
+from app.errors import Conflict, Invalid, NotFound
+from app.images.service import image_url
+
+TO_MODEL = {True: {"left": "a", "right": "b", "tie": "tie"}, False: {"left": "b", "right": "a", "tie": "tie"}}
+TO_SCREEN = {flag: {v: k for k, v in m.items()} for flag, m in TO_MODEL.items()}
+
+
+def _tasks(session: Session, assignments: list[ComparisonAssignment]) -> list[ComparisonTask]:
+    if not assignments:
+        return []
+    rows = {
+        r.id: r
+        for r in session.execute(
+            select(Comparison.id, Comparison.image_a_id, Comparison.image_b_id, Prompt.text)
+            .join(Prompt, Prompt.id == Comparison.prompt_id)
+            .where(Comparison.id.in_([a.comparison_id for a in assignments]))
+        )
+    }
+    out = []
+    for a in assignments:
+        r = rows[a.comparison_id]
+        left, right = (r.image_a_id, r.image_b_id) if a.left_is_a else (r.image_b_id, r.image_a_id)
+        out.append(ComparisonTask(
+            assignment_id=a.id, prompt=r.text, left=PairImage(image_url=image_url(left)),
+            right=PairImage(image_url=image_url(right)), lease_expires_at=a.lease_expires_at,
+        ))
+    return out
+
+
+def next_tasks(session: Session, settings: Settings, user: User, *, evaluation_id: int | None = None,
+               prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None
+               ) -> list[ComparisonTask]:
+    rng = rng or random.Random()
+    now = utcnow()
+    leases.sweep_expired(session, COMPARISON, now, min_interval=sweep_interval)
+    filters = [Comparison.evaluation_id == evaluation_id] if evaluation_id is not None else []
+    held = leases.held_leases(session, COMPARISON, user.id, now, *filters)
+    need = max(0, prefetch - len(held))
+    new_ids: list[int] = []
+    n_gold = leases.gold_draws(need, settings.comparison_gold_rate, rng) if settings.comparison_gold_rate else 0
+    if n_gold:
+        gold_ids = list(session.scalars(
+            select(Comparison.id).where(
+                *filters,
+                (Comparison.gold_alignment.is_not(None)) | (Comparison.gold_fidelity.is_not(None)),
+                ~select(ComparisonAssignment.id).where(
+                    ComparisonAssignment.comparison_id == Comparison.id,
+                    ComparisonAssignment.annotator_id == user.id,
+                    ComparisonAssignment.state != "released").exists(),
+            ).order_by(Comparison.id).limit(n_gold)
+        ))
+        new_ids += leases.lease(session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True,
+                                extra=lambda _id: {"left_is_a": rng.random() < 0.5})
+        need -= len(gold_ids)
+    if need:
+        picked = leases.pick_open_items(session, COMPARISON, user.id, need, *filters,
+                                        Comparison.gold_alignment.is_(None), Comparison.gold_fidelity.is_(None))
+        leases.take_slots(session, COMPARISON, picked)
+        # blind pairs: which image is on the left is drawn per lease and recorded
+        new_ids += leases.lease(session, COMPARISON, user.id, picked, now, settings.lease_seconds,
+                               extra=lambda _id: {"left_is_a": rng.random() < 0.5})
+    fresh = list(session.scalars(select(ComparisonAssignment).where(ComparisonAssignment.id.in_(new_ids)))) \
+        if new_ids else []
+    fresh.sort(key=lambda a: new_ids.index(a.id))
+    return _tasks(session, held + fresh)[:max(prefetch, 1)]
+
+
+def as_batch(tasks: list[ComparisonTask]) -> ComparisonTaskBatch:
+    return ComparisonTaskBatch(**tasks[0].model_dump(), prefetched=tasks[1:])
+
+
+def _vote_read(vote: ComparisonVote, left_is_a: bool) -> VoteRead:
+    screen = TO_SCREEN[left_is_a]
+    return VoteRead(assignment_id=vote.assignment_id, alignment=screen[vote.alignment],  # type: ignore[arg-type]
+                    fidelity=screen[vote.fidelity], duration_ms=vote.duration_ms,  # type: ignore[arg-type]
+                    created_at=vote.created_at)
+
+
+def submit_vote(session: Session, user: User, body: VoteSubmit) -> tuple[VoteRead, bool]:
+    now = utcnow()
+    item, assignment = leases.lock_assignment(session, COMPARISON, body.assignment_id, user.id)
+    to_model = TO_MODEL[assignment.left_is_a]
+    alignment, fidelity = to_model[body.alignment], to_model[body.fidelity]
+    if assignment.state == "submitted":
+        stored = session.scalars(select(ComparisonVote).where(ComparisonVote.assignment_id == assignment.id)).one()
+        if (stored.alignment, stored.fidelity) == (alignment, fidelity):
+            return _vote_read(stored, assignment.left_is_a), False
+        raise Conflict("This pair was already answered differently.", code="already_answered")
+    leases.claim_answer(COMPARISON, item, assignment, now, uses_slot=True)
+    vote = ComparisonVote(assignment_id=assignment.id, comparison_id=item.id, annotator_id=user.id,
+                          alignment=alignment, fidelity=fidelity, duration_ms=body.duration_ms, created_at=now)
+    session.add(vote)
+    session.flush()
+    return _vote_read(vote, assignment.left_is_a), True
+
+
+def create_comparison(session: Session, settings: Settings, body: ComparisonCreate) -> ComparisonRead:
+    a, b = session.get(Image, body.image_a_id), session.get(Image, body.image_b_id)
+    if a is None or b is None:
+        missing = body.image_a_id if a is None else body.image_b_id
+        raise Invalid(f"image {missing} does not exist")
+    if a.prompt_id != b.prompt_id:
+        raise Invalid("image_a_id and image_b_id must be images of the same prompt")
+    wanted = body.votes_wanted
+    if body.evaluation_id is not None:
+        ev = session.get(Evaluation, body.evaluation_id)
+        if ev is None:
+            raise Invalid(f"evaluation_id: evaluation {body.evaluation_id} does not exist")
+        wanted = wanted or ev.votes_per_comparison
+    wanted = wanted or settings.votes_per_comparison
+    existing = session.scalars(select(Comparison).where(
+        Comparison.evaluation_id.is_(None) if body.evaluation_id is None else Comparison.evaluation_id == body.evaluation_id,
+        Comparison.image_a_id == a.id, Comparison.image_b_id == b.id,
+    )).first()
+    if existing is not None:
+        raise Conflict(f"This pair already exists as comparison {existing.id}.", code="duplicate_pair")
+    c = Comparison(evaluation_id=body.evaluation_id, prompt_id=a.prompt_id, image_a_id=a.id, image_b_id=b.id,
+                   votes_wanted=wanted, votes_open=wanted, gold_alignment=body.gold_alignment,
+                   gold_fidelity=body.gold_fidelity)
+    session.add(c)
+    session.flush()
+    return ComparisonRead.model_validate(c)
+
+
+def set_gold(session: Session, comparison_id: int, body: ComparisonGoldUpdate) -> ComparisonRead:
+    c = session.scalars(select(Comparison).where(Comparison.id == comparison_id).with_for_update()).first()
+    if c is None:
+        raise NotFound(f"Comparison {comparison_id} does not exist.")
+    c.gold_alignment, c.gold_fidelity = body.gold_alignment, body.gold_fidelity
+    session.flush()
+    return ComparisonRead.model_validate(c)

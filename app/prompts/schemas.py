@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Category = Literal["count", "color", "background", "combination"]
+
+
+class TemplateSpec(BaseModel):
+    size: int | None = Field(2774, ge=1, le=100_000, description="number of prompts (None: every template prompt)")
+    seed: int = Field(0, description="seed of the deterministic sampling")
+    categories: list[Category] = Field(default_factory=lambda: ["count", "color", "background", "combination"],
+                                       min_length=1)
+    splits: list[Literal["seen", "unseen"]] = Field(default_factory=lambda: ["seen", "unseen"], min_length=1)
+
+
+class PromptSetCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+    purpose: Literal["training", "evaluation"] = "training"
+    prompts: list[str] | None = Field(None, min_length=1, max_length=100_000,
+                                      description="prompt texts; or give `template`")
+    template: TemplateSpec | None = Field(None, description="build the prompts from the paper's templates")
+    labels_per_image: int | None = Field(None, ge=1, le=100, description="K labels wanted per image")
+    votes_per_comparison: int | None = Field(None, ge=1, le=100, description="N votes wanted per comparison")
+    gold_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of each annotator's stream that is gold")
+    lease_seconds: int | None = Field(None, ge=10, le=86_400)
+    retrain_threshold: int | None = Field(None, ge=1, description="new usable labels that start a reward training")
+    auto_chain: dict[str, Any] = Field(default_factory=dict, description="what follows an automatic retrain")
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be blank")
+        return v
+
+    @field_validator("prompts")
+    @classmethod
+    def _clean_prompts(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        cleaned = []
+        for i, text in enumerate(v):
+            text = " ".join(text.split())
+            if not text:
+                raise ValueError(f"prompt {i} is blank")
+            if len(text) > 1000:
+                raise ValueError(f"prompt {i} is longer than 1000 characters")
+            cleaned.append(text)
+        return cleaned
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromptSetCreate:
+        if (self.prompts is None) == (self.template is None):
+            raise ValueError("give either `prompts` (a list of texts) or `template`, not both or neither")
+        return self
+
+
+class PromptSetUpdate(BaseModel):
+    description: str | None = Field(None, max_length=5000)
+    labels_per_image: int | None = Field(None, ge=1, le=100)
+    gold_rate: float | None = Field(None, ge=0.0, le=0.5)
+    lease_seconds: int | None = Field(None, ge=10, le=86_400)
+    retrain_threshold: int | None = Field(None, ge=1)
+    auto_chain: dict[str, Any] | None = None
+
+
+class CategoryProgress(BaseModel):
+    prompts: int = 0
+    images: int = 0
+    labels_wanted: int = 0
+    labels_done: int = 0
+    good: int = 0
+    bad: int = 0
+    skip: int = 0
+
+
+class PromptSetRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str
+    purpose: str
+    labels_per_image: int
+    votes_per_comparison: int
+    gold_rate: float
+    lease_seconds: int
+    retrain_threshold: int | None
+    auto_chain: dict[str, Any]
+    source: dict[str, Any]
+    created_at: datetime
+    prompt_count: int = 0
+    progress: dict[str, CategoryProgress] | None = Field(
+        None, description="labels done / wanted per category, plus 'total' (on GET of one set)"
+    )
+
+
+class PromptRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    text: str
+    category: str
+    split: str
+    attributes: dict[str, Any]
