@@ -49,6 +49,8 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest image POST /images accepts")
 
+    log_level: str = Field("INFO", description="root log level; WARNING silences the per-request access log")
+
     # A demo runs jobs in-process instead of sending them to Celery.
     inprocess_worker: bool = False
 

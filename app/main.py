@@ -37,7 +37,7 @@ def create_app(
     dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging()
+    configure_logging(settings.log_level)
     app = FastAPI(
         title="t2i-feedback",
         version="0.1.0",
