@@ -125,9 +125,11 @@ def pct(values: list[float], p: float) -> float:
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ) | {"T2IF_DATABASE_URL": url, "T2IF_SECRET_KEY": SECRET, "T2IF_ENV": "test",
                               "T2IF_LOG_LEVEL": "WARNING", "T2IF_DATABASE_POOL_SIZE": "40"}
-    exe = Path(sys.executable).parent / "t2i-feedback"
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--workers", str(workers),
-                             "--log-level", "warning"], env=env)
+    # uvicorn straight from this checkout (cwd = repo root), so the bench measures the code it lives in;
+    # the console script would import whichever copy of the package is installed
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                             "--log-level", "warning", "--no-access-log"], env=env, cwd=str(ROOT))
     import httpx
 
     for _ in range(200):
