@@ -16,6 +16,7 @@ from app.auth import pages as auth_pages
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import engine_for, make_sessionmaker
 from app.errors import install_error_handlers
+from app.evaluations import api as evaluations_api
 from app.health import router as health_router
 from app.home import pages as home_pages
 from app.images import api as images_api
@@ -61,7 +62,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 
     routers = (health_router, auth_pages.router, home_pages.router, auth_api.router, prompts_api.router,
-               images_api.router, annotation_api.router)
+               images_api.router, annotation_api.router, evaluations_api.router)
     for router in routers:
         app.include_router(router)
 
