@@ -43,12 +43,16 @@ class RewardConfig:
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
     pc_fraction: float = field(
         default=0.1,
-        metadata={"help": "share of a batch's good pairs that enter the prompt-classification term "
-                  "(a random subset: an unbiased estimate of its mean at a fraction of the cost; 1.0: all)"},
-    )  # fmt: skip
+        metadata={
+            "help": "share of a batch's good pairs that enter the prompt-classification term "
+            "(a random subset: an unbiased estimate of its mean at a fraction of the cost; 1.0: all)"
+        },
+    )
     batch_size: int = field(default=2048, metadata={"help": "labelled pairs per step"})
     max_epochs: int = field(default=5, metadata={"help": "upper bound on passes over the training set"})
-    patience: int = field(default=2, metadata={"help": "stop after this many epochs without a better val MSE"})
+    patience: int = field(
+        default=2, metadata={"help": "stop after this many epochs without a better val MSE"}
+    )
     val_fraction: float = field(default=0.15, metadata={"help": "share of prompts held out for validation"})
     seed: int = field(default=0, metadata={"help": "seed of split, init, batching and perturbations"})
     precision: str = field(default="bf16", metadata={"help": "'bf16' autocast while training, or 'fp32'"})
@@ -114,8 +118,10 @@ class RewardResult:
 
 
 def _as_rows(rows: Sequence[RewardRow | Mapping]) -> list[RewardRow]:
-    return [r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"])
-            for r in rows]  # fmt: skip
+    return [
+        r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"])
+        for r in rows
+    ]
 
 
 def _text_fn(text_vectors: TextVectors) -> Callable[[Sequence[str]], np.ndarray]:
@@ -193,13 +199,15 @@ def train_reward(
         n_neg = config.n_prompts - 1
         neg = [negatives[r.prompt] or [r.prompt] * n_neg for r in part]
         return _Data(
-            image=torch.from_numpy(np.stack([np.asarray(image_vectors[r.image_key], np.float32)
-                                             for r in part])).to(device),  # fmt: skip
+            image=torch.from_numpy(
+                np.stack([np.asarray(image_vectors[r.image_key], np.float32) for r in part])
+            ).to(device),
             text_idx=torch.tensor([tpos[r.prompt] for r in part], device=device),
             label=torch.tensor([LABEL_VALUES[r.label] for r in part], device=device),
             negatives=torch.tensor([[tpos[t] for t in ns] for ns in neg], device=device).view(-1, n_neg),
-            pc_mask=torch.tensor([r.label == "good" and negatives[r.prompt] is not None for r in part],
-                                 device=device),  # fmt: skip
+            pc_mask=torch.tensor(
+                [r.label == "good" and negatives[r.prompt] is not None for r in part], device=device
+            ),
             prompts=[r.prompt for r in part],
         )
 
@@ -211,8 +219,9 @@ def train_reward(
         torch.manual_seed(config.seed)
         module = RewardMLP(train.image.shape[1], text_mat.shape[1], config.hidden).to(device)
         opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
-                                  enabled=config.precision == "bf16")  # fmt: skip
+        autocast = torch.autocast(
+            device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=config.precision == "bf16"
+        )
         history: list[dict] = []
         best = (math.inf, 0, {k: v.clone() for k, v in module.state_dict().items()})
         n = len(train_rows)
@@ -223,12 +232,14 @@ def train_reward(
             for start in range(0, n, config.batch_size):
                 idx = perm[start : start + config.batch_size]
                 with autocast:
-                    s0, s_all = _batch_scores(module, text_mat, train, idx,
-                                               config.pc_fraction if config.lambda_pc > 0 else 0.0)
+                    s0, s_all = _batch_scores(
+                        module, text_mat, train, idx, config.pc_fraction if config.lambda_pc > 0 else 0.0
+                    )
                     loss = mse_loss(s0.float(), train.label[idx])
                     if s_all is not None:
-                        loss = loss + config.lambda_pc * prompt_classification_loss(s_all.float(),
-                                                                                    config.temperature)
+                        loss = loss + config.lambda_pc * prompt_classification_loss(
+                            s_all.float(), config.temperature
+                        )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -249,21 +260,34 @@ def train_reward(
         img = val.image.cpu().numpy()
         txt = text_mat[val.text_idx].cpu().numpy()
         metrics.update(_ranking(val, clip_score(img, txt), prefix="clip_"))
-    model = RewardModel(module=module, config=config, image_dim=train.image.shape[1],
-                        text_dim=text_mat.shape[1], meta={"metrics": metrics})  # fmt: skip
+    model = RewardModel(
+        module=module,
+        config=config,
+        image_dim=train.image.shape[1],
+        text_dim=text_mat.shape[1],
+        meta={"metrics": metrics},
+    )
     return RewardResult(
-        model=model, metrics=metrics, history=history, best_epoch=best[1], n_train=len(train_rows),
-        n_val=len(val_rows), n_skipped=len(all_rows) - len(used),
+        model=model,
+        metrics=metrics,
+        history=history,
+        best_epoch=best[1],
+        n_train=len(train_rows),
+        n_val=len(val_rows),
+        n_skipped=len(all_rows) - len(used),
         n_without_pc=sum(1 for r in used if r.label == "good" and negatives[r.prompt] is None),
         seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+    )
 
 
 def _ranking(d: _Data, scores: np.ndarray, prefix: str = "") -> dict:
     labels = d.label.cpu().numpy() > 0.5
     pair_acc, n_pairs = pairwise_accuracy(d.prompts, labels, scores)
-    return {f"{prefix}auc": roc_auc(labels, scores), f"{prefix}pairwise_accuracy": pair_acc,
-            "n_pairs": n_pairs}  # fmt: skip
+    return {
+        f"{prefix}auc": roc_auc(labels, scores),
+        f"{prefix}pairwise_accuracy": pair_acc,
+        "n_pairs": n_pairs,
+    }
 
 
 @torch.no_grad()
@@ -280,16 +304,19 @@ def _evaluate(module: RewardMLP, texts: torch.Tensor, d: _Data, config: RewardCo
     s0 = torch.cat(s0_parts)
     scores = s0.cpu().numpy()
     labels = d.label.cpu().numpy()
-    out = {"mse": float(((scores - labels) ** 2).mean()),
-           "accuracy": float(((scores > 0.5) == (labels > 0.5)).mean()),
-           "prompt_classification_accuracy": correct / n_pc if n_pc else float("nan")}  # fmt: skip
+    out = {
+        "mse": float(((scores - labels) ** 2).mean()),
+        "accuracy": float(((scores > 0.5) == (labels > 0.5)).mean()),
+        "prompt_classification_accuracy": correct / n_pc if n_pc else float("nan"),
+    }
     out.update(_ranking(d, scores))
     module.train()
     return out
 
 
-def score(model: RewardModel, image_vectors: np.ndarray, text_vectors: np.ndarray,
-          batch_size: int = 8192) -> np.ndarray:  # fmt: skip
+def score(
+    model: RewardModel, image_vectors: np.ndarray, text_vectors: np.ndarray, batch_size: int = 8192
+) -> np.ndarray:
     """r(x, z) in (0, 1) for aligned rows of image and text embeddings (fp32)."""
     module = model.module
     device = next(module.parameters()).device
@@ -308,10 +335,17 @@ def save_reward(model: RewardModel, out_dir: str | Path) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()},
-              str(out / "model.safetensors"))  # fmt: skip
-    meta = {"kind": "reward", "config": asdict(model.config), "image_dim": model.image_dim,
-            "text_dim": model.text_dim, **model.meta}  # fmt: skip
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()},
+        str(out / "model.safetensors"),
+    )
+    meta = {
+        "kind": "reward",
+        "config": asdict(model.config),
+        "image_dim": model.image_dim,
+        "text_dim": model.text_dim,
+        **model.meta,
+    }
     (out / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default))
     return out
 
@@ -332,5 +366,6 @@ def load_reward(path: str | Path, device: str | None = None) -> RewardModel:
     module.load_state_dict(load_file(str(path / "model.safetensors")))
     module.to(device).eval()
     extra = {k: v for k, v in meta.items() if k not in ("kind", "config", "image_dim", "text_dim")}
-    return RewardModel(module=module, config=config, image_dim=meta["image_dim"], text_dim=meta["text_dim"],
-                       meta=extra)  # fmt: skip
+    return RewardModel(
+        module=module, config=config, image_dim=meta["image_dim"], text_dim=meta["text_dim"], meta=extra
+    )

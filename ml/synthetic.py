@@ -26,15 +26,26 @@ class SyntheticData:
     embed_text: object  # function list[str] -> (n, dim) array, for any template prompt
 
 
-def make_synthetic(n_rows: int, dim: int = 64, n_prompts: int = 200, seed: int = 0,
-                   bad_rate: float = 0.5, noise: float = 0.3) -> SyntheticData:  # fmt: skip
+def make_synthetic(
+    n_rows: int, dim: int = 64, n_prompts: int = 200, seed: int = 0, bad_rate: float = 0.5, noise: float = 0.3
+) -> SyntheticData:
     v = PAPER_VOCABULARY
     rng = np.random.default_rng(seed)
-    values = ([("count", c) for c in v.counts] + [("color", c) for c in v.colors]
-              + [("background", b) for b in v.backgrounds] + [("object", o) for o in v.objects])  # fmt: skip
+    values = (
+        [("count", c) for c in v.counts]
+        + [("color", c) for c in v.colors]
+        + [("background", b) for b in v.backgrounds]
+        + [("object", o) for o in v.objects]
+    )
     text_dir = {k: rng.standard_normal(dim) / np.sqrt(dim) for k in values}
-    image_dir = {k: (rng.standard_normal(dim) / np.sqrt(dim) if k[0] == "count" else
-                     0.7 * text_dir[k] + 0.3 * rng.standard_normal(dim) / np.sqrt(dim)) for k in values}  # fmt: skip
+    image_dir = {
+        k: (
+            rng.standard_normal(dim) / np.sqrt(dim)
+            if k[0] == "count"
+            else 0.7 * text_dir[k] + 0.3 * rng.standard_normal(dim) / np.sqrt(dim)
+        )
+        for k in values
+    }
 
     def attrs(p: Prompt) -> list[tuple[str, object]]:
         out: list[tuple[str, object]] = [("object", p.object)]

@@ -6,13 +6,21 @@ import torch
 
 from ml.metrics import pairwise_accuracy, roc_auc
 from ml.reward import (
-    RewardConfig, RewardMLP, load_reward, mse_loss, prompt_classification_loss, save_reward, score,
-    split_prompts, train_reward,
-)  # fmt: skip
+    RewardConfig,
+    RewardMLP,
+    load_reward,
+    mse_loss,
+    prompt_classification_loss,
+    save_reward,
+    score,
+    split_prompts,
+    train_reward,
+)
 from ml.synthetic import make_synthetic
 
-FAST = dict(hidden=128, batch_size=256, max_epochs=25, patience=4, pc_fraction=1.0, precision="fp32",
-            device="cpu")  # fmt: skip
+FAST = dict(
+    hidden=128, batch_size=256, max_epochs=25, patience=4, pc_fraction=1.0, precision="fp32", device="cpu"
+)
 
 
 def test_mse_loss_by_hand():
@@ -47,7 +55,9 @@ def test_auc_matches_pair_counting():
     y = rng.random(200) < 0.4
     s = np.round(rng.random(200), 1)  # with ties
     pos, neg = s[y], s[~y]
-    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (
+        len(pos) * len(neg)
+    )
     assert roc_auc(y, s) == pytest.approx(brute)
     assert math.isnan(roc_auc(np.ones(3), np.arange(3)))
 
@@ -107,8 +117,16 @@ def test_save_load_round_trip_gives_identical_scores(trained, synthetic, tmp_pat
 
 def test_bad_labels_and_missing_embeddings_are_errors(synthetic):
     with pytest.raises(ValueError, match="unknown labels"):
-        train_reward(RewardConfig(**FAST), [{"image_key": "img0", "prompt": "Two dogs", "label": "meh"}],
-                     synthetic.image_vectors, synthetic.embed_text)  # fmt: skip
+        train_reward(
+            RewardConfig(**FAST),
+            [{"image_key": "img0", "prompt": "Two dogs", "label": "meh"}],
+            synthetic.image_vectors,
+            synthetic.embed_text,
+        )
     with pytest.raises(KeyError):
-        train_reward(RewardConfig(**FAST), [{"image_key": "nope", "prompt": "Two dogs", "label": "good"}],
-                     synthetic.image_vectors, synthetic.embed_text)  # fmt: skip
+        train_reward(
+            RewardConfig(**FAST),
+            [{"image_key": "nope", "prompt": "Two dogs", "label": "good"}],
+            synthetic.image_vectors,
+            synthetic.embed_text,
+        )
