@@ -244,7 +244,7 @@ def train_reward(
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
-            val_mse = _evaluate(module, text_mat, val, config)["mse"] if val else total / n
+            val_mse = _val_mse(module, text_mat, val) if val else total / n
             history.append({"epoch": epoch, "train_loss": total / n, "val_mse": val_mse})
             if progress:
                 progress(epoch, config.max_epochs)
@@ -288,6 +288,16 @@ def _ranking(d: _Data, scores: np.ndarray, prefix: str = "") -> dict:
         f"{prefix}pairwise_accuracy": pair_acc,
         "n_pairs": n_pairs,
     }
+
+
+@torch.no_grad()
+def _val_mse(module: RewardMLP, texts: torch.Tensor, d: _Data) -> float:
+    """The early-stopping criterion; cheap (no prompt classification) because it runs every epoch."""
+    module.eval()
+    idx = torch.arange(len(d.prompts), device=texts.device)
+    s0, _ = _batch_scores(module, texts, d, idx, 0.0)
+    module.train()
+    return float(((s0 - d.label) ** 2).mean())
 
 
 @torch.no_grad()
