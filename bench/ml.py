@@ -17,8 +17,8 @@ from pathlib import Path
 # package; the repository root goes there instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def bench_reward(rows: int, dim: int) -> None:
@@ -114,7 +114,7 @@ def bench_finetune(sd_dir: Path, batch: int, steps: int, resolution: int | None)
                 samples,
                 out,
                 pretrain=pre,
-                progress=lambda *a: stamps.append(time.perf_counter()),
+                progress=lambda *a, stamps=stamps: stamps.append(time.perf_counter()),
             )
         per_step = statistics.median(np.diff(stamps)) if len(stamps) > 2 else float("nan")
         print(
