@@ -97,3 +97,76 @@ def test_bad_arguments_exit_non_zero(runner, tmp_path, tiny_clip):
     )
     assert res.exit_code != 0 and "not JSON" in res.output
     assert runner.invoke(cli, ["prompts", "--category", "shape"]).exit_code == 2
+
+
+def test_finetune_then_best_of_n_with_the_adapter(runner, tmp_path, tiny_sd, tiny_clip):
+    import torch
+
+    from ml.reward import RewardConfig, RewardMLP, RewardModel, save_reward
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"text": "Two dogs"}\n{"text": "A red cup"}\n')
+    gen_dir = tmp_path / "gen"
+    res = runner.invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            str(tiny_sd),
+            "--prompts",
+            str(prompts),
+            "--steps",
+            "2",
+            "--out",
+            str(gen_dir),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        "".join(
+            json.dumps({"image": str(gen_dir / m["file"]), "prompt": m["prompt"], "reward": 0.8}) + "\n"
+            for m in _jsonl(gen_dir / "manifest.jsonl")
+        )
+    )
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    (gen_dir / "000000_seed0.png").rename(pre / "a.png")
+    (pre / "a.txt").write_text("a photo of a dog")
+    res = runner.invoke(
+        cli,
+        ["finetune", "--model", str(tiny_sd), "--samples", str(samples), "--out", str(tmp_path / "ft"),
+         "--max-steps", "2", "--batch-size", "2", "--mode", "lora", "--pretrain", str(pre)],
+    )  # fmt: skip
+    assert res.exit_code != 0 and "not found" in res.output  # the moved image is reported by line
+    samples.write_text(
+        "".join(line + "\n" for line in samples.read_text().splitlines() if "seed0" not in line)
+    )
+    res = runner.invoke(
+        cli,
+        ["finetune", "--model", str(tiny_sd), "--samples", str(samples), "--out", str(tmp_path / "ft"),
+         "--max-steps", "2", "--batch-size", "2", "--mode", "lora", "--pretrain", str(pre)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    assert info["steps"] == 2 and info["warnings"] == [] and len(_jsonl(tmp_path / "ft" / "curve.jsonl")) == 2
+
+    torch.manual_seed(0)
+    rm = RewardModel(RewardMLP(32, 32, 16), RewardConfig(hidden=16), 32, 32)
+    save_reward(rm, tmp_path / "rm")
+    res = runner.invoke(
+        cli,
+        ["best-of-n", "--model", str(tiny_sd), "--lora", info["checkpoint"], "--reward", str(tmp_path / "rm"),
+         "--clip", str(tiny_clip), "--prompts", str(prompts), "--n", "3", "--k", "1", "--steps", "2",
+         "--out", str(tmp_path / "bon")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    kept = _jsonl(tmp_path / "bon" / "manifest.jsonl")
+    assert [k["prompt"] for k in kept] == ["Two dogs", "A red cup"] and all(k["rank"] == 0 for k in kept)
+    assert kept[0]["settings"]["lora"] == info["checkpoint"]
+    bad = runner.invoke(
+        cli,
+        ["best-of-n", "--model", str(tiny_sd), "--reward", str(tmp_path / "rm"), "--clip", str(tiny_clip),
+         "--prompts", str(prompts), "--n", "2", "--k", "3", "--out", str(tmp_path / "x")],
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "k <= n" in bad.output
