@@ -55,7 +55,12 @@ class RewardConfig:
     )
     val_fraction: float = field(default=0.15, metadata={"help": "share of prompts held out for validation"})
     seed: int = field(default=0, metadata={"help": "seed of split, init, batching and perturbations"})
-    precision: str = field(default="bf16", metadata={"help": "'bf16' autocast while training, or 'fp32'"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "'bf16' autocast while training, 'fp32', or 'auto' (bf16 where the hardware has it)"
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "torch device; None: cuda if available"})
 
 
@@ -81,6 +86,17 @@ class RewardMLP(nn.Module):
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.head(self.image_in(image), self.text_in(text))
+
+
+def _use_bf16(precision: str, device: str) -> bool:
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    # bf16 matmuls are 3-4x faster than fp32 where the CPU has them, and much slower where it does not.
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def mse_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -220,7 +236,9 @@ def train_reward(
         module = RewardMLP(train.image.shape[1], text_mat.shape[1], config.hidden).to(device)
         opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         autocast = torch.autocast(
-            device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=config.precision == "bf16"
+            device_type=device.split(":")[0],
+            dtype=torch.bfloat16,
+            enabled=_use_bf16(config.precision, device),
         )
         history: list[dict] = []
         best = (math.inf, 0, {k: v.clone() for k, v in module.state_dict().items()})
