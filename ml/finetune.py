@@ -285,6 +285,7 @@ def finetune(
     pre_iter = _forever(pre_loader) if pre_loader is not None else None
     unet.train()
     ckpt = None
+    micro: list[torch.Tensor] = []
     while step < config.max_steps:
         if should_cancel is not None and should_cancel():
             raise Cancelled(step, config.max_steps)
@@ -316,14 +317,26 @@ def finetune(
                 acc.clip_grad_norm_(params, config.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
+        # The curve shows each optimizer step's mean over its micro-batches (and over processes).
+        micro.append(
+            torch.stack(
+                [
+                    loss.detach(),
+                    losses[:n_model].detach().mean(),
+                    losses[n_model:].detach().mean() if pre_iter else loss.new_tensor(float("nan")),
+                ]
+            )
+        )
         if acc.sync_gradients:
             step += 1
+            mean = acc.gather(torch.stack(micro).mean(0, keepdim=True)).mean(0).tolist()
+            micro = []
             curve.append(
                 {
                     "step": step,
-                    "loss": float(acc.gather(loss.detach()).mean()),
-                    "model_loss": float(losses[:n_model].detach().mean()),
-                    "pretrain_loss": None if pre_losses is None else float(pre_losses.detach().mean()),
+                    "loss": mean[0],
+                    "model_loss": mean[1],
+                    "pretrain_loss": None if pre_iter is None else mean[2],
                 }
             )
             if progress is not None:

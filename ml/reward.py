@@ -275,6 +275,7 @@ def train_reward(
 
     metrics = _evaluate(module, text_mat, val, config) if val else {}
     if val:
+        metrics["by_group"] = _group_metrics(module, text_mat, val)
         img = val.image.cpu().numpy()
         txt = text_mat[val.text_idx].cpu().numpy()
         metrics.update(_ranking(val, clip_score(img, txt), prefix="clip_"))
@@ -306,6 +307,35 @@ def _ranking(d: _Data, scores: np.ndarray, prefix: str = "") -> dict:
         f"{prefix}pairwise_accuracy": pair_acc,
         "n_pairs": n_pairs,
     }
+
+
+@torch.no_grad()
+def _group_metrics(module: RewardMLP, texts: torch.Tensor, d: _Data) -> dict:
+    """Accuracy, AUC and pairwise accuracy per split (seen/unseen) and per category, for prompts in
+    the template language: the paper reports unseen-prompt accuracy separately."""
+    from ml.prompts import parse_prompt
+
+    idx = torch.arange(len(d.prompts), device=texts.device)
+    scores = _batch_scores(module, texts, d, idx, 0.0)[0].cpu().numpy()
+    labels = d.label.cpu().numpy() > 0.5
+    parsed = {p: parse_prompt(p) for p in set(d.prompts)}
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(d.prompts):
+        if parsed[p] is not None:
+            groups.setdefault(parsed[p].split, []).append(i)
+            groups.setdefault(parsed[p].category, []).append(i)
+    out = {}
+    for name, rows in sorted(groups.items()):
+        r = np.asarray(rows)
+        pair_acc, n_pairs = pairwise_accuracy([d.prompts[i] for i in rows], labels[r], scores[r])
+        out[name] = {
+            "n": len(rows),
+            "accuracy": float(((scores[r] > 0.5) == labels[r]).mean()),
+            "auc": roc_auc(labels[r], scores[r]),
+            "pairwise_accuracy": pair_acc,
+            "n_pairs": n_pairs,
+        }
+    return out
 
 
 @torch.no_grad()

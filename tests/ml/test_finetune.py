@@ -113,7 +113,10 @@ def test_lora_adapter_holds_only_lora_weights_and_base_stays(tiny_sd, samples, t
 
     base = _state(StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None).unet)
     with pytest.warns(UserWarning, match="pre-training"):
-        r = finetune(FinetuneConfig(max_steps=1, batch_size=2, lr=1e-2), tiny_sd, samples, tmp_path / "ft")
+        cfg = FinetuneConfig(
+            max_steps=1, batch_size=2, lr=1e-2, gradient_checkpointing=True, gradient_accumulation_steps=2
+        )
+        r = finetune(cfg, tiny_sd, samples, tmp_path / "ft")
     adapter = load_file(str(r.checkpoint / "pytorch_lora_weights.safetensors"))
     assert adapter and all("lora" in k for k in adapter)
     tuned = _state(load_generator(tiny_sd, lora=r.checkpoint, device="cpu").pipe.unet)

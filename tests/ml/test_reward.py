@@ -96,6 +96,13 @@ def test_training_learns_the_rule_and_beats_clip_score(trained):
     assert m["prompt_classification_accuracy"] > 0.5  # chance is 1/10
     assert trained.n_skipped == 1 and trained.n_train + trained.n_val == 3000
     assert trained.history[0]["val_mse"] > min(h["val_mse"] for h in trained.history)
+    groups = m["by_group"]
+    assert {"seen", "count"} <= set(groups)
+    assert sum(groups[s]["n"] for s in ("seen", "unseen") if s in groups) == trained.n_val
+    assert (
+        sum(groups[c]["n"] for c in ("count", "color", "background", "combination") if c in groups)
+        == trained.n_val
+    )
 
 
 def test_no_prompt_on_both_sides_of_the_split(synthetic):
