@@ -353,6 +353,8 @@ def perturb(
     the informative negative for the prompt-classification loss; two-attribute swaps fill in when a
     prompt has too few single swaps. The order depends only on the prompt text and `seed`.
     """
+    if n_negatives <= 0:
+        return []
     v = vocabulary
     choices = {
         "count": [c for c in v.counts if c != prompt.count] if prompt.count else [],

@@ -15,7 +15,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -188,9 +188,13 @@ def train_reward(
     image_vectors: Mapping[str, np.ndarray],
     text_vectors: TextVectors,
     progress: Callable[[int, int], None] | None = None,
+    val_prompts: Collection[str] | None = None,
 ) -> RewardResult:
     """Train on labelled rows; `image_vectors[image_key]` and `text_vectors` (a mapping or a
-    function of a list of texts) give the cached CLIP embeddings, perturbed prompts included."""
+    function of a list of texts) give the cached CLIP embeddings, perturbed prompts included.
+
+    `val_prompts` fixes the validation prompts (e.g. the unseen ones); by default a seeded
+    `val_fraction` of the distinct prompts is held out."""
     t0 = time.perf_counter()
     all_rows = _as_rows(rows)
     bad = {r.label for r in all_rows} - {"good", "bad", "skip"}
@@ -199,6 +203,8 @@ def train_reward(
     used = [r for r in all_rows if r.label != "skip"]
     if not used:
         raise ValueError("no good/bad rows to train on")
+    if config.n_prompts < 2:
+        raise ValueError("n_prompts counts the original prompt too: it must be at least 2")
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     prompts = sorted({r.prompt for r in used})
     negatives = perturbed_texts(prompts, config.n_prompts - 1, config.seed)
@@ -209,7 +215,9 @@ def train_reward(
     if missing:
         raise KeyError(f"{len(missing)} image(s) have no embedding, e.g. {missing[:3]}")
 
-    val_prompts = split_prompts([r.prompt for r in used], config.val_fraction, config.seed)
+    if val_prompts is None:
+        val_prompts = split_prompts([r.prompt for r in used], config.val_fraction, config.seed)
+    val_prompts = set(val_prompts)
 
     def build(part: list[RewardRow]) -> _Data:
         n_neg = config.n_prompts - 1
@@ -229,6 +237,8 @@ def train_reward(
 
     train_rows = [r for r in used if r.prompt not in val_prompts]
     val_rows = [r for r in used if r.prompt in val_prompts]
+    if not train_rows:
+        raise ValueError("every labelled prompt is in the validation set: nothing left to train on")
     train, val = build(train_rows), (build(val_rows) if val_rows else None)
 
     with torch.random.fork_rng(devices=[] if device == "cpu" else None):

@@ -137,3 +137,25 @@ def test_bad_labels_and_missing_embeddings_are_errors(synthetic):
             synthetic.image_vectors,
             synthetic.embed_text,
         )
+
+
+def test_explicit_validation_prompts(synthetic):
+    unseen = {r["prompt"] for r in synthetic.rows if any(w in r["prompt"] for w in ("wol", "bear", "tiger"))}
+    cfg = RewardConfig(**{**FAST, "max_epochs": 1})
+    r = train_reward(cfg, synthetic.rows, synthetic.image_vectors, synthetic.embed_text, val_prompts=unseen)
+    assert r.n_val == sum(row["prompt"] in unseen for row in synthetic.rows) > 0
+    with pytest.raises(ValueError, match="nothing left to train"):
+        train_reward(
+            cfg,
+            synthetic.rows[:10],
+            synthetic.image_vectors,
+            synthetic.embed_text,
+            val_prompts={row["prompt"] for row in synthetic.rows},
+        )
+    with pytest.raises(ValueError, match="at least 2"):
+        train_reward(
+            RewardConfig(**{**FAST, "n_prompts": 1}),
+            synthetic.rows,
+            synthetic.image_vectors,
+            synthetic.embed_text,
+        )
