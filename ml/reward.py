@@ -272,7 +272,8 @@ def train_reward(
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
-            val_mse = _val_mse(module, text_mat, val) if val else total / n
+            with autocast:  # early stopping compares epochs: bf16 resolves that, at a third of the cost
+                val_mse = _val_mse(module, text_mat, val) if val else total / n
             history.append({"epoch": epoch, "train_loss": total / n, "val_mse": val_mse})
             if progress:
                 progress(epoch, config.max_epochs)
@@ -355,7 +356,7 @@ def _val_mse(module: RewardMLP, texts: torch.Tensor, d: _Data) -> float:
     idx = torch.arange(len(d.prompts), device=texts.device)
     s0, _ = _batch_scores(module, texts, d, idx, 0.0)
     module.train()
-    return float(((s0 - d.label) ** 2).mean())
+    return float(((s0.float() - d.label) ** 2).mean())
 
 
 @torch.no_grad()
