@@ -11,11 +11,12 @@ baseline) misses the count errors.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ml.prompts import PAPER_VOCABULARY, Prompt, PromptSetConfig, generate_prompt_set, make_prompt
+from ml.prompts import PAPER_VOCABULARY, Prompt, PromptSetConfig, generate_prompt_set, parse_prompt
 
 
 @dataclass
@@ -23,7 +24,9 @@ class SyntheticData:
     rows: list[dict]  # image_key, prompt, label
     image_vectors: dict[str, np.ndarray]
     text_vectors: dict[str, np.ndarray]  # every template prompt the rows' perturbations can reach
-    embed_text: object  # function list[str] -> (n, dim) array, for any template prompt
+    embed_text: Callable[
+        [Sequence[str]], np.ndarray
+    ]  # function list[str] -> (n, dim) array, for any template prompt
 
 
 def make_synthetic(
@@ -58,8 +61,6 @@ def make_synthetic(
             x = x + noise * noise_rng.standard_normal(dim) / np.sqrt(dim)
         return (x / np.linalg.norm(x)).astype(np.float32)
 
-    from ml.prompts import parse_prompt
-
     def embed_text(texts):
         return np.stack([embed(parse_prompt(t), text_dir) for t in texts])
 
@@ -81,6 +82,3 @@ def make_synthetic(
         rows.append({"image_key": key, "prompt": p.text, "label": label})
     texts = {p.text: embed(p, text_dir) for p in prompts}
     return SyntheticData(rows=rows, image_vectors=images, text_vectors=texts, embed_text=embed_text)
-
-
-__all__ = ["SyntheticData", "make_synthetic", "make_prompt"]
