@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.orm import Session
 
-from app.annotation import quality, ratings
+from app.annotation import fastpath, quality, ratings
 from app.annotation.schemas import (
     AnnotatorStats,
     GoldAccuracy,
@@ -26,30 +30,105 @@ from app.comparisons.schemas import (
     VoteRead,
     VoteSubmit,
 )
-from app.deps import AnnotatorDep, ResearcherDep, SessionDep, SettingsDep
+from app.deps import AnnotatorCaller, AnnotatorDep, Principal, ResearcherDep, SessionDep, SettingsDep
+
+M = TypeVar("M", bound=BaseModel)
 
 router = APIRouter(prefix="/api/v1", tags=["annotation"])
 
 Prefetch = Annotated[int, Query(ge=1, le=ratings.MAX_PREFETCH, description="lease up to this many at once")]
 
 
+class _NextQuery(BaseModel):
+    prompt_set_id: int | None = None
+    prefetch: int = Field(1, ge=1, le=ratings.MAX_PREFETCH, description="lease up to this many at once")
+
+
+def _invalid(errors: list[Any], where: str) -> RequestValidationError:
+    return RequestValidationError([{**e, "loc": (where, *e.get("loc", ()))} for e in errors])
+
+
+def _parse_query(request: Request) -> _NextQuery:
+    try:
+        return _NextQuery.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise _invalid(exc.errors(include_url=False), "query") from None
+
+
+def _parse_body(raw: bytes, model: type[M]) -> M:
+    """FastAPI's JSON body handling, run after the caller was checked (401/403 before 422)."""
+    if not raw:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": exc.msg}}]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc.errors(include_url=False), "body") from None
+
+
+def _json(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(model.__pydantic_serializer__.to_json(model), status_code=status_code,
+                    media_type="application/json")
+
+
+_NEXT_PARAMS = [
+    {"name": "prompt_set_id", "in": "query", "required": False,
+     "schema": {"anyOf": [{"type": "integer"}, {"type": "null"}], "title": "Prompt Set Id"}},
+    {"name": "prefetch", "in": "query", "required": False, "description": "lease up to this many at once",
+     "schema": {"type": "integer", "maximum": ratings.MAX_PREFETCH, "minimum": 1, "default": 1, "title": "Prefetch",
+                "description": "lease up to this many at once"}},
+]
+
+
+# The two calls of the annotation loop take the caller, their parameters and their transaction in one
+# threadpool hop (Caller.run); on Postgres they run the fast path (fastpath.py), elsewhere the
+# portable engine. Parameters are documented in OpenAPI as before and validated after the caller.
 @router.get("/rating-tasks/next", response_model=RatingTaskBatch,
-            responses={204: {"description": "nothing left for this annotator"}})
-def next_rating_task(principal: AnnotatorDep, session: SessionDep, settings: SettingsDep,
-                     prompt_set_id: int | None = None, prefetch: Prefetch = 1) -> Response | RatingTaskBatch:
-    tasks = ratings.next_tasks(session, settings, principal.user, prompt_set_id=prompt_set_id, prefetch=prefetch,
-                               sweep_interval=settings.lease_sweep_seconds)
+            responses={204: {"description": "nothing left for this annotator"},
+                       422: {"description": "Validation Error",
+                             "content": {"application/json": {"schema": {
+                                 "$ref": "#/components/schemas/HTTPValidationError"}}}}},
+            openapi_extra={"parameters": _NEXT_PARAMS})
+async def next_rating_task(request: Request, caller: AnnotatorCaller) -> Response:
+    settings = request.app.state.settings
+
+    def work(session: Session, principal: Principal) -> list[RatingTask]:
+        q = _parse_query(request)
+        if fastpath.usable(session):
+            return fastpath.next_tasks(session, principal.user.id, prompt_set_id=q.prompt_set_id,
+                                       prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds)
+        return ratings.next_tasks(session, settings, principal.user, prompt_set_id=q.prompt_set_id,  # type: ignore[arg-type]
+                                  prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds)
+
+    tasks = await caller.run(work)
     if not tasks:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return ratings.as_batch(tasks)
+    return _json(ratings.as_batch(tasks))
 
 
 @router.post("/ratings", response_model=RatingRead, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "identical repeat: the stored answer"},
-                        409: {"description": "a different answer was stored, or the lease was lost"}})
-def submit_rating(body: RatingSubmit, principal: AnnotatorDep, session: SessionDep) -> Response:
-    rating, created = ratings.submit(session, principal.user, body)
-    return JSONResponse(rating.model_dump(mode="json"), status_code=201 if created else 200)
+                        409: {"description": "a different answer was stored, or the lease was lost"},
+                        422: {"description": "Validation Error",
+                              "content": {"application/json": {"schema": {
+                                  "$ref": "#/components/schemas/HTTPValidationError"}}}}},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": RatingSubmit.model_json_schema()}}}})
+async def submit_rating(request: Request, caller: AnnotatorCaller) -> Response:
+    raw = await request.body()
+
+    def work(session: Session, principal: Principal) -> tuple[RatingRead, bool]:
+        body = _parse_body(raw, RatingSubmit)
+        if fastpath.usable(session):
+            return fastpath.submit(session, principal.user, body)  # type: ignore[arg-type]
+        return ratings.submit(session, principal.user, body)
+
+    rating, created = await caller.run(work)
+    return _json(rating, 201 if created else 200)
 
 
 @router.post("/ratings/{assignment_id}/undo", response_model=RatingTask)

@@ -8,16 +8,15 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.annotation import leases
+from app.annotation import fastpath, leases
 from app.annotation.leases import RATING
-from app.annotation.schemas import Highlight, RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
+from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import PromptSetPurpose
 from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment, User
 from app.errors import Conflict
 from app.images.service import image_url
-from app.prompts import grammar
 
 MAX_PREFETCH = 5
 
@@ -39,7 +38,7 @@ def _tasks(session: Session, assignments: list[RatingAssignment]) -> list[Rating
         out.append(RatingTask(
             assignment_id=a.id, image_id=a.image_id, image_url=image_url(a.image_id), prompt=r.text,
             prompt_set_id=r.prompt_set_id, category=r.category, lease_expires_at=a.lease_expires_at,
-            highlights=[Highlight(start=s, end=e, kind=k) for s, e, k in grammar.highlight(r.text)],
+            highlights=list(fastpath.highlights(r.text)),
         ))
     return out
 
@@ -65,15 +64,8 @@ def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_i
     for ps in _candidate_sets(session, prompt_set_id) if need else []:
         n_gold = leases.gold_draws(need, ps.gold_rate, rng) if ps.gold_rate > 0 else 0
         if n_gold:
-            gold_ids = list(session.scalars(
-                select(Image.id).where(
-                    Image.prompt_set_id == ps.id, Image.gold_label.is_not(None),
-                    ~select(RatingAssignment.id).where(RatingAssignment.image_id == Image.id,
-                                                       RatingAssignment.annotator_id == user.id,
-                                                       RatingAssignment.state != "released").exists(),
-                ).order_by(Image.id).limit(n_gold)
-            ))
-            new_ids += leases.lease(session, RATING, user.id, gold_ids, now, ps.lease_seconds, is_gold=True)
+            gold_ids = lease_gold(session, user.id, ps.id, ps.lease_seconds, n_gold, now)
+            new_ids += gold_ids
             need -= len(gold_ids)
         if need:
             picked = leases.pick_open_items(session, RATING, user.id, need, Image.prompt_set_id == ps.id,
@@ -86,6 +78,21 @@ def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_i
     fresh = list(session.scalars(select(RatingAssignment).where(RatingAssignment.id.in_(new_ids)))) if new_ids else []
     fresh.sort(key=lambda a: new_ids.index(a.id))
     return _tasks(session, held + fresh)[:max(prefetch, 1)] if (held or fresh) else []
+
+
+def lease_gold(session: Session, user_id: int, prompt_set_id: int, lease_seconds: int, n_gold: int,
+               now: datetime) -> list[int]:
+    """Lease up to n_gold gold images of a set the annotator has not answered or held; gold leases
+    hold no slot (gold goes to everyone), so the image rows are not locked."""
+    gold_ids = list(session.scalars(
+        select(Image.id).where(
+            Image.prompt_set_id == prompt_set_id, Image.gold_label.is_not(None),
+            ~select(RatingAssignment.id).where(RatingAssignment.image_id == Image.id,
+                                               RatingAssignment.annotator_id == user_id,
+                                               RatingAssignment.state != "released").exists(),
+        ).order_by(Image.id).limit(n_gold)
+    ))
+    return leases.lease(session, RATING, user_id, gold_ids, now, lease_seconds, is_gold=True)
 
 
 def as_batch(tasks: list[RatingTask]) -> RatingTaskBatch:

@@ -1,0 +1,236 @@
+"""Postgres fast path for the annotation hot loop (`GET /rating-tasks/next`, `POST /ratings`).
+
+The portable engine (leases.py, ratings.py) builds ORM statements and objects; on Postgres the two
+hot calls do the same work in a few hand-written statements instead, sent straight through the
+request's psycopg connection (server-side prepared after a few uses):
+
+- next:   one statement finds the caller's live leases and the candidate prompt sets; one CTE per
+          set locks the fullest open images (FOR UPDATE SKIP LOCKED, ix_image_pool), takes their
+          slots, creates / revives the leases and returns the task rows with the prompt text.
+- submit: one statement locks the image (lock order: item first), one CTE turns the live lease
+          into an answer and stores the rating. Anything unusual (a repeat, a lost or foreign lease)
+          falls back to the portable `ratings.submit` in the same transaction, which holds the
+          same locks and applies the same rules.
+
+The rules are the engine's (see leases.py): exact open counts, lock order item-before-assignment,
+the rate-limited expiry sweep, gold mixing (gold leases go through the portable code). Every
+statement runs in the request's transaction, which commits before the response is sent.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.annotation import leases
+from app.annotation.leases import RATING
+from app.annotation.schemas import Highlight, RatingRead, RatingSubmit, RatingTask
+from app.db.base import utcnow
+from app.errors import NotFound
+from app.images.service import image_url
+from app.prompts import grammar
+
+# switched off by tests to exercise the portable path on Postgres too
+ENABLED = True
+
+
+def usable(session: Session) -> bool:
+    return ENABLED and session.get_bind().dialect.name == "postgresql"
+
+
+def _cursor(session: Session) -> Any:
+    """A psycopg cursor on the request's connection, inside the request's transaction."""
+    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+@lru_cache(maxsize=4096)
+def highlights(text: str) -> tuple[Highlight, ...]:
+    """Highlight spans depend on the prompt text alone, so they are computed once per process."""
+    return tuple(Highlight(start=s, end=e, kind=k) for s, e, k in grammar.highlight(text))
+
+
+# ---- who is calling -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """The columns of user_account the hot path needs (id, and what Viewer shows)."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    pseudonym: str
+
+
+TOKEN_SQL = """
+SELECT t.id, t.last_used_at, u.id, u.username, u.display_name, u.role, u.pseudonym
+FROM api_token t JOIN user_account u ON u.id = t.user_id
+WHERE t.token_hash = %(h)s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > %(now)s)
+  AND u.is_active
+"""
+TOUCH_TOKEN_SQL = "UPDATE api_token SET last_used_at = %(now)s WHERE id = %(id)s"
+
+
+def resolve_token(session: Session, token_hash: str, touch_interval: timedelta) -> UserRef | None:
+    """auth.resolve_token in one indexed join (uq_api_token_token_hash + the user's primary key)."""
+    now = utcnow()
+    cur = _cursor(session)
+    cur.execute(TOKEN_SQL, {"h": token_hash, "now": now})
+    row = cur.fetchone()
+    if row is None:
+        return None
+    token_id, last_used, uid, username, display_name, role, pseudonym = row
+    if last_used is None or now - last_used > touch_interval:
+        cur.execute(TOUCH_TOKEN_SQL, {"now": now, "id": token_id})
+    return UserRef(uid, username, display_name, role, pseudonym)
+
+
+# ---- next ---------------------------------------------------------------------------------------
+
+_HELD = """
+SELECT 0, a.id, a.image_id, a.lease_expires_at, p.text, p.category, i.prompt_set_id,
+       NULL::float8, NULL::integer, a.leased_at, a.id
+FROM rating_assignment a JOIN image i ON i.id = a.image_id JOIN prompt p ON p.id = i.prompt_id
+WHERE a.annotator_id = %(uid)s AND a.state = 'leased' AND a.lease_expires_at > %(now)s {held_filter}
+UNION ALL
+SELECT 1, NULL, NULL, NULL, NULL, NULL, ps.id, ps.gold_rate, ps.lease_seconds, NULL, ps.id
+FROM prompt_set ps WHERE {set_filter}
+ORDER BY 1, 10, 11
+"""
+HELD_AND_SETS_SQL = _HELD.format(held_filter="", set_filter="ps.purpose = 'training'")
+HELD_AND_SET_SQL = _HELD.format(held_filter="AND i.prompt_set_id = %(ps)s", set_filter="ps.id = %(ps)s")
+
+# The pick is the engine's pick_open_items (an ordered range scan of the partial index ix_image_pool,
+# so its cost does not grow with the table), then take_slots and lease, in one round trip.
+PICK_SQL = """
+WITH pick AS (
+    SELECT i.id, i.prompt_id, i.ratings_open
+    FROM image i
+    WHERE i.prompt_set_id = %(ps)s AND i.ratings_open > 0 AND i.gold_label IS NULL
+      AND NOT EXISTS (SELECT FROM rating_assignment a
+                      WHERE a.image_id = i.id AND a.annotator_id = %(uid)s AND a.state <> 'released')
+    ORDER BY i.ratings_open, i.id
+    LIMIT %(n)s
+    FOR UPDATE OF i SKIP LOCKED
+), take AS (
+    UPDATE image SET ratings_open = image.ratings_open - 1 FROM pick WHERE image.id = pick.id
+), lease AS (
+    INSERT INTO rating_assignment AS ra
+        (image_id, annotator_id, state, is_gold, leased_at, lease_expires_at, submitted_at)
+    SELECT pick.id, %(uid)s, 'leased', false, %(now)s, %(exp)s, NULL FROM pick
+    ON CONFLICT (image_id, annotator_id) DO UPDATE
+        SET state = excluded.state, is_gold = excluded.is_gold, leased_at = excluded.leased_at,
+            lease_expires_at = excluded.lease_expires_at, submitted_at = excluded.submitted_at
+        WHERE ra.state = 'released'
+    RETURNING ra.id, ra.image_id, ra.lease_expires_at
+)
+SELECT lease.id, lease.image_id, lease.lease_expires_at, p.text, p.category
+FROM lease JOIN pick ON pick.id = lease.image_id JOIN prompt p ON p.id = pick.prompt_id
+ORDER BY pick.ratings_open, pick.id
+"""
+
+TASKS_SQL = """
+SELECT a.id, a.image_id, a.lease_expires_at, p.text, p.category, i.prompt_set_id
+FROM rating_assignment a JOIN image i ON i.id = a.image_id JOIN prompt p ON p.id = i.prompt_id
+WHERE a.id = ANY(%(ids)s)
+"""
+
+
+def _task(aid: int, image_id: int, expires: datetime, text: str, category: str, ps_id: int) -> RatingTask:
+    return RatingTask(assignment_id=aid, image_id=image_id, image_url=image_url(image_id), prompt=text,
+                      prompt_set_id=ps_id, category=category, lease_expires_at=expires,
+                      highlights=list(highlights(text)))
+
+
+def next_tasks(session: Session, user_id: int, *, prompt_set_id: int | None = None, prefetch: int = 1,
+               sweep_interval: float = 1.0, rng: random.Random | None = None) -> list[RatingTask]:
+    """ratings.next_tasks on Postgres: the caller's live leases first, topped up to `prefetch`."""
+    now = utcnow()
+    leases.sweep_expired(session, RATING, now, min_interval=sweep_interval)
+    cur = _cursor(session)
+    params: dict[str, Any] = {"uid": user_id, "now": now, "ps": prompt_set_id}
+    cur.execute(HELD_AND_SETS_SQL if prompt_set_id is None else HELD_AND_SET_SQL, params)
+    held: list[RatingTask] = []
+    sets: list[tuple[int, float, int]] = []
+    for kind, aid, image_id, expires, text, category, ps_id, gold_rate, lease_seconds, _, _ in cur.fetchall():
+        if kind == 0:
+            held.append(_task(aid, image_id, expires, text, category, ps_id))
+        else:
+            sets.append((ps_id, gold_rate, lease_seconds))
+    need = max(0, prefetch - len(held))
+    fresh: list[RatingTask] = []
+    for ps_id, gold_rate, lease_seconds in sets if need else []:
+        n_gold = leases.gold_draws(need, gold_rate, rng) if gold_rate > 0 else 0
+        if n_gold:
+            from app.annotation.ratings import lease_gold  # the portable code; gold is the rare case
+
+            gold_ids = lease_gold(session, user_id, ps_id, lease_seconds, n_gold, now)
+            if gold_ids:
+                cur.execute(TASKS_SQL, {"ids": gold_ids})
+                by_id = {r[0]: r for r in cur.fetchall()}
+                fresh += [_task(*by_id[i]) for i in gold_ids]
+                need -= len(gold_ids)
+        if need:
+            cur.execute(PICK_SQL, {"ps": ps_id, "uid": user_id, "n": need, "now": now,
+                                   "exp": now + timedelta(seconds=lease_seconds)})
+            picked = cur.fetchall()
+            fresh += [_task(aid, image_id, expires, text, category, ps_id)
+                      for aid, image_id, expires, text, category in picked]
+            need -= len(picked)
+        if not need:
+            break
+    return (held + fresh)[:max(prefetch, 1)]
+
+
+# ---- submit -------------------------------------------------------------------------------------
+
+LOCK_ITEM_SQL = """
+SELECT i.id, i.prompt_set_id FROM image i
+WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = %(aid)s)
+FOR UPDATE OF i
+"""
+
+# The common case of claim_answer: the caller's own live (or expired but unreclaimed) lease, which
+# already holds its slot; a skip gives the slot back. Under the item lock taken just before.
+SUBMIT_SQL = """
+WITH a AS (
+    UPDATE rating_assignment SET state = 'submitted', submitted_at = %(now)s
+    WHERE id = %(aid)s AND annotator_id = %(uid)s AND image_id = %(item)s AND state = 'leased'
+    RETURNING id, image_id, is_gold
+), slot AS (
+    UPDATE image SET ratings_open = image.ratings_open + 1 FROM a
+    WHERE image.id = a.image_id AND %(frees)s AND NOT a.is_gold
+)
+INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, skip_reason, duration_ms,
+                    created_at)
+SELECT a.id, a.image_id, %(ps)s, %(uid)s, %(label)s, %(reason)s, %(dur)s, %(now)s FROM a
+RETURNING id
+"""
+
+
+def submit(session: Session, user: UserRef, body: RatingSubmit) -> tuple[RatingRead, bool]:
+    """ratings.submit on Postgres: same answers, same errors."""
+    now = utcnow()
+    cur = _cursor(session)
+    cur.execute(LOCK_ITEM_SQL, {"aid": body.assignment_id})
+    item = cur.fetchone()
+    if item is None:
+        raise NotFound(f"Assignment {body.assignment_id} does not exist or is not yours.")
+    item_id, ps_id = item
+    reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
+    cur.execute(SUBMIT_SQL, {"now": now, "aid": body.assignment_id, "uid": user.id, "item": item_id,
+                             "frees": body.label == "skip", "ps": ps_id, "label": body.label,
+                             "reason": reason, "dur": body.duration_ms})
+    row = cur.fetchone()
+    if row is None:  # not a live lease of the caller: a repeat, a lost lease, someone else's
+        from app.annotation import ratings
+
+        return ratings.submit(session, user, body)  # type: ignore[arg-type]
+    return RatingRead(id=row[0], assignment_id=body.assignment_id, image_id=item_id, label=body.label,
+                      skip_reason=reason, duration_ms=body.duration_ms, created_at=now), True
