@@ -16,6 +16,7 @@ from app.auth.secrets import same
 from app.auth.service import Principal
 from app.config import Settings
 from app.db.enums import Role
+from app.db.session import UnitOfWork
 from app.errors import CsrfFailed, Forbidden, NotAuthenticated
 
 SESSION_COOKIE = "t2if_session"
@@ -139,8 +140,8 @@ class RoleGuard:
 class Caller:
     """A caller whose credentials are checked later, inside the endpoint's single worker-thread hop.
 
-    `run(work)` opens the request's session, resolves the principal exactly as get_principal +
-    RoleGuard do (same checks, same errors, in the same order), calls `work(session, principal)` and
+    `run(work)` opens the request's unit of work, resolves the principal exactly as get_principal +
+    RoleGuard do (same checks, same errors, in the same order), calls `work(uow, principal)` and
     commits before returning, so a 2xx still means "stored". One threadpool hop instead of one per
     sync dependency (session, principal) plus one for the endpoint and one for the commit.
     """
@@ -150,7 +151,7 @@ class Caller:
     def __init__(self, request: Request, csrf: str | None, min_role: Role) -> None:
         self.request, self.csrf, self.min_role = request, csrf, min_role
 
-    def resolve(self, session: Session) -> Principal:
+    def resolve(self, uow: UnitOfWork) -> Principal:
         request = self.request
         settings: Settings = request.app.state.settings
         header = request.headers.get("authorization")
@@ -159,7 +160,7 @@ class Caller:
             scheme, _, credentials = header.partition(" ")
             if scheme.lower() != "bearer" or not credentials.strip():
                 raise NotAuthenticated("Send the token as 'Authorization: Bearer <token>'.")
-            principal = _resolve_token(session, credentials.strip())
+            principal = _resolve_token(uow, credentials.strip())
             if principal is None:
                 raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
         else:
@@ -167,10 +168,11 @@ class Caller:
             cookie = request.cookies.get(SESSION_COOKIE)
             if cookie:
                 try:
-                    raw = cookie_signer(settings, "session").loads(cookie, max_age=settings.session_hours * 3600)
+                    raw = cookie_signer(settings, "session").loads(cookie,
+                                                                   max_age=settings.session_hours * 3600)
                 except BadSignature:
                     raw = None
-                principal = auth.resolve_session(session, str(raw)) if raw is not None else None
+                principal = auth.resolve_session(uow.session, str(raw)) if raw is not None else None
                 if principal is not None and request.method not in SAFE_METHODS and not same(
                         self.csrf, principal.csrf_token):
                     raise CsrfFailed()
@@ -181,40 +183,41 @@ class Caller:
             raise Forbidden(f"This needs the {self.min_role.value} role; you are {principal.role.value}.")
         return principal
 
-    def _call(self, work: Callable[[Session, Principal], T]) -> T:
-        with self.request.app.state.sessionmaker() as session:
-            try:
-                result = work(session, self.resolve(session))
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+    def _call(self, work: Callable[[UnitOfWork, Principal], T]) -> T:
+        from app.annotation import fastpath
+
+        factory = self.request.app.state.sessionmaker
+        uow = UnitOfWork(factory, raw=fastpath.usable(factory.kw["bind"].dialect.name))
+        try:
+            result = work(uow, self.resolve(uow))
+            uow.commit()
+        finally:
+            uow.close()
         return result
 
-    async def run(self, work: Callable[[Session, Principal], T]) -> T:
+    async def run(self, work: Callable[[UnitOfWork, Principal], T]) -> T:
         return await run_in_threadpool(self._call, work)
 
 
-def _resolve_token(session: Session, raw: str) -> Principal | None:
+def _resolve_token(uow: UnitOfWork, raw: str) -> Principal | None:
     from app.annotation import fastpath
     from app.auth.secrets import TOKEN_PREFIX, sha256_hex
 
-    if not fastpath.usable(session):
-        return auth.resolve_token(session, raw)
+    if not uow.raw:
+        return auth.resolve_token(uow.session, raw)
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    user = fastpath.resolve_token(session, sha256_hex(raw), auth.TOUCH_INTERVAL)
+    user = fastpath.resolve_token(uow, sha256_hex(raw), auth.TOUCH_INTERVAL)
     return Principal(user=user, via="token") if user is not None else None  # type: ignore[arg-type]
 
 
 class DeferredRoleGuard(RoleGuard):
     """RoleGuard for the annotation hot path: admits the same callers with the same errors, but
-    the database part of the check runs in the endpoint's one threadpool hop (see Caller)."""
+    the database part of the check runs in the endpoint's one threadpool hop (see Caller). It takes
+    the CSRF candidate itself rather than through a sub-dependency (one dependency to solve)."""
 
-    async def __call__(  # type: ignore[override]
-        self, request: Request, csrf: Annotated[str | None, Depends(_csrf_candidate)]
-    ) -> Caller:
-        return Caller(request, csrf, self.min_role)
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        return Caller(request, await _csrf_candidate(request), self.min_role)
 
 
 require_annotator = RoleGuard(Role.annotator)

@@ -64,8 +64,10 @@ def create_app(
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 
-    routers = (health_router, auth_pages.router, home_pages.router, auth_api.router, prompts_api.router,
-               images_api.router, annotation_api.router, evaluations_api.router, jobs_api.router,
+    # the annotation router first: its two hot routes are matched on every round trip of the
+    # annotation loop, and FastAPI tries routes in order (no path of it overlaps another router's)
+    routers = (annotation_api.router, health_router, auth_pages.router, home_pages.router, auth_api.router,
+               prompts_api.router, images_api.router, evaluations_api.router, jobs_api.router,
                models_api.router, exports_api.router)
     for router in routers:
         app.include_router(router)

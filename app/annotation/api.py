@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy.orm import Session
 
 from app.annotation import fastpath, quality, ratings
 from app.annotation.schemas import (
@@ -30,6 +29,7 @@ from app.comparisons.schemas import (
     VoteRead,
     VoteSubmit,
 )
+from app.db.session import UnitOfWork
 from app.deps import AnnotatorCaller, AnnotatorDep, Principal, ResearcherDep, SessionDep, SettingsDep
 
 M = TypeVar("M", bound=BaseModel)
@@ -96,12 +96,12 @@ _NEXT_PARAMS = [
 async def next_rating_task(request: Request, caller: AnnotatorCaller) -> Response:
     settings = request.app.state.settings
 
-    def work(session: Session, principal: Principal) -> list[RatingTask]:
+    def work(uow: UnitOfWork, principal: Principal) -> list[RatingTask]:
         q = _parse_query(request)
-        if fastpath.usable(session):
-            return fastpath.next_tasks(session, principal.user.id, prompt_set_id=q.prompt_set_id,
+        if uow.raw:
+            return fastpath.next_tasks(uow, principal.user.id, prompt_set_id=q.prompt_set_id,
                                        prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds)
-        return ratings.next_tasks(session, settings, principal.user, prompt_set_id=q.prompt_set_id,  # type: ignore[arg-type]
+        return ratings.next_tasks(uow.session, settings, principal.user, prompt_set_id=q.prompt_set_id,  # type: ignore[arg-type]
                                   prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds)
 
     tasks = await caller.run(work)
@@ -121,11 +121,11 @@ async def next_rating_task(request: Request, caller: AnnotatorCaller) -> Respons
 async def submit_rating(request: Request, caller: AnnotatorCaller) -> Response:
     raw = await request.body()
 
-    def work(session: Session, principal: Principal) -> tuple[RatingRead, bool]:
+    def work(uow: UnitOfWork, principal: Principal) -> tuple[RatingRead, bool]:
         body = _parse_body(raw, RatingSubmit)
-        if fastpath.usable(session):
-            return fastpath.submit(session, principal.user, body)  # type: ignore[arg-type]
-        return ratings.submit(session, principal.user, body)
+        if uow.raw:
+            return fastpath.submit(uow, principal.user, body)  # type: ignore[arg-type]
+        return ratings.submit(uow.session, principal.user, body)
 
     rating, created = await caller.run(work)
     return _json(rating, 201 if created else 200)

@@ -25,12 +25,11 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from app.annotation import leases
 from app.annotation.leases import RATING
 from app.annotation.schemas import Highlight, RatingRead, RatingSubmit, RatingTask
 from app.db.base import utcnow
+from app.db.session import UnitOfWork
 from app.errors import NotFound
 from app.images.service import image_url
 from app.prompts import grammar
@@ -39,13 +38,8 @@ from app.prompts import grammar
 ENABLED = True
 
 
-def usable(session: Session) -> bool:
-    return ENABLED and session.get_bind().dialect.name == "postgresql"
-
-
-def _cursor(session: Session) -> Any:
-    """A psycopg cursor on the request's connection, inside the request's transaction."""
-    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+def usable(dialect_name: str) -> bool:
+    return ENABLED and dialect_name == "postgresql"
 
 
 @lru_cache(maxsize=4096)
@@ -77,10 +71,10 @@ WHERE t.token_hash = %(h)s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR
 TOUCH_TOKEN_SQL = "UPDATE api_token SET last_used_at = %(now)s WHERE id = %(id)s"
 
 
-def resolve_token(session: Session, token_hash: str, touch_interval: timedelta) -> UserRef | None:
+def resolve_token(uow: UnitOfWork, token_hash: str, touch_interval: timedelta) -> UserRef | None:
     """auth.resolve_token in one indexed join (uq_api_token_token_hash + the user's primary key)."""
     now = utcnow()
-    cur = _cursor(session)
+    cur = uow.cursor()
     cur.execute(TOKEN_SQL, {"h": token_hash, "now": now})
     row = cur.fetchone()
     if row is None:
@@ -148,12 +142,13 @@ def _task(aid: int, image_id: int, expires: datetime, text: str, category: str, 
                       highlights=list(highlights(text)))
 
 
-def next_tasks(session: Session, user_id: int, *, prompt_set_id: int | None = None, prefetch: int = 1,
+def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = None, prefetch: int = 1,
                sweep_interval: float = 1.0, rng: random.Random | None = None) -> list[RatingTask]:
     """ratings.next_tasks on Postgres: the caller's live leases first, topped up to `prefetch`."""
     now = utcnow()
-    leases.sweep_expired(session, RATING, now, min_interval=sweep_interval)
-    cur = _cursor(session)
+    if leases.sweep_due(RATING, sweep_interval):
+        leases.sweep_expired(uow.session, RATING, now, min_interval=sweep_interval)
+    cur = uow.cursor()
     params: dict[str, Any] = {"uid": user_id, "now": now, "ps": prompt_set_id}
     cur.execute(HELD_AND_SETS_SQL if prompt_set_id is None else HELD_AND_SET_SQL, params)
     held: list[RatingTask] = []
@@ -170,7 +165,7 @@ def next_tasks(session: Session, user_id: int, *, prompt_set_id: int | None = No
         if n_gold:
             from app.annotation.ratings import lease_gold  # the portable code; gold is the rare case
 
-            gold_ids = lease_gold(session, user_id, ps_id, lease_seconds, n_gold, now)
+            gold_ids = lease_gold(uow.session, user_id, ps_id, lease_seconds, n_gold, now)
             if gold_ids:
                 cur.execute(TASKS_SQL, {"ids": gold_ids})
                 by_id = {r[0]: r for r in cur.fetchall()}
@@ -214,10 +209,10 @@ RETURNING id
 """
 
 
-def submit(session: Session, user: UserRef, body: RatingSubmit) -> tuple[RatingRead, bool]:
+def submit(uow: UnitOfWork, user: UserRef, body: RatingSubmit) -> tuple[RatingRead, bool]:
     """ratings.submit on Postgres: same answers, same errors."""
     now = utcnow()
-    cur = _cursor(session)
+    cur = uow.cursor()
     cur.execute(LOCK_ITEM_SQL, {"aid": body.assignment_id})
     item = cur.fetchone()
     if item is None:
@@ -231,6 +226,6 @@ def submit(session: Session, user: UserRef, body: RatingSubmit) -> tuple[RatingR
     if row is None:  # not a live lease of the caller: a repeat, a lost lease, someone else's
         from app.annotation import ratings
 
-        return ratings.submit(session, user, body)  # type: ignore[arg-type]
+        return ratings.submit(uow.session, user, body)  # type: ignore[arg-type]
     return RatingRead(id=row[0], assignment_id=body.assignment_id, image_id=item_id, label=body.label,
                       skip_reason=reason, duration_ms=body.duration_ms, created_at=now), True

@@ -68,6 +68,11 @@ class LeaseLost(Conflict):
 _last_sweep: dict[str, float] = {}
 
 
+def sweep_due(kind: LeaseKind, min_interval: float) -> bool:
+    """Whether sweep_expired would run now (lets a caller skip setting up for it)."""
+    return min_interval <= 0 or time.monotonic() - _last_sweep.get(kind.name, -1e9) >= min_interval
+
+
 def sweep_expired(session: Session, kind: LeaseKind, now: datetime, *, min_interval: float = 1.0,
                   limit: int = 500) -> int:
     """Return expired leases to the pool. Cheap when nothing expired (a partial-index range scan);
