@@ -7,8 +7,8 @@ request's psycopg connection (server-side prepared after a few uses):
 - next:   one statement finds the caller's live leases and the candidate prompt sets; one CTE per
           set locks the fullest open images (FOR UPDATE SKIP LOCKED, ix_image_pool), takes their
           slots, creates / revives the leases and returns the task rows with the prompt text.
-- submit: one statement locks the image (lock order: item first), one CTE turns the live lease
-          into an answer and stores the rating. Anything unusual (a repeat, a lost or foreign lease)
+- submit: one CTE locks the image (lock order: item first), turns the caller's live lease into
+          an answer and stores the rating. Anything unusual (a repeat, a lost or foreign lease)
           falls back to the portable `ratings.submit` in the same transaction, which holds the
           same locks and applies the same rules.
 
@@ -185,27 +185,31 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
 
 # ---- submit -------------------------------------------------------------------------------------
 
-LOCK_ITEM_SQL = """
-SELECT i.id, i.prompt_set_id FROM image i
-WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = %(aid)s)
-FOR UPDATE OF i
-"""
-
-# The common case of claim_answer: the caller's own live (or expired but unreclaimed) lease, which
-# already holds its slot; a skip gives the slot back. Under the item lock taken just before.
+# One round trip: the `item` CTE locks the image first (the UPDATE of the assignment can only run on
+# rows joined with it, so lock order item-before-assignment holds), then the common case of
+# claim_answer: the caller's own live (or expired but unreclaimed) lease, which already holds its
+# slot; a skip gives the slot back. The outer select answers (item, prompt set, new rating id):
+# no row = no such assignment; a NULL rating id = not the caller's live lease, for the portable path.
 SUBMIT_SQL = """
-WITH a AS (
-    UPDATE rating_assignment SET state = 'submitted', submitted_at = %(now)s
-    WHERE id = %(aid)s AND annotator_id = %(uid)s AND image_id = %(item)s AND state = 'leased'
-    RETURNING id, image_id, is_gold
+WITH item AS (
+    SELECT i.id, i.prompt_set_id FROM image i
+    WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = %(aid)s)
+    FOR UPDATE OF i
+), a AS (
+    UPDATE rating_assignment ra SET state = 'submitted', submitted_at = %(now)s
+    FROM item
+    WHERE ra.id = %(aid)s AND ra.image_id = item.id AND ra.annotator_id = %(uid)s AND ra.state = 'leased'
+    RETURNING ra.id, ra.image_id, ra.is_gold, item.prompt_set_id
 ), slot AS (
     UPDATE image SET ratings_open = image.ratings_open + 1 FROM a
     WHERE image.id = a.image_id AND %(frees)s AND NOT a.is_gold
+), r AS (
+    INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, skip_reason, duration_ms,
+                        created_at)
+    SELECT a.id, a.image_id, a.prompt_set_id, %(uid)s, %(label)s, %(reason)s, %(dur)s, %(now)s FROM a
+    RETURNING id
 )
-INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, skip_reason, duration_ms,
-                    created_at)
-SELECT a.id, a.image_id, %(ps)s, %(uid)s, %(label)s, %(reason)s, %(dur)s, %(now)s FROM a
-RETURNING id
+SELECT item.id, item.prompt_set_id, (SELECT r.id FROM r) FROM item
 """
 
 
@@ -213,19 +217,16 @@ def submit(uow: UnitOfWork, user: UserRef, body: RatingSubmit) -> tuple[RatingRe
     """ratings.submit on Postgres: same answers, same errors."""
     now = utcnow()
     cur = uow.cursor()
-    cur.execute(LOCK_ITEM_SQL, {"aid": body.assignment_id})
-    item = cur.fetchone()
-    if item is None:
-        raise NotFound(f"Assignment {body.assignment_id} does not exist or is not yours.")
-    item_id, ps_id = item
     reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
-    cur.execute(SUBMIT_SQL, {"now": now, "aid": body.assignment_id, "uid": user.id, "item": item_id,
-                             "frees": body.label == "skip", "ps": ps_id, "label": body.label,
-                             "reason": reason, "dur": body.duration_ms})
+    cur.execute(SUBMIT_SQL, {"now": now, "aid": body.assignment_id, "uid": user.id, "frees": body.label == "skip",
+                             "label": body.label, "reason": reason, "dur": body.duration_ms})
     row = cur.fetchone()
-    if row is None:  # not a live lease of the caller: a repeat, a lost lease, someone else's
+    if row is None:
+        raise NotFound(f"Assignment {body.assignment_id} does not exist or is not yours.")
+    item_id, _, rating_id = row
+    if rating_id is None:  # not a live lease of the caller: a repeat, a lost lease, someone else's
         from app.annotation import ratings
 
         return ratings.submit(uow.session, user, body)  # type: ignore[arg-type]
-    return RatingRead(id=row[0], assignment_id=body.assignment_id, image_id=item_id, label=body.label,
+    return RatingRead(id=rating_id, assignment_id=body.assignment_id, image_id=item_id, label=body.label,
                       skip_reason=reason, duration_ms=body.duration_ms, created_at=now), True
