@@ -1,0 +1,159 @@
+"""The annotation hot path (next + submit) on each of its implementations.
+
+On Postgres `GET /rating-tasks/next` and `POST /ratings` run app/annotation/fastpath.py; the
+portable engine (ratings.py) serves SQLite and is also run here on Postgres with the fast path
+switched off. The same flow must give the same answers on all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
+
+from app.annotation import fastpath
+from app.db.models import Image, Rating
+from tests.annotation.conftest import make_pool
+from tests.conftest import TEST_SECRET, Account, bearer
+
+
+def _next(client, acct, **params):
+    return client.get("/api/v1/rating-tasks/next", headers=bearer(acct), params=params)
+
+
+def _rate(client, acct, assignment_id, label="good", **extra):
+    return client.post("/api/v1/ratings", headers=bearer(acct),
+                       json={"assignment_id": assignment_id, "label": label, **extra})
+
+
+def rating_flow(client, make_user: Callable[[str], Account], count: Callable[[str], int],
+                expire: Callable[[], None]) -> None:
+    researcher = make_user("researcher")
+    pool = make_pool(client, researcher, n_images=3, k=1)
+    a, b, c = make_user("annotator"), make_user("annotator"), make_user("annotator")
+
+    # callers first: anonymous / bad token -> 401 even with a broken body; then 422 for the body
+    assert client.post("/api/v1/ratings", content=b"{").status_code == 401
+    bad = client.post("/api/v1/ratings", headers={"Authorization": "Bearer t2if_nope"}, content=b"{")
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "not_authenticated"
+    assert client.get("/api/v1/rating-tasks/next", headers={"Authorization": "Basic x"}).status_code == 401
+    invalid = client.post("/api/v1/ratings", headers=bearer(a), json={"assignment_id": 1, "label": "meh"})
+    assert invalid.status_code == 422 and "label" in invalid.json()["error"]["message"]
+    assert client.post("/api/v1/ratings", headers=bearer(a)).status_code == 422
+    assert _next(client, a, prefetch=9).status_code == 422
+
+    # lease, no hoarding, prefetch, fullest first
+    first = _next(client, a)
+    assert first.status_code == 200
+    t = first.json()
+    assert t["image_url"] == f"/api/v1/images/{t['image_id']}/file" and t["prompt"] and t["lease_expires_at"]
+    assert t["prefetched"] == [] and t["prompt_set_id"] == pool.prompt_set_id
+    assert _next(client, a).json()["assignment_id"] == t["assignment_id"]
+    batch = _next(client, a, prefetch=3).json()
+    ids = [batch["assignment_id"]] + [p["assignment_id"] for p in batch["prefetched"]]
+    assert ids[0] == t["assignment_id"] and len(set(ids)) == 3
+
+    # answer, identical repeat, conflicting repeat, foreign and unknown assignments
+    created = _rate(client, a, ids[0], "good", duration_ms=700)
+    assert created.status_code == 201
+    body = created.json()
+    assert body["assignment_id"] == ids[0] and body["label"] == "good" and body["duration_ms"] == 700
+    again = _rate(client, a, ids[0], "good", duration_ms=700)
+    assert again.status_code == 200 and again.json() == body
+    assert _rate(client, a, ids[0], "bad").json()["error"]["code"] == "already_answered"
+    assert _rate(client, b, ids[1]).status_code == 404
+    assert _rate(client, a, 987654).status_code == 404
+
+    # a skip gives the slot back to someone else; a never sees that image again
+    skipped = _rate(client, a, ids[1], "skip", skip_reason="  blurry ")
+    assert skipped.status_code == 201 and skipped.json()["skip_reason"] == "blurry"
+    got_b = _next(client, b).json()
+    assert got_b["image_id"] == batch["prefetched"][0]["image_id"]
+    assert _rate(client, b, got_b["assignment_id"], "bad").status_code == 201
+
+    # an expired lease that was handed on is refused; the new holder's answer stands
+    expire()
+    got_c = _next(client, c)
+    assert got_c.status_code == 200 and got_c.json()["image_id"] == batch["prefetched"][1]["image_id"]
+    late = _rate(client, a, ids[2])
+    assert late.status_code == 409 and late.json()["error"]["code"] == "lease_lost"
+    assert _rate(client, c, got_c.json()["assignment_id"]).status_code == 201
+
+    assert _next(client, a).status_code == 204 and _next(client, c).status_code == 204
+    assert count("SELECT count(*) FROM rating WHERE label <> 'skip'") == 3
+    assert count("SELECT count(*) FROM rating") == 4
+    assert count("SELECT sum(ratings_open) FROM image") == 0
+    assert count("SELECT count(*) FROM rating_assignment WHERE state = 'leased'") == 0
+
+
+@pytest.fixture(params=["fast", "portable"])
+def engine_path(request, monkeypatch) -> str:
+    monkeypatch.setattr(fastpath, "ENABLED", request.param == "fast")
+    return request.param
+
+
+def test_rating_flow_on_postgres(engine_path, client, app, make_user, db):
+    app.state.settings.lease_sweep_seconds = 0
+
+    def count(sql: str) -> int:
+        db.rollback()
+        return int(db.execute(text(sql)).scalar() or 0)
+
+    def expire() -> None:
+        db.execute(text("UPDATE rating_assignment SET lease_expires_at = now() - interval '1 second' "
+                        "WHERE state = 'leased'"))
+        db.commit()
+
+    rating_flow(client, make_user, count, expire)
+    assert db.scalar(select(func.count()).select_from(Rating)) == 4
+    assert db.scalar(select(func.min(Image.ratings_open))) == 0
+
+
+@pytest.fixture
+def sqlite_app(tmp_path) -> Iterator[tuple[TestClient, object]]:
+    from app.config import Settings
+    from app.db import migrate
+    from app.db.session import make_engine, make_sessionmaker
+    from app.jobs.dispatch import RecordingDispatcher
+    from app.main import create_app
+
+    url = f"sqlite:///{tmp_path / 'hot.sqlite3'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    factory = make_sessionmaker(engine)
+    settings = Settings(env="test", database_url=url, storage_url=str(tmp_path / "storage"),
+                        model_cache_dir=str(tmp_path / "models"), secret_key=TEST_SECRET, log_level="WARNING",
+                        lease_sweep_seconds=0)
+    app = create_app(settings, session_factory=factory, dispatcher=RecordingDispatcher())
+    with TestClient(app) as client:
+        yield client, factory
+    engine.dispose()
+
+
+def test_rating_flow_on_sqlite(sqlite_app):
+    from app.auth import service as auth
+    from app.auth.schemas import TokenCreate, UserCreate
+    from app.db.session import transaction
+
+    client, factory = sqlite_app
+    n = iter(range(1, 100))
+
+    def make_user(role: str) -> Account:
+        name = f"{role}{next(n)}"
+        with transaction(factory) as s:
+            user = auth.create_user(s, UserCreate(username=name, password="correct-horse-9", role=role))
+            token = auth.create_token(s, user, TokenCreate(name="t")).token
+            return Account(user.id, name, "correct-horse-9", role, token)
+
+    def count(sql: str) -> int:
+        with transaction(factory) as s:
+            return int(s.execute(text(sql)).scalar() or 0)
+
+    def expire() -> None:
+        with transaction(factory) as s:
+            s.execute(text("UPDATE rating_assignment SET lease_expires_at = '2000-01-01 00:00:00' "
+                           "WHERE state = 'leased'"))
+
+    rating_flow(client, make_user, count, expire)
