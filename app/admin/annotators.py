@@ -12,7 +12,7 @@ from app.admin.agreement import Alpha, PairwiseAgreement, krippendorff_alpha_nom
 from app.admin.timeseries import median
 from app.annotation.quality import gold_accuracy
 from app.annotation.schemas import GoldAccuracy
-from app.db.models import ComparisonVote, Rating, User
+from app.db.models import ComparisonVote, Image, Rating, User
 
 # A rater whose median time per item is below this many seconds is flagged as suspiciously fast...
 FAST_MEDIAN_SECONDS = 1.0
@@ -70,9 +70,14 @@ def _medians(session: Session) -> dict[int, tuple[int, float | None]]:
 
 
 def shared_labels(session: Session) -> dict[int, dict[int, str]]:
-    """image id -> {annotator id: good|bad} for images with at least two good/bad labels."""
+    """image id -> {annotator id: good|bad} for non-gold images with at least two good/bad labels.
+
+    Gold images are left out: they are shown to many raters on purpose and already scored
+    against their known answer, so counting them here would measure gold accuracy twice.
+    """
     usable = Rating.label != "skip"
-    multi = select(Rating.image_id).where(usable).group_by(Rating.image_id).having(func.count() >= 2)
+    multi = (select(Rating.image_id).join(Image, Image.id == Rating.image_id)
+             .where(usable, Image.gold_label.is_(None)).group_by(Rating.image_id).having(func.count() >= 2))
     units: dict[int, dict[int, str]] = defaultdict(dict)
     for image_id, uid, label in session.execute(
         select(Rating.image_id, Rating.annotator_id, Rating.label).where(usable, Rating.image_id.in_(multi))
