@@ -42,22 +42,40 @@ class JobView:
         }
 
 
-def describe_trigger(trigger: dict[str, Any], usernames: dict[int, str]) -> str:
-    """'user alice' or 'auto (new_labels=512, ...)': who or what started a job, in one line."""
+def describe_trigger(trigger: dict[str, Any], usernames: dict[int, str], depth: int = 0) -> str:
+    """One line: 'user alice', 'auto (reason=new labels, new_labels=512)', 'retry by bob (of_job=3; was: user alice)'."""
     if not trigger:
         return "—"
     kind = str(trigger.get("type", "?"))
-    rest = {k: v for k, v in trigger.items() if k != "type"}
-    if kind == "user" and isinstance(rest.get("user_id"), int):
-        uid = rest.pop("user_id")
-        kind = f"user {usernames.get(uid, f'#{uid}')}"
-    details = ", ".join(f"{k}={v}" for k, v in rest.items())
-    return f"{kind} ({details})" if details else kind
+    uid = trigger.get("user_id")
+    if isinstance(uid, int):
+        name = usernames.get(uid) or str(trigger.get("username") or f"#{uid}")
+        kind = f"user {name}" if kind == "user" else f"{kind} by {name}"
+    parts = []
+    for key, value in trigger.items():
+        if key in ("type", "user_id", "username"):
+            continue
+        if isinstance(value, dict):
+            if depth < 2:
+                parts.append(f"was: {describe_trigger(value, usernames, depth + 1)}")
+        else:
+            parts.append(f"{key}={value}")
+    return f"{kind} ({'; '.join(parts)})" if parts else kind
+
+
+def _user_ids(trigger: Any, depth: int = 0) -> set[int]:
+    if not isinstance(trigger, dict) or depth > 2:
+        return set()
+    found = {trigger["user_id"]} if isinstance(trigger.get("user_id"), int) else set()
+    for value in trigger.values():
+        found |= _user_ids(value, depth + 1)
+    return found
 
 
 def _views(session: Session, jobs: list[Job]) -> list[JobView]:
-    ids = {j.trigger.get("user_id") for j in jobs if isinstance(j.trigger, dict)} | {j.created_by_id for j in jobs}
-    ids = {i for i in ids if isinstance(i, int)}
+    ids: set[int] = set()
+    for j in jobs:
+        ids |= _user_ids(j.trigger)
     names = dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
     return [JobView(j, describe_trigger(j.trigger or {}, names)) for j in jobs]
 

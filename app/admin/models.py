@@ -26,6 +26,42 @@ class VersionNode:
     depth: int
     scalars: list[tuple[str, float]] = field(default_factory=list)
     charts: list[LineChart] = field(default_factory=list)
+    tables: list[GroupTable] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GroupTable:
+    """A metric that is a dict of dicts, e.g. reward `by_group`: {"seen": {"accuracy": .9, ...}, ...}."""
+
+    name: str
+    columns: list[str]
+    rows: list[tuple[str, list[float | None]]]
+
+
+def group_tables(metrics: dict[str, Any]) -> list[GroupTable]:
+    out = []
+    for key, value in metrics.items():
+        if not isinstance(value, dict) or not value or not all(isinstance(v, dict) for v in value.values()):
+            continue
+        columns: list[str] = []
+        for v in value.values():
+            columns.extend(k for k, x in v.items() if finite(x) and k not in columns)
+        if columns:
+            rows = [(str(g), [float(v[c]) if finite(v.get(c)) else None for c in columns]) for g, v in value.items()]
+            out.append(GroupTable(key, columns, rows))
+    return out
+
+
+def notes(metrics: dict[str, Any]) -> list[str]:
+    """Text the workers attach (e.g. finetune `warnings`)."""
+    out = []
+    for key, value in metrics.items():
+        if isinstance(value, str) and value:
+            out.append(f"{key}: {value}")
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            out.extend(f"{key}: {v}" for v in value)
+    return out[:20]
 
 
 def _scalars(metrics: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, float]]:
@@ -34,7 +70,7 @@ def _scalars(metrics: dict[str, Any], prefix: str = "", depth: int = 0) -> list[
         name = f"{prefix}{key}"
         if finite(value):
             out.append((name, float(value)))
-        elif isinstance(value, dict) and depth < 1:
+        elif isinstance(value, dict) and depth < 1 and not any(isinstance(v, dict) for v in value.values()):
             out.extend(_scalars(value, f"{name}.", depth + 1))
     return out
 
@@ -87,7 +123,8 @@ def lineage(session: Session) -> list[VersionNode]:
             return
         seen.add(v.id)
         metrics = v.metrics if isinstance(v.metrics, dict) else {}
-        out.append(VersionNode(v, depth, _scalars(metrics), series_charts(metrics)))
+        out.append(VersionNode(v, depth, _scalars(metrics), series_charts(metrics), group_tables(metrics),
+                               notes(metrics)))
         for child in children.get(v.id, []):
             walk(child, depth + 1)
 
