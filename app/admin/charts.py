@@ -62,7 +62,7 @@ class BarChart:
 
 
 def hourly_bar_chart(counts: dict[datetime, int], end: datetime, hours: int = 168,
-                     width: int = 720, height: int = 180) -> BarChart:
+                     width: int = 1000, height: int = 200) -> BarChart:
     """One bar per hour for the `hours` hours up to `end` (whose hour is the last bar)."""
     last = end.replace(minute=0, second=0, microsecond=0)
     start = last - timedelta(hours=hours - 1)
