@@ -51,13 +51,16 @@ def create_user(
 
 
 @router.post("/users/{user_id}/active")
-def set_active(user_id: int, principal: AdminDep, session: SessionDep,
-               active: Annotated[bool, Form()]) -> RedirectResponse:
+def set_active(
+    user_id: int, principal: AdminDep, session: SessionDep, active: Annotated[bool, Form()]
+) -> RedirectResponse:
     auth.update_user(session, user_id, UserUpdate(is_active=active), actor=principal.user)
     return back("activated" if active else "deactivated")
 
 
 @router.post("/users/{user_id}/role")
-def set_role(user_id: int, principal: AdminDep, session: SessionDep, role: Annotated[Role, Form()]) -> RedirectResponse:
+def set_role(
+    user_id: int, principal: AdminDep, session: SessionDep, role: Annotated[Role, Form()]
+) -> RedirectResponse:
     auth.update_user(session, user_id, UserUpdate(role=role), actor=principal.user)
     return back("role")

@@ -6,7 +6,7 @@ Skips are not judgements and must be left out by the caller.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +24,7 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[str]]) -> Alpha:
     o_ck is the coincidence matrix: within each unit of m values, every ordered pair of values
     from different raters adds 1/(m-1). Units with fewer than two values are not pairable.
     """
-    o: Counter[tuple[str, str]] = Counter()
+    o: defaultdict[tuple[str, str], float] = defaultdict(float)
     items = 0
     for values in units:
         m = len(values)
@@ -37,7 +37,7 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[str]]) -> Alpha:
                 pairs = nc * (nk - 1) if c == k else nc * nk
                 if pairs:
                     o[(c, k)] += pairs / (m - 1)
-    n_c: Counter[str] = Counter()
+    n_c: defaultdict[str, float] = defaultdict(float)
     for (c, _k), v in o.items():
         n_c[c] += v
     n = sum(n_c.values())
@@ -59,7 +59,7 @@ class PairwiseAgreement:
         return self.agreements / self.pairs if self.pairs else None
 
 
-def pairwise_agreement(units: Mapping[object, Mapping[int, str]]) -> dict[int, PairwiseAgreement]:
+def pairwise_agreement(units: Mapping[int, Mapping[int, str]]) -> dict[int, PairwiseAgreement]:
     """Per rater: the share of (this rater, co-rater) pairs on shared items with the same label."""
     acc: dict[int, list[int]] = {}
     for labels in units.values():

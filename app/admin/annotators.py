@@ -59,13 +59,16 @@ def _medians(session: Session) -> dict[int, tuple[int, float | None]]:
     timed = Rating.duration_ms.is_not(None)
     if session.get_bind().dialect.name == "postgresql":
         rows = session.execute(
-            select(Rating.annotator_id, func.count(), func.percentile_cont(0.5).within_group(Rating.duration_ms))
-            .where(timed).group_by(Rating.annotator_id)
+            select(
+                Rating.annotator_id, func.count(), func.percentile_cont(0.5).within_group(Rating.duration_ms)
+            )
+            .where(timed)
+            .group_by(Rating.annotator_id)
         )
         return {uid: (n, float(m) / 1000 if m is not None else None) for uid, n, m in rows}
     per: dict[int, list[float]] = defaultdict(list)  # SQLite (the demo) has no percentile function
     for uid, ms in session.execute(select(Rating.annotator_id, Rating.duration_ms).where(timed)):
-        per[uid].append(ms / 1000)
+        per[uid].append((ms or 0) / 1000)
     return {uid: (len(v), median(v)) for uid, v in per.items()}
 
 
@@ -76,8 +79,13 @@ def shared_labels(session: Session) -> dict[int, dict[int, str]]:
     against their known answer, so counting them here would measure gold accuracy twice.
     """
     usable = Rating.label != "skip"
-    multi = (select(Rating.image_id).join(Image, Image.id == Rating.image_id)
-             .where(usable, Image.gold_label.is_(None)).group_by(Rating.image_id).having(func.count() >= 2))
+    multi = (
+        select(Rating.image_id)
+        .join(Image, Image.id == Rating.image_id)
+        .where(usable, Image.gold_label.is_(None))
+        .group_by(Rating.image_id)
+        .having(func.count() >= 2)
+    )
     units: dict[int, dict[int, str]] = defaultdict(dict)
     for image_id, uid, label in session.execute(
         select(Rating.image_id, Rating.annotator_id, Rating.label).where(usable, Rating.image_id.in_(multi))
@@ -89,11 +97,16 @@ def shared_labels(session: Session) -> dict[int, dict[int, str]]:
 def annotator_report(session: Session) -> AnnotatorReport:
     rows = {u.id: AnnotatorRow(u) for u in session.scalars(select(User).order_by(User.username))}
     for uid, done, skips in session.execute(
-        select(Rating.annotator_id, func.sum(case((Rating.label != "skip", 1), else_=0)),
-               func.sum(case((Rating.label == "skip", 1), else_=0))).group_by(Rating.annotator_id)
+        select(
+            Rating.annotator_id,
+            func.sum(case((Rating.label != "skip", 1), else_=0)),
+            func.sum(case((Rating.label == "skip", 1), else_=0)),
+        ).group_by(Rating.annotator_id)
     ):
         rows[uid].labels_done, rows[uid].skips = int(done or 0), int(skips or 0)
-    for uid, n in session.execute(select(ComparisonVote.annotator_id, func.count()).group_by(ComparisonVote.annotator_id)):
+    for uid, n in session.execute(
+        select(ComparisonVote.annotator_id, func.count()).group_by(ComparisonVote.annotator_id)
+    ):
         rows[uid].votes = n
     for uid, (n, m) in _medians(session).items():
         rows[uid].timed, rows[uid].median_seconds = n, m
@@ -104,8 +117,11 @@ def annotator_report(session: Session) -> AnnotatorReport:
     alpha = krippendorff_alpha_nominal(list(u.values()) for u in units.values())
     for uid, pa in pairwise_agreement(units).items():
         rows[uid].agreement = pa
-    rates = {uid: r.agreement.rate for uid, r in rows.items()
-             if r.agreement and r.agreement.rate is not None and r.agreement.items >= AGREEMENT_MIN_ITEMS}
+    rates = {
+        uid: r.agreement.rate
+        for uid, r in rows.items()
+        if r.agreement and r.agreement.rate is not None and r.agreement.items >= AGREEMENT_MIN_ITEMS
+    }
     for uid, row in rows.items():
         others = [v for k, v in rates.items() if k != uid]
         _flag(row, rates.get(uid), median(others) if len(others) >= 2 else None)
@@ -113,12 +129,18 @@ def annotator_report(session: Session) -> AnnotatorReport:
 
 
 def _flag(row: AnnotatorRow, rate: float | None, others_median: float | None) -> None:
-    if row.timed >= FAST_MIN_TIMED and row.median_seconds is not None and row.median_seconds < FAST_MEDIAN_SECONDS:
+    if (
+        row.timed >= FAST_MIN_TIMED
+        and row.median_seconds is not None
+        and row.median_seconds < FAST_MEDIAN_SECONDS
+    ):
         row.flags.append(f"fast: median {row.median_seconds:.2f} s < {FAST_MEDIAN_SECONDS:g} s")
     g = row.gold
     if g:
-        for what, n, acc in (("gold labels", g.rating_gold_answered, g.rating_gold_accuracy),
-                             ("gold pairs", g.comparison_gold_answered, g.comparison_gold_accuracy)):
+        for what, n, acc in (
+            ("gold labels", g.rating_gold_answered, g.rating_gold_accuracy),
+            ("gold pairs", g.comparison_gold_answered, g.comparison_gold_accuracy),
+        ):
             if acc is not None and n >= GOLD_MIN_ANSWERS and acc < GOLD_MIN_ACCURACY:
                 row.flags.append(f"inconsistent: {what} {acc:.0%} of {n} < {GOLD_MIN_ACCURACY:.0%}")
     if rate is not None and others_median is not None and rate < others_median - AGREEMENT_GAP:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 
 def nice_max(value: float) -> float:
@@ -61,8 +62,9 @@ class BarChart:
     peak: float
 
 
-def hourly_bar_chart(counts: dict[datetime, int], end: datetime, hours: int = 168,
-                     width: int = 1000, height: int = 200) -> BarChart:
+def hourly_bar_chart(
+    counts: dict[datetime, int], end: datetime, hours: int = 168, width: int = 1000, height: int = 200
+) -> BarChart:
     """One bar per hour for the `hours` hours up to `end` (whose hour is the last bar)."""
     last = end.replace(minute=0, second=0, microsecond=0)
     start = last - timedelta(hours=hours - 1)
@@ -76,8 +78,16 @@ def hourly_bar_chart(counts: dict[datetime, int], end: datetime, hours: int = 16
     for i, v in enumerate(values):
         h = ph * v / ymax
         t = start + timedelta(hours=i)
-        bars.append(Bar(x=round(left + i * bw, 2), y=round(top + ph - h, 2), width=round(max(bw - 0.6, 0.6), 2),
-                        height=round(h, 2), value=v, label=f"{t:%a %d %b %H}:00 UTC: {v} labels"))
+        bars.append(
+            Bar(
+                x=round(left + i * bw, 2),
+                y=round(top + ph - h, 2),
+                width=round(max(bw - 0.6, 0.6), 2),
+                height=round(h, 2),
+                value=v,
+                label=f"{t:%a %d %b %H}:00 UTC: {v} labels",
+            )
+        )
     y_ticks = [Tick(pos=round(top + ph - ph * f, 2), label=fmt_num(ymax * f)) for f in (0, 0.5, 1)]
     x_ticks = []
     for i in range(hours):
@@ -108,12 +118,13 @@ class LineChart:
     n: int = 0
 
 
-def finite(v: object) -> bool:
+def finite(v: object) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def line_chart(title: str, xs: list[float], ys: list[float], x_label: str = "step",
-               width: int = 340, height: int = 170) -> LineChart | None:
+def line_chart(
+    title: str, xs: list[float], ys: list[float], x_label: str = "step", width: int = 340, height: int = 170
+) -> LineChart | None:
     pts = [(float(x), float(y)) for x, y in zip(xs, ys, strict=False) if finite(x) and finite(y)]
     if not pts:
         return None
@@ -134,14 +145,25 @@ def line_chart(title: str, xs: list[float], ys: list[float], x_label: str = "ste
 
     coords = [(sx(x), sy(y)) for x, y in pts]
     return LineChart(
-        title=title, width=width, height=height, plot_left=left, plot_right=left + pw, plot_top=top,
-        plot_bottom=top + ph, points=" ".join(f"{a},{b}" for a, b in coords),
+        title=title,
+        width=width,
+        height=height,
+        plot_left=left,
+        plot_right=left + pw,
+        plot_top=top,
+        plot_bottom=top + ph,
+        points=" ".join(f"{a},{b}" for a, b in coords),
         dots=[(a, b, f"{x_label} {fmt_num(x)}: {y:.4g}") for (a, b), (x, y) in zip(coords, pts, strict=True)]
-        if len(pts) <= 60 else [],
+        if len(pts) <= 60
+        else [],
         y_ticks=[Tick(sy(v), f"{v:.3g}") for v in (y0, (y0 + y1) / 2, y1)],
         x_ticks=[Tick(sx(v), fmt_num(v)) for v in (x0, x1)],
-        x_label=x_label, first=pts[0][1], last=pts[-1][1],
-        best_min=min(p[1] for p in pts), best_max=max(p[1] for p in pts), n=len(pts),
+        x_label=x_label,
+        first=pts[0][1],
+        last=pts[-1][1],
+        best_min=min(p[1] for p in pts),
+        best_max=max(p[1] for p in pts),
+        n=len(pts),
     )
 
 
@@ -158,7 +180,8 @@ class Segment:
 def stacked(parts: list[tuple[str, str, int]]) -> list[Segment]:
     """Segments of a 100% stacked bar from (key, label, count) parts; empty when all are zero."""
     total = sum(c for _, _, c in parts)
-    out, x = [], 0.0
+    out: list[Segment] = []
+    x = 0.0
     if not total:
         return out
     for key, label, c in parts:

@@ -9,7 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.admin.charts import Segment, stacked
-from app.db.models import Comparison, ComparisonAssignment, ComparisonVote, Evaluation, ModelVersion, Prompt, User
+from app.db.models import (
+    Comparison,
+    ComparisonAssignment,
+    ComparisonVote,
+    Evaluation,
+    ModelVersion,
+    Prompt,
+    User,
+)
 from app.errors import NotFound
 from app.evaluations.schemas import EvaluationRead, QuestionResult
 from app.evaluations.service import comparison_tallies, evaluation_results
@@ -23,7 +31,10 @@ def outcome_bar(q: QuestionResult) -> list[Segment]:
 
 
 def list_evaluations(session: Session) -> list[EvaluationRead]:
-    return [evaluation_results(session, i) for i in session.scalars(select(Evaluation.id).order_by(Evaluation.id.desc()))]
+    return [
+        evaluation_results(session, i)
+        for i in session.scalars(select(Evaluation.id).order_by(Evaluation.id.desc()))
+    ]
 
 
 @dataclass
@@ -43,21 +54,33 @@ def evaluation_page(session: Session, evaluation_id: int) -> dict[str, Any]:
     pairs = [
         PairRow(c, p, tallies.get(c.id, {"alignment": {}, "fidelity": {}}))
         for c, p in session.execute(
-            select(Comparison, Prompt).join(Prompt, Prompt.id == Comparison.prompt_id)
-            .where(Comparison.evaluation_id == evaluation_id).order_by(Comparison.id).limit(PAIR_LIST_LIMIT)
+            select(Comparison, Prompt)
+            .join(Prompt, Prompt.id == Comparison.prompt_id)
+            .where(Comparison.evaluation_id == evaluation_id)
+            .order_by(Comparison.id)
+            .limit(PAIR_LIST_LIMIT)
         )
     ]
     names = _version_names(session, [result.baseline_version_id, result.candidate_version_id])
-    return {"ev": result, "pairs": pairs, "pair_limit": PAIR_LIST_LIMIT, "versions": names,
-            "bars": {r.group: {"alignment": outcome_bar(r.alignment), "fidelity": outcome_bar(r.fidelity)}
-                     for r in result.results}}
+    return {
+        "ev": result,
+        "pairs": pairs,
+        "pair_limit": PAIR_LIST_LIMIT,
+        "versions": names,
+        "bars": {
+            r.group: {"alignment": outcome_bar(r.alignment), "fidelity": outcome_bar(r.fidelity)}
+            for r in result.results
+        },
+    }
 
 
 def _version_names(session: Session, ids: list[int | None]) -> dict[int, str]:
     wanted = [i for i in ids if i is not None]
     if not wanted:
         return {}
-    return dict(session.execute(select(ModelVersion.id, ModelVersion.name).where(ModelVersion.id.in_(wanted))).all())
+    return dict(
+        session.execute(select(ModelVersion.id, ModelVersion.name).where(ModelVersion.id.in_(wanted))).all()
+    )
 
 
 SIDE_WORDS = {"a": "baseline", "b": "candidate", "tie": "tie"}
@@ -92,7 +115,9 @@ class VoteRow:
 
 def comparison_page(session: Session, comparison_id: int) -> dict[str, Any]:
     row = session.execute(
-        select(Comparison, Prompt).join(Prompt, Prompt.id == Comparison.prompt_id).where(Comparison.id == comparison_id)
+        select(Comparison, Prompt)
+        .join(Prompt, Prompt.id == Comparison.prompt_id)
+        .where(Comparison.id == comparison_id)
     ).first()
     if row is None:
         raise NotFound(f"Comparison {comparison_id} does not exist.")
@@ -100,11 +125,17 @@ def comparison_page(session: Session, comparison_id: int) -> dict[str, Any]:
     votes = [
         VoteRow(pseudonym, left_is_a, alignment, fidelity, duration)
         for pseudonym, left_is_a, alignment, fidelity, duration in session.execute(
-            select(User.pseudonym, ComparisonAssignment.left_is_a, ComparisonVote.alignment, ComparisonVote.fidelity,
-                   ComparisonVote.duration_ms)
+            select(
+                User.pseudonym,
+                ComparisonAssignment.left_is_a,
+                ComparisonVote.alignment,
+                ComparisonVote.fidelity,
+                ComparisonVote.duration_ms,
+            )
             .join(ComparisonAssignment, ComparisonAssignment.id == ComparisonVote.assignment_id)
             .join(User, User.id == ComparisonVote.annotator_id)
-            .where(ComparisonVote.comparison_id == comparison_id).order_by(ComparisonVote.id)
+            .where(ComparisonVote.comparison_id == comparison_id)
+            .order_by(ComparisonVote.id)
         )
     ]
     evaluation = session.get(Evaluation, comparison.evaluation_id) if comparison.evaluation_id else None

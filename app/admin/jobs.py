@@ -34,16 +34,25 @@ class JobView:
         j = self.job
         iso = lambda d: d.isoformat() if d else None  # noqa: E731
         return {
-            "id": j.id, "kind": j.kind, "state": j.state, "progress": round(j.progress, 1),
-            "message": j.progress_message, "error": j.error, "trigger": self.trigger,
-            "created_at": iso(j.created_at), "started_at": iso(j.started_at), "finished_at": iso(j.finished_at),
+            "id": j.id,
+            "kind": j.kind,
+            "state": j.state,
+            "progress": round(j.progress, 1),
+            "message": j.progress_message,
+            "error": j.error,
+            "trigger": self.trigger,
+            "created_at": iso(j.created_at),
+            "started_at": iso(j.started_at),
+            "finished_at": iso(j.finished_at),
             "cancel_requested": j.cancel_requested_at is not None,
-            "cancellable": self.cancellable, "retryable": self.retryable,
+            "cancellable": self.cancellable,
+            "retryable": self.retryable,
         }
 
 
 def describe_trigger(trigger: dict[str, Any], usernames: dict[int, str], depth: int = 0) -> str:
-    """One line: 'user alice', 'auto (reason=new labels, new_labels=512)', 'retry by bob (of_job=3; was: user alice)'."""
+    """One line: 'user alice', 'auto (reason=new labels; new_labels=512)',
+    'retry by bob (of_job=3; was: user alice)'."""
     if not trigger:
         return "—"
     kind = str(trigger.get("type", "?"))
@@ -96,6 +105,10 @@ def job_detail(session: Session, job_id: int) -> tuple[JobView, list[JobLog]]:
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
-    tail = list(session.scalars(select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(LOG_TAIL)))
+    tail = list(
+        session.scalars(
+            select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(LOG_TAIL)
+        )
+    )
     tail.reverse()
     return _views(session, [job])[0], tail

@@ -48,7 +48,10 @@ def group_tables(metrics: dict[str, Any]) -> list[GroupTable]:
         for v in value.values():
             columns.extend(k for k, x in v.items() if finite(x) and k not in columns)
         if columns:
-            rows = [(str(g), [float(v[c]) if finite(v.get(c)) else None for c in columns]) for g, v in value.items()]
+            rows = [
+                (str(g), [float(v[c]) if finite(v.get(c)) else None for c in columns])
+                for g, v in value.items()
+            ]
             out.append(GroupTable(key, columns, rows))
     return out
 
@@ -85,8 +88,8 @@ def _series_from_records(name: str, records: list[Any]) -> list[LineChart]:
         keys.extend(k for k, v in r.items() if k != x_key and finite(v) and k not in keys)
     charts = []
     for key in keys:
-        pairs = [(r.get(x_key) if x_key else i, r.get(key)) for i, r in enumerate(rows)]
-        pairs = [(x, y) for x, y in pairs if finite(x) and finite(y)]
+        raw = [(r.get(x_key) if x_key else i, r.get(key)) for i, r in enumerate(rows)]
+        pairs = [(float(x), float(y)) for x, y in raw if finite(x) and finite(y)]
         chart = line_chart(f"{name}: {key}", [p[0] for p in pairs], [p[1] for p in pairs], x_key or "index")
         if chart:
             charts.append(chart)
@@ -123,8 +126,11 @@ def lineage(session: Session) -> list[VersionNode]:
             return
         seen.add(v.id)
         metrics = v.metrics if isinstance(v.metrics, dict) else {}
-        out.append(VersionNode(v, depth, _scalars(metrics), series_charts(metrics), group_tables(metrics),
-                               notes(metrics)))
+        out.append(
+            VersionNode(
+                v, depth, _scalars(metrics), series_charts(metrics), group_tables(metrics), notes(metrics)
+            )
+        )
         for child in children.get(v.id, []):
             walk(child, depth + 1)
 

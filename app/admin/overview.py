@@ -14,8 +14,8 @@ from app.admin.timeseries import as_hour, hour_bucket
 from app.db.base import utcnow
 from app.db.enums import PromptCategory
 from app.db.models import Image, Prompt, PromptSet, Rating
-from app.prompts.service import progress
 from app.prompts.schemas import CategoryProgress
+from app.prompts.service import progress
 
 CATEGORY_ORDER = [c.value for c in PromptCategory]
 CHART_HOURS = 7 * 24
@@ -49,10 +49,13 @@ def _row(category: str, p: CategoryProgress, last_24h: int) -> CategoryRow:
     remaining = max(p.labels_wanted - p.labels_done, 0)
     per_hour = last_24h / PACE_HOURS
     return CategoryRow(
-        category=category, p=p,
+        category=category,
+        p=p,
         done_pct=min(100.0, 100 * p.labels_done / p.labels_wanted) if p.labels_wanted else 0.0,
         shares=stacked([("good", "good", p.good), ("bad", "bad", p.bad), ("skip", "skip", p.skip)]),
-        last_24h=last_24h, per_hour=per_hour, remaining=remaining,
+        last_24h=last_24h,
+        per_hour=per_hour,
+        remaining=remaining,
         eta_hours=remaining / per_hour if per_hour > 0 and remaining > 0 else None,
     )
 
@@ -72,14 +75,22 @@ def overview(session: Session, now: datetime | None = None) -> list[PromptSetOve
     chart_start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=CHART_HOURS - 1)
 
     recent: dict[tuple[int, str], int] = {}
-    q = (_labels_query(session, day_ago).add_columns(Prompt.category, func.count())
-         .join(Prompt, Prompt.id == Image.prompt_id).group_by(Rating.prompt_set_id, Prompt.category))
+    q = (
+        _labels_query(session, day_ago)
+        .add_columns(Prompt.category, func.count())
+        .join(Prompt, Prompt.id == Image.prompt_id)
+        .group_by(Rating.prompt_set_id, Prompt.category)
+    )
     for ps_id, category, n in session.execute(q):
         recent[(ps_id, category)] = n
 
     bucket = hour_bucket(session, Rating.created_at)
     hourly: dict[int, dict[datetime, int]] = defaultdict(dict)
-    q = _labels_query(session, chart_start).add_columns(bucket, func.count()).group_by(Rating.prompt_set_id, bucket)
+    q = (
+        _labels_query(session, chart_start)
+        .add_columns(bucket, func.count())
+        .group_by(Rating.prompt_set_id, bucket)
+    )
     for ps_id, hour, n in session.execute(q):
         hourly[ps_id][as_hour(hour)] = n
 

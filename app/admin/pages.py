@@ -25,17 +25,30 @@ def page(request: Request, principal: Principal, name: str, context: dict[str, A
 
 @router.get("", response_class=HTMLResponse)
 def overview_page(request: Request, principal: ResearcherDep, session: SessionDep) -> Response:
-    return page(request, principal, "admin/overview.html",
-                {"sets": overview.overview(session), "format_eta": overview.format_eta})
+    return page(
+        request,
+        principal,
+        "admin/overview.html",
+        {"sets": overview.overview(session), "format_eta": overview.format_eta},
+    )
 
 
 @router.get("/annotators", response_class=HTMLResponse)
-def annotators_page(request: Request, principal: ResearcherDep, session: SessionDep,
-                    notice: str | None = None) -> Response:
-    return page(request, principal, "admin/annotators.html", {
-        "report": annotators.annotator_report(session), "me": principal.user.id, "roles": [r.value for r in Role],
-        "notice": actions.NOTICES.get(notice or ""), "limits": annotators,
-    })
+def annotators_page(
+    request: Request, principal: ResearcherDep, session: SessionDep, notice: str | None = None
+) -> Response:
+    return page(
+        request,
+        principal,
+        "admin/annotators.html",
+        {
+            "report": annotators.annotator_report(session),
+            "me": principal.user.id,
+            "roles": [r.value for r in Role],
+            "notice": actions.NOTICES.get(notice or ""),
+            "limits": annotators,
+        },
+    )
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -46,8 +59,9 @@ def jobs_page(request: Request, principal: ResearcherDep, session: SessionDep) -
 @router.get("/jobs.json")
 def jobs_json(principal: ResearcherDep, session: SessionDep, id: int | None = None) -> JSONResponse:
     """What the jobs pages poll every 2 s to move their progress bars without a reload."""
-    return JSONResponse({"jobs": [v.as_json() for v in jobs.job_views(session, id)]},
-                        headers={"cache-control": "no-store"})
+    return JSONResponse(
+        {"jobs": [v.as_json() for v in jobs.job_views(session, id)]}, headers={"cache-control": "no-store"}
+    )
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -68,13 +82,21 @@ def evaluations_page(request: Request, principal: ResearcherDep, session: Sessio
 
 
 @router.get("/evaluations/{evaluation_id}", response_class=HTMLResponse)
-def evaluation_page(evaluation_id: int, request: Request, principal: ResearcherDep, session: SessionDep) -> Response:
-    return page(request, principal, "admin/evaluation.html", evaluations.evaluation_page(session, evaluation_id))
+def evaluation_page(
+    evaluation_id: int, request: Request, principal: ResearcherDep, session: SessionDep
+) -> Response:
+    return page(
+        request, principal, "admin/evaluation.html", evaluations.evaluation_page(session, evaluation_id)
+    )
 
 
 @router.get("/comparisons/{comparison_id}", response_class=HTMLResponse)
-def comparison_page(comparison_id: int, request: Request, principal: ResearcherDep, session: SessionDep) -> Response:
-    return page(request, principal, "admin/comparison.html", evaluations.comparison_page(session, comparison_id))
+def comparison_page(
+    comparison_id: int, request: Request, principal: ResearcherDep, session: SessionDep
+) -> Response:
+    return page(
+        request, principal, "admin/comparison.html", evaluations.comparison_page(session, comparison_id)
+    )
 
 
 router.include_router(actions.router)

@@ -38,8 +38,11 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield b
         b.close()
 
@@ -74,6 +77,7 @@ def page(browser, live_server) -> Iterator[Any]:
     pg.set_default_timeout(10_000)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+
     def on_console(msg: Any) -> None:
         url = msg.location.get("url", "")
         if msg.type == "error" and not url.endswith("/favicon.ico"):  # the site has no icon; not ours
@@ -100,15 +104,27 @@ def _seed(db, make_user, settings) -> dict[str, Any]:
     anns = [make_user("annotator", username=n) for n in ("ann", "bob", "cyd")]
     now = utcnow()
     ps = f.prompt_set(db, "colours and counts", k=3)
-    prompts = [f.prompt(db, ps, t, c, s) for t, c, s in (
-        ("two dogs", "count", "seen"), ("a green cat", "color", "seen"), ("a dog in the city", "background", "unseen"),
-        ("two red cars on a beach", "combination", "unseen"))]
+    prompts = [
+        f.prompt(db, ps, t, c, s)
+        for t, c, s in (
+            ("two dogs", "count", "seen"),
+            ("a green cat", "color", "seen"),
+            ("a dog in the city", "background", "unseen"),
+            ("two red cars on a beach", "combination", "unseen"),
+        )
+    ]
     for i in range(24):
         im = f.image(db, prompts[i % 4], wanted=3)
         for j, a in enumerate(anns[: 1 + i % 3]):
             label = ("good", "bad", "skip")[(i + j * (i % 2)) % 3] if a.username != "ann" else "good"
-            f.rating(db, im, a.id, label, duration_ms=400 if a.username == "ann" else 2500 + 100 * i,
-                     at=now - timedelta(hours=(i * 7) % 160))
+            f.rating(
+                db,
+                im,
+                a.id,
+                label,
+                duration_ms=400 if a.username == "ann" else 2500 + 100 * i,
+                at=now - timedelta(hours=(i * 7) % 160),
+            )
     store = storage_for(settings.storage_url)
     a_img = f.image(db, prompts[0], storage_key="pairs/a.png")
     b_img = f.image(db, prompts[0], storage_key="pairs/b.png")
@@ -117,20 +133,59 @@ def _seed(db, make_user, settings) -> dict[str, Any]:
     base = ModelVersion(kind="generator", name="sd-1.5", mode="base", artifact_url="hub:sd15", metrics={})
     db.add(base)
     db.flush()
-    db.add(ModelVersion(kind="generator", name="tuned", mode="lora", parent_id=base.id, artifact_url="s3://x",
-                        metrics={"final_loss": 0.31, "curve": [{"step": s, "loss": 0.6 * 0.97 ** s + 0.02 * (s % 3)}
-                                                               for s in range(0, 60, 2)]}))
-    db.add(ModelVersion(kind="reward", name="reward #1", mode="mlp", artifact_url="s3://r", metrics={
-        "val_mse": 0.12, "auc": 0.88, "history": [{"epoch": e, "train_loss": 0.7 / (e + 1), "val_mse": 0.25 - e * 0.03}
-                                                  for e in range(5)]}))
+    db.add(
+        ModelVersion(
+            kind="generator",
+            name="tuned",
+            mode="lora",
+            parent_id=base.id,
+            artifact_url="s3://x",
+            metrics={
+                "final_loss": 0.31,
+                "curve": [{"step": s, "loss": 0.6 * 0.97**s + 0.02 * (s % 3)} for s in range(0, 60, 2)],
+            },
+        )
+    )
+    db.add(
+        ModelVersion(
+            kind="reward",
+            name="reward #1",
+            mode="mlp",
+            artifact_url="s3://r",
+            metrics={
+                "val_mse": 0.12,
+                "auc": 0.88,
+                "history": [
+                    {"epoch": e, "train_loss": 0.7 / (e + 1), "val_mse": 0.25 - e * 0.03} for e in range(5)
+                ],
+            },
+        )
+    )
     ev = f.evaluation(db, ps, "tuned vs base", votes=3)
     pair = f.comparison(db, ev, prompts[0], a_img, b_img)
     for a, al, fi, left in zip(anns, ("b", "b", "tie"), ("a", "b", "b"), (True, False, True), strict=True):
         f.vote(db, pair, a.id, al, fi, left_is_a=left)
-    run = Job(kind="generate", state="running", params={}, prompt_set_id=ps.id, scope_key="a", progress=30,
-              progress_message="batch 3 of 10", started_at=now, trigger={"type": "auto", "new_labels": 512})
-    queued = Job(kind="train_reward", state="queued", params={"prompt_set_id": ps.id}, prompt_set_id=ps.id,
-                 scope_key="b", progress=0, progress_message="queued", trigger={"type": "user", "user_id": anns[0].id})
+    run = Job(
+        kind="generate",
+        state="running",
+        params={},
+        prompt_set_id=ps.id,
+        scope_key="a",
+        progress=30,
+        progress_message="batch 3 of 10",
+        started_at=now,
+        trigger={"type": "auto", "new_labels": 512},
+    )
+    queued = Job(
+        kind="train_reward",
+        state="queued",
+        params={"prompt_set_id": ps.id},
+        prompt_set_id=ps.id,
+        scope_key="b",
+        progress=0,
+        progress_message="queued",
+        trigger={"type": "user", "user_id": anns[0].id},
+    )
     db.add_all([run, queued])
     db.commit()
     return {"ps": ps, "ev": ev, "pair": pair, "run": run, "queued": queued, "ann": anns[0]}
@@ -176,7 +231,9 @@ def test_admin_pages_in_the_browser(page, db, make_user, settings):
     page.goto("/admin/jobs")
     run, queued = data["run"], data["queued"]
     assert page.locator(f'tr[data-job-id="{run.id}"] [data-field="progress"]').inner_text() == "30%"
-    db.execute(Job.__table__.update().where(Job.id == run.id).values(progress=77, progress_message="batch 8 of 10"))
+    db.execute(
+        Job.__table__.update().where(Job.id == run.id).values(progress=77, progress_message="batch 8 of 10")
+    )
     db.commit()
     expect(page.locator(f'tr[data-job-id="{run.id}"] [data-field="progress"]')).to_have_text("77%")
     assert page.locator(f'tr[data-job-id="{run.id}"] progress').evaluate("e => e.value") == 77

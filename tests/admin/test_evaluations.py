@@ -19,7 +19,9 @@ def _seed(db, make_user):
     p1 = f.comparison(db, ev, count, f.image(db, count), f.image(db, count))
     p2 = f.comparison(db, ev, color, f.image(db, color), f.image(db, color))
     p3 = f.comparison(db, ev, count, f.image(db, count), f.image(db, count))
-    for u, al, fi, left_is_a in zip(users, ("b", "b", "b"), ("b", "tie", "a"), (False, True, True), strict=True):
+    for u, al, fi, left_is_a in zip(
+        users, ("b", "b", "b"), ("b", "tie", "a"), (False, True, True), strict=True
+    ):
         f.vote(db, p1, u.id, al, fi, left_is_a=left_is_a)
     for u, al, fi in zip(users, ("a", "a", "tie"), ("a", "a", "a"), strict=True):
         f.vote(db, p2, u.id, al, fi)
@@ -37,7 +39,12 @@ def test_evaluation_results_page(client, admin, db, make_user):
     page = client.get(f"/admin/evaluations/{ev.id}").text
     assert figure(page, "complete") == "2 / 3" and figure(page, "votes") == "7"
     res = {r.group: r for r in evaluation_results(db, ev.id).results}
-    for group, question in (("all", "alignment"), ("all", "fidelity"), ("count", "alignment"), ("unseen", "fidelity")):
+    for group, question in (
+        ("all", "alignment"),
+        ("all", "fidelity"),
+        ("count", "alignment"),
+        ("unseen", "fidelity"),
+    ):
         row = page.split(f'data-group="{group}" data-question="{question}"')[1].split("</tr>")[0]
         q = getattr(res[group], question)
         assert figure(row, "win").startswith(f"{100 * q.win.share:.0f}%")
@@ -57,14 +64,22 @@ def test_evaluation_results_page(client, admin, db, make_user):
 def test_pair_page_shows_votes_in_both_terms(client, admin, db, make_user):
     ev, p1, users = _seed(db, make_user)
     page = client.get(f"/admin/comparisons/{p1.id}").text
-    assert f'src="/api/v1/images/{p1.image_a_id}/file"' in page and f'src="/api/v1/images/{p1.image_b_id}/file"' in page
+    assert (
+        f'src="/api/v1/images/{p1.image_a_id}/file"' in page
+        and f'src="/api/v1/images/{p1.image_b_id}/file"' in page
+    )
     pseudonyms = [db.scalar(select(User.pseudonym).where(User.id == u.id)) for u in users]
     rows = [page.split(f"<code>{p}</code>")[1].split("</tr>")[0] for p in pseudonyms]
     assert "rater0" not in page  # pseudonyms only
     # rater0 saw the candidate on the left and chose it for both questions
-    assert [figure(rows[0], k) for k in ("left", "alignment-seen", "alignment", "fidelity-seen", "fidelity")] == \
-        ["candidate", "left", "candidate", "left", "candidate"]
-    assert [figure(rows[1], k) for k in ("left", "alignment-seen", "fidelity-seen", "fidelity")] == \
-        ["baseline", "right", "tie", "tie"]
+    assert [
+        figure(rows[0], k) for k in ("left", "alignment-seen", "alignment", "fidelity-seen", "fidelity")
+    ] == ["candidate", "left", "candidate", "left", "candidate"]
+    assert [figure(rows[1], k) for k in ("left", "alignment-seen", "fidelity-seen", "fidelity")] == [
+        "baseline",
+        "right",
+        "tie",
+        "tie",
+    ]
     assert [figure(rows[2], k) for k in ("fidelity-seen", "fidelity")] == ["left", "baseline"]
     assert client.get("/admin/comparisons/999999").status_code == 404

@@ -1,4 +1,4 @@
-"""Jobs page: list with trigger and progress, the JSON the page polls, log tail, cancel / retry via the API."""
+"""Jobs page: list with trigger and progress, the JSON the page polls, log tail, cancel/retry via the API."""
 
 from __future__ import annotations
 
@@ -12,9 +12,17 @@ from tests.admin.html import block
 
 def _job(db, ps, state="running", progress=42.5, **kw) -> Job:
     now = utcnow()
-    j = Job(kind=kw.pop("kind", "generate"), state=state, params={"prompt_set_id": ps.id, "images_per_prompt": 2},
-            prompt_set_id=ps.id, scope_key=kw.pop("scope_key", f"ps:{ps.id}"), progress=progress,
-            progress_message=kw.pop("message", "batch 3 of 7"), started_at=now - timedelta(minutes=5), **kw)
+    j = Job(
+        kind=kw.pop("kind", "generate"),
+        state=state,
+        params={"prompt_set_id": ps.id, "images_per_prompt": 2},
+        prompt_set_id=ps.id,
+        scope_key=kw.pop("scope_key", f"ps:{ps.id}"),
+        progress=progress,
+        progress_message=kw.pop("message", "batch 3 of 7"),
+        started_at=now - timedelta(minutes=5),
+        **kw,
+    )
     db.add(j)
     db.flush()
     return j
@@ -23,8 +31,15 @@ def _job(db, ps, state="running", progress=42.5, **kw) -> Job:
 def test_jobs_list_json_and_log_tail(client, admin, db):
     ps = f.prompt_set(db, "s")
     run = _job(db, ps, trigger={"type": "user", "user_id": admin.account.id})
-    failed = _job(db, ps, state="failed", progress=10, scope_key="other", error="CUDA out of <memory>",
-                  trigger={"type": "auto", "reason": "new labels", "new_labels": 512})
+    failed = _job(
+        db,
+        ps,
+        state="failed",
+        progress=10,
+        scope_key="other",
+        error="CUDA out of <memory>",
+        trigger={"type": "auto", "reason": "new labels", "new_labels": 512},
+    )
     for i in range(25):
         db.add(JobLog(job_id=run.id, message=f"line {i:02d}"))
     db.commit()
@@ -33,7 +48,10 @@ def test_jobs_list_json_and_log_tail(client, admin, db):
     row = block(page, "data-job-id", str(run.id))
     assert '<progress max="100" value="42.5"' in row and "43%" in row and "batch 3 of 7" in row
     assert "user boss" in row
-    assert 'data-job-action="cancel"' in row and 'data-job-action="retry" data-job-id="%d" hidden' % run.id in row
+    assert (
+        'data-job-action="cancel"' in row
+        and f'data-job-action="retry" data-job-id="{run.id}" hidden' in row
+    )
     frow = block(page, "data-job-id", str(failed.id))
     assert "auto (reason=new labels; new_labels=512)" in frow and "CUDA out of &lt;memory&gt;" in frow
     assert '<script src="/static/js/admin-jobs.js"' in page
@@ -62,7 +80,11 @@ def test_cancel_and_retry_through_the_jobs_api(client, admin, db):
     r = client.post(f"/api/v1/jobs/{queued.id}/retry", headers=headers)
     assert r.status_code == 202
     new = client.get("/admin/jobs.json").json()["jobs"][0]
-    assert new["id"] == r.json()["id"] and new["state"] == "queued" and new["trigger"].startswith("retry by boss")
+    assert (
+        new["id"] == r.json()["id"]
+        and new["state"] == "queued"
+        and new["trigger"].startswith("retry by boss")
+    )
     # without the CSRF header the browser session cannot cancel
     assert client.post(f"/api/v1/jobs/{new['id']}/cancel").status_code == 403
 

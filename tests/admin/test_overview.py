@@ -33,15 +33,23 @@ def _seed(db, make_user):
 
 
 def _db_counts(db, ps_id: int, category: str) -> dict[str, int]:
-    base = (select(func.count()).select_from(Rating).join(Image, Image.id == Rating.image_id)
-            .join(Prompt, Prompt.id == Image.prompt_id)
-            .where(Rating.prompt_set_id == ps_id, Prompt.category == category, Image.gold_label.is_(None)))
+    base = (
+        select(func.count())
+        .select_from(Rating)
+        .join(Image, Image.id == Rating.image_id)
+        .join(Prompt, Prompt.id == Image.prompt_id)
+        .where(Rating.prompt_set_id == ps_id, Prompt.category == category, Image.gold_label.is_(None))
+    )
     out = {lab: db.scalar(base.where(Rating.label == lab)) for lab in ("good", "bad", "skip")}
     out["done"] = out["good"] + out["bad"]
-    out["wanted"] = db.scalar(select(func.sum(Image.ratings_wanted)).join(Prompt, Prompt.id == Image.prompt_id)
-                              .where(Image.prompt_set_id == ps_id, Prompt.category == category,
-                                     Image.gold_label.is_(None)))
-    out["last24"] = db.scalar(base.where(Rating.label != "skip", Rating.created_at >= utcnow() - timedelta(hours=24)))
+    out["wanted"] = db.scalar(
+        select(func.sum(Image.ratings_wanted))
+        .join(Prompt, Prompt.id == Image.prompt_id)
+        .where(Image.prompt_set_id == ps_id, Prompt.category == category, Image.gold_label.is_(None))
+    )
+    out["last24"] = db.scalar(
+        base.where(Rating.label != "skip", Rating.created_at >= utcnow() - timedelta(hours=24))
+    )
     return out
 
 

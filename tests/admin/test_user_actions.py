@@ -14,8 +14,11 @@ def _user(db, user_id: int) -> User:
 
 def test_deactivate_and_reactivate(client, admin, db, make_user):
     ann = make_user("annotator", username="ann")
-    r = client.post(f"/admin/users/{ann.id}/active", data={"active": "false", "csrf_token": admin.csrf},
-                    follow_redirects=False)
+    r = client.post(
+        f"/admin/users/{ann.id}/active",
+        data={"active": "false", "csrf_token": admin.csrf},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"].startswith("/admin/annotators?notice=deactivated")
     assert _user(db, ann.id).is_active is False
     page = client.get(r.headers["location"]).text
@@ -28,8 +31,11 @@ def test_deactivate_and_reactivate(client, admin, db, make_user):
 
 def test_change_role(client, admin, db, make_user):
     ann = make_user("annotator", username="ann")
-    r = client.post(f"/admin/users/{ann.id}/role", data={"role": "researcher", "csrf_token": admin.csrf},
-                    follow_redirects=False)
+    r = client.post(
+        f"/admin/users/{ann.id}/role",
+        data={"role": "researcher", "csrf_token": admin.csrf},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert _user(db, ann.id).role == "researcher"
 
