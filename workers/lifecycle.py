@@ -22,7 +22,6 @@ from ml.generation import Cancelled
 from workers.runtime import Runtime
 
 log = logging.getLogger("t2if.worker")
-HEARTBEAT_SECONDS = 5.0
 
 
 class JobFailed(Exception):
@@ -118,7 +117,9 @@ def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
+        # several beats fit in the stale window, so a busy machine is not mistaken for a dead one
+        every = max(0.5, min(5.0, rt.settings.job_stale_seconds / 4))
+        while not stop.wait(every):
             try:
                 ctx.heartbeat()
             except Exception:  # a missed beat is harmless; the next one may succeed
