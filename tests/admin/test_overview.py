@@ -64,6 +64,9 @@ def test_overview_figures_match_the_database(client, admin, db, make_user):
         for name in ("done", "wanted", "good", "bad", "skip", "last24"):
             assert figure(row, name) == str(expected[name]), (category, name)
     assert (_db_counts(db, ps.id, "count")["done"], _db_counts(db, ps.id, "count")["wanted"]) == (3, 4)
+    assert (
+        figure(block(section, "data-category", "count"), "shares") == "(50% / 25% / 25%)"
+    )  # 2 good, 1 bad, 1 skip
 
     total = block(section, "data-category", "total")
     assert (figure(total, "done"), figure(total, "wanted"), figure(total, "last24")) == ("4", "6", "3")
