@@ -24,19 +24,24 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[str]]) -> Alpha:
     o_ck is the coincidence matrix: within each unit of m values, every ordered pair of values
     from different raters adds 1/(m-1). Units with fewer than two values are not pairable.
     """
+    return alpha_from_unit_counts((dict(Counter(values)), 1) for values in units)
+
+
+def alpha_from_unit_counts(groups: Iterable[tuple[Mapping[str, int], int]]) -> Alpha:
+    """The same alpha from (value counts of a unit, how many units have exactly those counts):
+    the database can group units by their counts, so millions of labels become a few rows."""
     o: defaultdict[tuple[str, str], float] = defaultdict(float)
     items = 0
-    for values in units:
-        m = len(values)
-        if m < 2:
+    for counts, times in groups:
+        m = sum(counts.values())
+        if m < 2 or times <= 0:
             continue
-        items += 1
-        counts = Counter(values)
+        items += times
         for c, nc in counts.items():
             for k, nk in counts.items():
                 pairs = nc * (nk - 1) if c == k else nc * nk
                 if pairs:
-                    o[(c, k)] += pairs / (m - 1)
+                    o[(c, k)] += times * pairs / (m - 1)
     n_c: defaultdict[str, float] = defaultdict(float)
     for (c, _k), v in o.items():
         n_c[c] += v
@@ -60,7 +65,9 @@ class PairwiseAgreement:
 
 
 def pairwise_agreement(units: Mapping[int, Mapping[int, str]]) -> dict[int, PairwiseAgreement]:
-    """Per rater: the share of (this rater, co-rater) pairs on shared items with the same label."""
+    """Per rater: the share of (this rater, co-rater) pairs on shared items with the same label.
+
+    The reference definition; the dashboard computes the same sums in SQL (annotators.py)."""
     acc: dict[int, list[int]] = {}
     for labels in units.values():
         m = len(labels)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app.admin.agreement import Alpha, PairwiseAgreement, krippendorff_alpha_nominal, pairwise_agreement
+from app.admin.agreement import Alpha, PairwiseAgreement, alpha_from_unit_counts
 from app.admin.timeseries import median
 from app.annotation.quality import gold_accuracy
 from app.annotation.schemas import GoldAccuracy
@@ -72,26 +73,47 @@ def _medians(session: Session) -> dict[int, tuple[int, float | None]]:
     return {uid: (len(v), median(v)) for uid, v in per.items()}
 
 
-def shared_labels(session: Session) -> dict[int, dict[int, str]]:
-    """image id -> {annotator id: good|bad} for non-gold images with at least two good/bad labels.
+def _unit_counts(session: Session) -> Any:
+    """Per non-gold image with at least two good/bad labels: its good and bad counts (a subquery).
 
     Gold images are left out: they are shown to many raters on purpose and already scored
     against their known answer, so counting them here would measure gold accuracy twice.
     """
-    usable = Rating.label != "skip"
-    multi = (
-        select(Rating.image_id)
+    return (
+        select(
+            Rating.image_id.label("image_id"),
+            func.sum(case((Rating.label == "good", 1), else_=0)).label("good"),
+            func.sum(case((Rating.label == "bad", 1), else_=0)).label("bad"),
+        )
         .join(Image, Image.id == Rating.image_id)
-        .where(usable, Image.gold_label.is_(None))
+        .where(Rating.label != "skip", Image.gold_label.is_(None))
         .group_by(Rating.image_id)
         .having(func.count() >= 2)
+        .subquery()
     )
-    units: dict[int, dict[int, str]] = defaultdict(dict)
-    for image_id, uid, label in session.execute(
-        select(Rating.image_id, Rating.annotator_id, Rating.label).where(usable, Rating.image_id.in_(multi))
-    ):
-        units[image_id][uid] = label
-    return units
+
+
+def agreement(session: Session) -> tuple[Alpha, dict[int, PairwiseAgreement]]:
+    """Krippendorff's alpha over all shared images, and each annotator's pairwise agreement.
+
+    On an image with g good and b bad labels, a rater who said good agrees with g-1 of the
+    g+b-1 co-raters (likewise for bad); summing in SQL keeps this to one row per annotator.
+    """
+    units = _unit_counts(session)
+    alpha = alpha_from_unit_counts(
+        ({"good": int(g), "bad": int(b)}, n)
+        for g, b, n in session.execute(
+            select(units.c.good, units.c.bad, func.count()).group_by(units.c.good, units.c.bad)
+        )
+    )
+    same = case((Rating.label == "good", units.c.good), else_=units.c.bad) - 1
+    rows = session.execute(
+        select(Rating.annotator_id, func.sum(same), func.sum(units.c.good + units.c.bad - 1), func.count())
+        .join(units, units.c.image_id == Rating.image_id)
+        .where(Rating.label != "skip")
+        .group_by(Rating.annotator_id)
+    )
+    return alpha, {uid: PairwiseAgreement(int(a), int(p), int(n)) for uid, a, p, n in rows}
 
 
 def annotator_report(session: Session) -> AnnotatorReport:
@@ -113,9 +135,8 @@ def annotator_report(session: Session) -> AnnotatorReport:
     for g in gold_accuracy(session):
         rows[g.annotator_id].gold = g
 
-    units = shared_labels(session)
-    alpha = krippendorff_alpha_nominal(list(u.values()) for u in units.values())
-    for uid, pa in pairwise_agreement(units).items():
+    alpha, pairwise = agreement(session)
+    for uid, pa in pairwise.items():
         rows[uid].agreement = pa
     rates = {
         uid: r.agreement.rate

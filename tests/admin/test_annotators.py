@@ -82,3 +82,30 @@ def test_researcher_sees_figures_but_no_actions(researcher_client, db, make_user
     assert "read-only view" in page.text
     assert "Deactivate" not in page.text and "Create user" not in page.text
     assert 'method="post" action="/admin' not in page.text
+
+
+def test_sql_agreement_matches_the_reference_definition(db, make_user):
+    import random
+
+    import pytest
+
+    from app.admin.agreement import krippendorff_alpha_nominal, pairwise_agreement
+    from app.admin.annotators import agreement
+
+    rng = random.Random(7)
+    users = [make_user("annotator").id for _ in range(5)]
+    ps = f.prompt_set(db, "s", k=5)
+    p = f.prompt(db, ps, "a red car", "color")
+    units: dict[int, dict[int, str]] = {}
+    for _ in range(40):
+        im = f.image(db, p, wanted=5)
+        for u in rng.sample(users, rng.randint(1, 5)):
+            label = rng.choice(["good", "good", "bad", "skip"])
+            f.rating(db, im, u, label)
+            if label != "skip":
+                units.setdefault(im.id, {})[u] = label
+    db.commit()
+    alpha, pairwise = agreement(db)
+    ref = krippendorff_alpha_nominal(list(u.values()) for u in units.values())
+    assert alpha.value == pytest.approx(ref.value) and (alpha.items, alpha.labels) == (ref.items, ref.labels)
+    assert pairwise == pairwise_agreement(units)
