@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from app.db.base import utcnow
-from app.db.models import Job, ModelVersion, Rating, User
+from app.db.models import Job, JobLog, ModelVersion, Rating, User
 from tests.admin import factories as f
 
 pytestmark = pytest.mark.browser
@@ -187,6 +187,9 @@ def _seed(db, make_user, settings) -> dict[str, Any]:
         trigger={"type": "user", "user_id": anns[0].id},
     )
     db.add_all([run, queued])
+    db.flush()
+    for i in range(25):
+        db.add(JobLog(job_id=run.id, message=f"batch {i} done", level="warning" if i == 20 else "info"))
     db.commit()
     return {"ps": ps, "ev": ev, "pair": pair, "run": run, "queued": queued, "ann": anns[0]}
 
@@ -244,6 +247,15 @@ def test_admin_pages_in_the_browser(page, db, make_user, settings):
     assert db.get(Job, queued.id).state == "cancelled"
     assert page.locator(f'tr[data-job-id="{queued.id}"] button[data-job-action="retry"]').is_visible()
     _shot(page, "jobs")
+
+    # the detail page follows its own job and shows the last 20 log lines
+    page.click(f'a[href="/admin/jobs/{run.id}"]')
+    assert page.locator("table.log tbody tr").count() == 20
+    assert page.locator("table.log tbody tr").first.inner_text().endswith("batch 5 done")
+    db.execute(Job.__table__.update().where(Job.id == run.id).values(progress=90))
+    db.commit()
+    expect(page.locator('[data-job-id] [data-field="progress"]')).to_have_text("90%")
+    _shot(page, "job-detail")
 
     page.goto("/admin/annotators")
     assert "fast" in page.locator('tr[data-user="ann"] [data-figure="flags"]').inner_text()
