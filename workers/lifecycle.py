@@ -18,7 +18,6 @@ from app.db.enums import JobState
 from app.db.models import Job
 from app.jobs import service as jobs
 from app.jobs.dispatch import enqueue
-from ml.generation import Cancelled
 from workers.runtime import Runtime
 
 log = logging.getLogger("t2if.worker")
@@ -110,6 +109,10 @@ class JobContext:
 
 def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[str, Any]]) -> str | None:
     """Claim the job, run its handler with a heartbeat beside it, record the outcome."""
+    # imported here, not at module level: the Celery parent process forks its pool children and
+    # must not have initialised torch (its thread pools do not survive a fork well)
+    from ml.generation import Cancelled
+
     ctx = JobContext(rt, job_id)
     job = ctx.claim()
     if job is None:

@@ -107,3 +107,22 @@ def test_retrain_starts_by_itself_once_and_records_why(client, researcher, make_
     assert r.status_code == 409
     assert db.scalar(select(Rating.id).order_by(Rating.id.desc()).limit(1)) == 5
     assert [m.task for m in dispatcher.sent].count("jobs.train_reward") == 1
+
+
+def test_register_an_externally_trained_version(client, researcher):
+    h = bearer(researcher)
+    base = client.post("/api/v1/models", headers=h, json={
+        "kind": "generator", "mode": "base", "name": "sd15", "artifact_url": "stable-diffusion-v1-5/x"})
+    assert base.status_code == 201
+    lora = client.post("/api/v1/models", headers=h, json={
+        "kind": "generator", "mode": "lora", "name": "ft", "artifact_url": "/ft/checkpoint-10",
+        "parent_id": base.json()["id"], "base_model": "stable-diffusion-v1-5/x"})
+    assert lora.status_code == 201 and lora.json()["hyperparams"]["base_model"] == "stable-diffusion-v1-5/x"
+    detail = client.get(f"/api/v1/models/{lora.json()['id']}", headers=h).json()
+    assert [m["id"] for m in detail["lineage"]] == [base.json()["id"]]
+    bad = client.post("/api/v1/models", headers=h, json={
+        "kind": "generator", "mode": "lora", "name": "x", "artifact_url": "/x"})
+    assert bad.status_code == 422 and "base_model" in bad.json()["error"]["message"]
+    wrong_parent = client.post("/api/v1/models", headers=h, json={
+        "kind": "reward", "mode": "mlp", "name": "r", "artifact_url": "/r", "parent_id": base.json()["id"]})
+    assert wrong_parent.status_code == 422 and "parent_id" in wrong_parent.json()["error"]["message"]
