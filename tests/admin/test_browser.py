@@ -245,7 +245,12 @@ def test_admin_pages_in_the_browser(page, db, make_user, settings):
     expect(page.locator(f'tr[data-job-id="{queued.id}"] [data-field="state"]')).to_have_text("cancelled")
     db.expire_all()
     assert db.get(Job, queued.id).state == "cancelled"
-    assert page.locator(f'tr[data-job-id="{queued.id}"] button[data-job-action="retry"]').is_visible()
+    # retry it: the API makes a new job, and the next poll adds its row without a reload
+    page.click(f'tr[data-job-id="{queued.id}"] button[data-job-action="retry"]')
+    expect(page.locator("#jobs-status")).to_contain_text("Retry queued as job #")
+    new_id = db.scalar(select(func.max(Job.id)))
+    expect(page.locator(f'tr[data-job-id="{new_id}"] [data-field="state"]')).to_have_text("queued")
+    assert "retry by boss" in page.locator(f'tr[data-job-id="{new_id}"] [data-field="trigger"]').inner_text()
     _shot(page, "jobs")
 
     # the detail page follows its own job and shows the last 20 log lines
