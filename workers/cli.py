@@ -24,14 +24,17 @@ for command in COMMANDS:
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
               help="processes; keep 1 per GPU so one GPU task runs at a time per card")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int, loglevel: str) -> None:
+@click.option("--beat/--no-beat", default=True, show_default=True,
+              help="also run the periodic retrain check and lost-job reaper (one worker is enough)")
+def worker(queues: str, concurrency: int, loglevel: str, beat: bool) -> None:
     """Run a Celery worker (configured by T2IF_* environment variables)."""
     from workers.celery_app import celery_app
 
-    celery_app.worker_main(
-        ["worker", "-Q", queues, "--concurrency", str(concurrency), "--loglevel", loglevel,
-         "--without-gossip", "--without-mingle"]
-    )
+    args = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--loglevel", loglevel,
+            "--without-gossip", "--without-mingle"]
+    if beat:
+        args += ["--beat", "--schedule", "/tmp/t2if-celerybeat-schedule"]
+    celery_app.worker_main(args)
 
 
 @main.command()
@@ -46,18 +49,26 @@ def demo(host: str, port: int, data_dir: Path) -> None:
     run_demo(host=host, port=port, data_dir=data_dir)
 
 
-try:  # the ml stages need the `ml` extra (torch, diffusers, transformers)
-    from ml.cli import cli as ml_cli
-except ImportError as _exc:  # pragma: no cover - depends on the install
-    _ml_error = str(_exc)
+class _LazyMlGroup(click.Group):
+    """`t2i-feedback ml ...`: imports torch only when an ml stage runs, so that other commands
+    start fast and the Celery parent process never initialises torch before it forks."""
 
-    @main.command("ml", context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def ml_missing(args: tuple[str, ...]) -> None:
-        """ML stages (needs: pip install 't2i-feedback[ml]')."""
-        raise click.ClickException(f"the ml stages need the 'ml' extra: {_ml_error}")
-else:
-    main.add_command(ml_cli, "ml")
+    def _real(self) -> click.Group:
+        try:
+            from ml.cli import cli as ml_cli
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise click.ClickException(f"the ml stages need the 'ml' extra (pip install 't2i-feedback[ml]'): {exc}")
+        return ml_cli
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._real().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._real().get_command(ctx, name)
+
+
+main.add_command(_LazyMlGroup("ml", help="ML stages on files alone: prompts, generate, embed, train-reward, "
+                                         "score, finetune, best-of-n, make-tiny-models."))
 
 
 if __name__ == "__main__":
