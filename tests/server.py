@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
-from tests.cli.test_cli import EXE
 from tests.conftest import TEST_SECRET
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -30,8 +34,11 @@ def running_server(database_url: str, *, workers: int = 2, extra_env: dict[str, 
         "T2IF_STORAGE_URL": storage_url, "T2IF_LOG_LEVEL": "WARNING", "T2IF_DATABASE_POOL_SIZE": "40",
         **(extra_env or {}),
     }
-    proc = subprocess.Popen([EXE, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the console script imports whichever copy of the package is installed; run this checkout's
+    # code instead (cwd = repo root comes first on sys.path), like bench/annotate.py does
+    cmd = [sys.executable, "-c", "from workers.cli import main; main()"]
+    proc = subprocess.Popen([*cmd, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
