@@ -157,3 +157,24 @@ def test_rating_flow_on_sqlite(sqlite_app):
                            "WHERE state = 'leased'"))
 
     rating_flow(client, make_user, count, expire)
+
+
+def test_browser_session_on_the_hot_path(engine_path, client, make_user, db):
+    """The annotate page calls next / submit with its session cookie and the CSRF header."""
+    from tests.conftest import browser_login
+
+    researcher = make_user("researcher")
+    make_pool(client, researcher, n_images=2, k=1)
+    a = make_user("annotator")
+    csrf = browser_login(client, a.username, a.password)
+    task = client.get("/api/v1/rating-tasks/next")
+    assert task.status_code == 200
+    aid = task.json()["assignment_id"]
+    no_csrf = client.post("/api/v1/ratings", json={"assignment_id": aid, "label": "good"})
+    assert no_csrf.status_code == 403 and no_csrf.json()["error"]["code"] == "csrf_failed"
+    ok = client.post("/api/v1/ratings", json={"assignment_id": aid, "label": "good"},
+                     headers={"X-CSRF-Token": csrf})
+    assert ok.status_code == 201
+    assert db.scalar(select(func.count()).select_from(Rating)) == 1
+    client.cookies.clear()
+    assert client.get("/api/v1/rating-tasks/next").status_code == 401
