@@ -15,7 +15,6 @@ import httpx
 
 from tests.conftest import TEST_SECRET
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,7 +36,8 @@ def running_server(database_url: str, *, workers: int = 2, extra_env: dict[str, 
     # the console script imports whichever copy of the package is installed; run this checkout's
     # code instead (cwd = repo root comes first on sys.path), like bench/annotate.py does
     cmd = [sys.executable, "-c", "from workers.cli import main; main()"]
-    proc = subprocess.Popen([*cmd, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+    args = ["serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    proc = subprocess.Popen([*cmd, *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:

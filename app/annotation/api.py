@@ -58,12 +58,14 @@ def _parse_query(request: Request) -> _NextQuery:
 def _parse_body(raw: bytes, model: type[M]) -> M:
     """FastAPI's JSON body handling, run after the caller was checked (401/403 before 422)."""
     if not raw:
-        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required",
+                                       "input": None}])
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
-                                       "input": {}, "ctx": {"error": exc.msg}}]) from None
+        error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {},
+                 "ctx": {"error": exc.msg}}
+        raise RequestValidationError([error]) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -79,8 +81,8 @@ _NEXT_PARAMS = [
     {"name": "prompt_set_id", "in": "query", "required": False,
      "schema": {"anyOf": [{"type": "integer"}, {"type": "null"}], "title": "Prompt Set Id"}},
     {"name": "prefetch", "in": "query", "required": False, "description": "lease up to this many at once",
-     "schema": {"type": "integer", "maximum": ratings.MAX_PREFETCH, "minimum": 1, "default": 1, "title": "Prefetch",
-                "description": "lease up to this many at once"}},
+     "schema": {"type": "integer", "maximum": ratings.MAX_PREFETCH, "minimum": 1, "default": 1,
+                "title": "Prefetch", "description": "lease up to this many at once"}},
 ]
 
 

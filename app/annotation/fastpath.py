@@ -218,8 +218,9 @@ def submit(uow: UnitOfWork, user: UserRef, body: RatingSubmit) -> tuple[RatingRe
     now = utcnow()
     cur = uow.cursor()
     reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
-    cur.execute(SUBMIT_SQL, {"now": now, "aid": body.assignment_id, "uid": user.id, "frees": body.label == "skip",
-                             "label": body.label, "reason": reason, "dur": body.duration_ms})
+    cur.execute(SUBMIT_SQL, {"now": now, "aid": body.assignment_id, "uid": user.id,
+                             "frees": body.label == "skip", "label": body.label, "reason": reason,
+                             "dur": body.duration_ms})
     row = cur.fetchone()
     if row is None:
         raise NotFound(f"Assignment {body.assignment_id} does not exist or is not yours.")
