@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.annotation import api as annotation_api
+from app.annotation import pages as annotation_pages
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.config import PROJECT_ROOT, Settings, get_settings
@@ -61,7 +62,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 
     routers = (health_router, auth_pages.router, home_pages.router, auth_api.router, prompts_api.router,
-               images_api.router, annotation_api.router)
+               images_api.router, annotation_api.router, annotation_pages.router)
     for router in routers:
         app.include_router(router)
 
