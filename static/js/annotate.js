@@ -28,10 +28,17 @@
   };
 
   var outbox = new T.Outbox("ratings." + root.dataset.user, {
-    onStored: function () { bar.refreshStats(); feed.refill(); },
+    onStored: function (item) {
+      // remembered even when the answer came from an earlier visit: a `next` reply computed before
+      // it was stored still lists its lease, and must not bring the image back
+      state.answered.add(item.id);
+      bar.refreshStats();
+      feed.refill();
+    },
     onRejected: function (item, err) {
       // lease lost or answered elsewhere: the server's own words, and the page has moved on already
       state.history = state.history.filter(function (t) { return t.assignment_id !== item.id; });
+      state.answered.add(item.id);
       bar.say(err.message, "error");
       render();
       feed.refill();

@@ -24,8 +24,18 @@
   var state = { shown: null, shownAt: null, answered: new Set(), loadError: false };
 
   var outbox = new T.Outbox("votes." + root.dataset.user, {
-    onStored: function () { bar.refreshStats(); feed.refill(); },
-    onRejected: function (item, err) { bar.say(err.message, "error"); feed.refill(); },
+    onStored: function (item) {
+      // remembered even when the answer came from an earlier visit: a `next` reply computed before
+      // it was stored still lists its lease, and must not bring the image back
+      state.answered.add(item.id);
+      bar.refreshStats();
+      feed.refill();
+    },
+    onRejected: function (item, err) {
+      state.answered.add(item.id);
+      bar.say(err.message, "error");
+      feed.refill();
+    },
     onSessionLost: function (err) { bar.sessionLost(err); },
     onChange: function () { bar.showPending(outbox); },
   });
