@@ -49,6 +49,14 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest image POST /images accepts")
 
+    # jobs and the closed loop
+    job_max_attempts: int = Field(3, ge=1, le=20, description="tries before a job whose worker died is failed")
+    job_stale_seconds: int = Field(120, ge=5, description="a running job without a heartbeat this long is lost")
+    retrain_check_seconds: float = Field(30.0, ge=0.5, description="how often workers look for enough new labels")
+    pretrain_dir: str | None = Field(None, description="folder of image + caption pairs for the β term")
+
+    log_level: str = Field("INFO", description="root log level; WARNING silences the per-request access log")
+
     # A demo runs jobs in-process instead of sending them to Celery.
     inprocess_worker: bool = False
 

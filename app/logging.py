@@ -16,6 +16,7 @@ class RequestIdFilter(logging.Filter):
 
 def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
+    root.setLevel(level.upper())
     if any(getattr(h, "_t2if", False) for h in root.handlers):
         return
     handler = logging.StreamHandler()
@@ -25,4 +26,3 @@ def configure_logging(level: str = "INFO") -> None:
         logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
     )
     root.addHandler(handler)
-    root.setLevel(level)

@@ -17,9 +17,13 @@ from app.auth import pages as auth_pages
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import engine_for, make_sessionmaker
 from app.errors import install_error_handlers
+from app.evaluations import api as evaluations_api
+from app.exports import api as exports_api
 from app.health import router as health_router
 from app.home import pages as home_pages
 from app.images import api as images_api
+from app.jobs import api as jobs_api
+from app.models import api as models_api
 from app.prompts import api as prompts_api
 from app.jobs.dispatch import CeleryDispatcher, Dispatcher, install_after_commit
 from app.logging import configure_logging
@@ -38,7 +42,7 @@ def create_app(
     dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging()
+    configure_logging(settings.log_level)
     app = FastAPI(
         title="t2i-feedback",
         version="0.1.0",
@@ -62,7 +66,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 
     routers = (health_router, auth_pages.router, home_pages.router, auth_api.router, prompts_api.router,
-               images_api.router, annotation_api.router, annotation_pages.router)
+               images_api.router, annotation_api.router, evaluations_api.router, jobs_api.router,
+               models_api.router, exports_api.router, annotation_pages.router)
     for router in routers:
         app.include_router(router)
 

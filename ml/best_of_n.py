@@ -21,8 +21,9 @@ class BestOfNConfig:
     n: int = field(default=16, metadata={"help": "images sampled per prompt"})
     k: int = field(default=1, metadata={"help": "images kept per prompt (highest reward)"})
     base_seed: int = field(default=0, metadata={"help": "seeds used are base_seed .. base_seed + n - 1"})
-    generation: GenerationConfig = field(default_factory=GenerationConfig,
-                                         metadata={"help": "sampler settings"})  # fmt: skip
+    generation: GenerationConfig = field(
+        default_factory=GenerationConfig, metadata={"help": "sampler settings"}
+    )
 
 
 @dataclass

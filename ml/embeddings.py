@@ -65,7 +65,9 @@ class EmbeddingCache:
         return out
 
     def put_many(self, model_id: str, kind: str, vectors: dict[str, np.ndarray]) -> None:
-        rows = [(model_id, kind, h, v.shape[-1], np.asarray(v, np.float32).tobytes()) for h, v in vectors.items()]
+        rows = [
+            (model_id, kind, h, v.shape[-1], np.asarray(v, np.float32).tobytes()) for h, v in vectors.items()
+        ]
         with self._db:
             self._db.executemany("INSERT OR IGNORE INTO embedding VALUES (?, ?, ?, ?, ?)", rows)
 

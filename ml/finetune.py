@@ -47,10 +47,14 @@ class FinetuneConfig:
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
     beta: float = field(default=1.0, metadata={"help": "β, weight of the pre-training denoising loss"})
     max_steps: int = field(default=1000, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=4, metadata={"help": "generated samples per micro-batch and device "
-                                                 "(and as many pre-training pairs)"})  # fmt: skip
+    batch_size: int = field(
+        default=4,
+        metadata={"help": "generated samples per micro-batch and device (and as many pre-training pairs)"},
+    )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per step"})
-    mixed_precision: str = field(default="auto", metadata={"help": "'no', 'fp16', 'bf16'; auto: fp16 on CUDA"})
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "'no', 'fp16', 'bf16'; auto: fp16 on CUDA"}
+    )
     gradient_checkpointing: bool | None = field(default=None, metadata={"help": "None: on for CUDA"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
     resolution: int | None = field(default=None, metadata={"help": "training image size; None: model's"})
@@ -95,16 +99,19 @@ def read_pretrain_folder(path: str | Path) -> list[PretrainSample]:
                 rec = json.loads(line)
                 out.append(PretrainSample(root / rec["file_name"], rec.get("text") or rec["caption"]))
         return out
-    pairs = [PretrainSample(p, p.with_suffix(".txt").read_text().strip())
-             for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-             and p.with_suffix(".txt").exists()]  # fmt: skip
+    pairs = [
+        PretrainSample(p, p.with_suffix(".txt").read_text().strip())
+        for p in sorted(root.iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".txt").exists()
+    ]
     if not pairs:
         raise ValueError(f"{root}: no metadata.jsonl and no image + .txt caption pairs")
     return pairs
 
 
-def reward_weighted_loss(model_losses: torch.Tensor, rewards: torch.Tensor,
-                         pretrain_losses: torch.Tensor | None, beta: float) -> torch.Tensor:  # fmt: skip
+def reward_weighted_loss(
+    model_losses: torch.Tensor, rewards: torch.Tensor, pretrain_losses: torch.Tensor | None, beta: float
+) -> torch.Tensor:
     """mean(r · ℓ_model) + β · mean(ℓ_pre); rewards are weights, never differentiated."""
     loss = (rewards.detach().to(model_losses.dtype) * model_losses).mean()
     if pretrain_losses is not None and pretrain_losses.numel() and beta:
@@ -112,8 +119,14 @@ def reward_weighted_loss(model_losses: torch.Tensor, rewards: torch.Tensor,
     return loss
 
 
-def denoising_losses(unet: Any, scheduler: Any, latents: torch.Tensor, text_emb: torch.Tensor,
-                     noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def denoising_losses(
+    unet: Any,
+    scheduler: Any,
+    latents: torch.Tensor,
+    text_emb: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+) -> torch.Tensor:
     """Per-sample denoising loss ℓ: MSE between the UNet output and its target (ε or v)."""
     noisy = scheduler.add_noise(latents, noise, timesteps)
     pred = unet(noisy, timesteps, text_emb).sample
@@ -143,18 +156,27 @@ def _pixels(image: Any, size: int) -> torch.Tensor:
 
 
 class _PairDataset(torch.utils.data.Dataset):
-    def __init__(self, images: Sequence[Any], texts: Sequence[str], weights: Sequence[float],
-                 tokenizer: Any, size: int):  # fmt: skip
+    def __init__(
+        self, images: Sequence[Any], texts: Sequence[str], weights: Sequence[float], tokenizer: Any, size: int
+    ):
         self.images, self.weights, self.size = images, weights, size
-        self.ids = tokenizer(list(texts), padding="max_length", truncation=True,
-                             max_length=tokenizer.model_max_length, return_tensors="pt").input_ids  # fmt: skip
+        self.ids = tokenizer(
+            list(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=tokenizer.model_max_length,
+            return_tensors="pt",
+        ).input_ids
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict:
-        return {"pixels": _pixels(self.images[i], self.size), "ids": self.ids[i],
-                "weight": torch.tensor(float(self.weights[i]))}  # fmt: skip
+        return {
+            "pixels": _pixels(self.images[i], self.size),
+            "ids": self.ids[i],
+            "weight": torch.tensor(float(self.weights[i])),
+        }
 
 
 def _forever(loader: Any) -> Iterator[dict]:
@@ -185,12 +207,14 @@ def finetune(
     notes: list[str] = []
     cuda = torch.cuda.is_available()
     mp = ("fp16" if cuda else "no") if config.mixed_precision == "auto" else config.mixed_precision
-    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                      cpu=not cuda)  # fmt: skip
+    acc = Accelerator(
+        mixed_precision=mp, gradient_accumulation_steps=config.gradient_accumulation_steps, cpu=not cuda
+    )
     state = _read_resume(resume_from, config) if resume_from else None
     load_from = resume_from if state and config.mode == "full" else base_model
-    pipe = StableDiffusionPipeline.from_pretrained(str(load_from), dtype=torch.float32, safety_checker=None,
-                                                   requires_safety_checker=False)  # fmt: skip
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(load_from), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp, torch.float32)
@@ -204,8 +228,14 @@ def finetune(
         from peft import LoraConfig
 
         unet.requires_grad_(False)
-        unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank,
-                                    init_lora_weights="gaussian", target_modules=LORA_TARGETS))  # fmt: skip
+        unet.add_adapter(
+            LoraConfig(
+                r=config.lora_rank,
+                lora_alpha=config.lora_rank,
+                init_lora_weights="gaussian",
+                target_modules=LORA_TARGETS,
+            )
+        )
         if state:
             from peft.utils import set_peft_model_state_dict
             from safetensors.torch import load_file
@@ -215,24 +245,32 @@ def finetune(
         unet.enable_gradient_checkpointing()
     params = [p for p in unet.parameters() if p.requires_grad]
     lr = config.lr or (2e-5 if config.mode == "full" else 1e-4)
-    opt = torch.optim.AdamW(params, lr=lr, betas=config.adam_betas, eps=config.adam_eps,
-                            weight_decay=config.weight_decay)  # fmt: skip
+    opt = torch.optim.AdamW(
+        params, lr=lr, betas=config.adam_betas, eps=config.adam_eps, weight_decay=config.weight_decay
+    )
 
     size = config.resolution or unet.config.sample_size * pipe.vae_scale_factor
     loader_gen = torch.Generator().manual_seed(config.seed)
-    model_ds = _PairDataset([s.image for s in samples], [s.prompt for s in samples],
-                            [s.reward for s in samples], tokenizer, size)  # fmt: skip
-    model_loader = torch.utils.data.DataLoader(model_ds, batch_size=config.batch_size, shuffle=True,
-                                               generator=loader_gen, drop_last=False)  # fmt: skip
+    model_ds = _PairDataset(
+        [s.image for s in samples], [s.prompt for s in samples], [s.reward for s in samples], tokenizer, size
+    )
+    model_loader = torch.utils.data.DataLoader(
+        model_ds, batch_size=config.batch_size, shuffle=True, generator=loader_gen, drop_last=False
+    )
     pre = read_pretrain_folder(pretrain) if isinstance(pretrain, str | Path) else pretrain
     pre_loader = None
     if pre:
-        pre_ds = _PairDataset([p.image for p in pre], [p.caption for p in pre], [1.0] * len(pre), tokenizer, size)
-        pre_loader = torch.utils.data.DataLoader(pre_ds, batch_size=config.batch_size, shuffle=True,
-                                                 generator=loader_gen)  # fmt: skip
+        pre_ds = _PairDataset(
+            [p.image for p in pre], [p.caption for p in pre], [1.0] * len(pre), tokenizer, size
+        )
+        pre_loader = torch.utils.data.DataLoader(
+            pre_ds, batch_size=config.batch_size, shuffle=True, generator=loader_gen
+        )
     elif config.beta:
-        notes.append("no pre-training data: the β regulariser was skipped; the model may drift "
-                     "towards the generated set")  # fmt: skip
+        notes.append(
+            "no pre-training data: the β regulariser was skipped; the model may drift "
+            "towards the generated set"
+        )
         pywarnings.warn(notes[-1], stacklevel=2)
     unet, opt, model_loader = acc.prepare(unet, opt, model_loader)
     if pre_loader is not None:
@@ -247,6 +285,7 @@ def finetune(
     pre_iter = _forever(pre_loader) if pre_loader is not None else None
     unet.train()
     ckpt = None
+    micro: list[torch.Tensor] = []
     while step < config.max_steps:
         if should_cancel is not None and should_cancel():
             raise Cancelled(step, config.max_steps)
@@ -260,33 +299,64 @@ def finetune(
                 latents = (latents * vae.config.scaling_factor).float()
                 text_emb = text_encoder(ids)[0]
             noise = torch.randn(latents.shape, generator=noise_gen, device=acc.device)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),),
-                              generator=noise_gen, device=acc.device)  # fmt: skip
+            t = torch.randint(
+                0,
+                noise_scheduler.config.num_train_timesteps,
+                (len(latents),),
+                generator=noise_gen,
+                device=acc.device,
+            )
             with acc.autocast():
                 losses = denoising_losses(unet, noise_scheduler, latents, text_emb, noise, t)
             pre_losses = losses[n_model:] if pre_iter else None
-            loss = reward_weighted_loss(losses[:n_model], parts[0]["weight"].to(acc.device),
-                                        pre_losses, config.beta)  # fmt: skip
+            loss = reward_weighted_loss(
+                losses[:n_model], parts[0]["weight"].to(acc.device), pre_losses, config.beta
+            )
             acc.backward(loss)
             if acc.sync_gradients and config.max_grad_norm:
                 acc.clip_grad_norm_(params, config.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
+        # The curve shows each optimizer step's mean over its micro-batches (and over processes).
+        micro.append(
+            torch.stack(
+                [
+                    loss.detach(),
+                    losses[:n_model].detach().mean(),
+                    losses[n_model:].detach().mean() if pre_iter else loss.new_tensor(float("nan")),
+                ]
+            )
+        )
         if acc.sync_gradients:
             step += 1
-            curve.append({"step": step, "loss": float(acc.gather(loss.detach()).mean()),
-                          "model_loss": float(losses[:n_model].detach().mean()),
-                          "pretrain_loss": None if pre_losses is None else float(pre_losses.detach().mean())})  # fmt: skip
+            mean = acc.gather(torch.stack(micro).mean(0, keepdim=True)).mean(0).tolist()
+            micro = []
+            curve.append(
+                {
+                    "step": step,
+                    "loss": mean[0],
+                    "model_loss": mean[1],
+                    "pretrain_loss": None if pre_iter is None else mean[2],
+                }
+            )
             if progress is not None:
                 progress(step, config.max_steps, curve[-1]["loss"])
             if step % config.checkpoint_every == 0 or step == config.max_steps:
-                ckpt = _save_checkpoint(acc, pipe, unet, opt, out / f"checkpoint-{step}", config, base_model,
-                                        step, curve)  # fmt: skip
+                ckpt = _save_checkpoint(
+                    acc, pipe, unet, opt, out / f"checkpoint-{step}", config, base_model, step, curve
+                )
     if ckpt is None:  # resumed at or past max_steps: nothing new to save
         ckpt = Path(resume_from) if resume_from else out
     acc.wait_for_everyone()
-    return FinetuneResult(checkpoint=ckpt, kind=config.mode, base_model=str(base_model), steps=step,
-                          curve=curve, warnings=notes, seconds=time.perf_counter() - t0)  # fmt: skip
+    return FinetuneResult(
+        checkpoint=ckpt,
+        kind=config.mode,
+        base_model=str(base_model),
+        steps=step,
+        curve=curve,
+        warnings=notes,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _read_resume(path: str | Path, config: FinetuneConfig) -> dict:
@@ -298,8 +368,17 @@ def _read_resume(path: str | Path, config: FinetuneConfig) -> dict:
     return state
 
 
-def _save_checkpoint(acc: Any, pipe: Any, unet: Any, opt: Any, path: Path, config: FinetuneConfig,
-                     base_model: str | Path, step: int, curve: list[dict]) -> Path:  # fmt: skip
+def _save_checkpoint(
+    acc: Any,
+    pipe: Any,
+    unet: Any,
+    opt: Any,
+    path: Path,
+    config: FinetuneConfig,
+    base_model: str | Path,
+    step: int,
+    curve: list[dict],
+) -> Path:
     acc.wait_for_everyone()
     if acc.is_main_process:
         path.mkdir(parents=True, exist_ok=True)
@@ -317,11 +396,16 @@ def _save_checkpoint(acc: Any, pipe: Any, unet: Any, opt: Any, path: Path, confi
             StableDiffusionPipeline.save_lora_weights(
                 path, unet_lora_layers=convert_state_dict_to_diffusers(peft_state), safe_serialization=True
             )
-            save_file({k: v.detach().cpu().contiguous() for k, v in peft_state.items()},
-                      str(path / "adapter_state.safetensors"))  # fmt: skip
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in peft_state.items()},
+                str(path / "adapter_state.safetensors"),
+            )
         torch.save({"optimizer": opt.state_dict(), "step": step, "curve": curve}, path / "training_state.pt")
-        (path / "finetune.json").write_text(json.dumps({
-            "kind": config.mode, "base_model": str(base_model), "step": step,
-            "config": asdict(config)}, indent=2))  # fmt: skip
+        (path / "finetune.json").write_text(
+            json.dumps(
+                {"kind": config.mode, "base_model": str(base_model), "step": step, "config": asdict(config)},
+                indent=2,
+            )
+        )
     acc.wait_for_everyone()
     return path

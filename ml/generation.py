@@ -74,8 +74,14 @@ def load_generator(
         from diffusers.models.attention_processor import AttnProcessor2_0
 
         pipe.unet.set_attn_processor(AttnProcessor2_0())
-    return Generator(pipe=pipe, model=str(model), lora=None if lora is None else str(lora),
-                     device=device, dtype=dtype, base_scheduler=pipe.scheduler)  # fmt: skip
+    return Generator(
+        pipe=pipe,
+        model=str(model),
+        lora=None if lora is None else str(lora),
+        device=device,
+        dtype=dtype,
+        base_scheduler=pipe.scheduler,
+    )
 
 
 @dataclass
@@ -148,7 +154,9 @@ def generate(
         with torch.inference_mode():
             images = pipe(
                 prompt=[p for p, _ in batch],
-                negative_prompt=None if config.negative_prompt is None else [config.negative_prompt] * len(batch),
+                negative_prompt=None
+                if config.negative_prompt is None
+                else [config.negative_prompt] * len(batch),
                 num_inference_steps=config.steps,
                 guidance_scale=config.guidance_scale,
                 height=height,
@@ -157,11 +165,18 @@ def generate(
             ).images
         for (prompt, seed), image in zip(batch, images, strict=True):
             settings = {
-                "steps": config.steps, "guidance_scale": config.guidance_scale, "scheduler": scheduler_name,
-                "width": width, "height": height, "seed": int(seed), "model": generator.model,
-                "lora": generator.lora, "negative_prompt": config.negative_prompt,
-                "device": generator.device, "dtype": str(generator.dtype).removeprefix("torch."),
-            }  # fmt: skip
+                "steps": config.steps,
+                "guidance_scale": config.guidance_scale,
+                "scheduler": scheduler_name,
+                "width": width,
+                "height": height,
+                "seed": int(seed),
+                "model": generator.model,
+                "lora": generator.lora,
+                "negative_prompt": config.negative_prompt,
+                "device": generator.device,
+                "dtype": str(generator.dtype).removeprefix("torch."),
+            }
             out.append(GeneratedImage(prompt=prompt, seed=int(seed), image=image, settings=settings))
         if progress is not None:
             progress(len(out), total)

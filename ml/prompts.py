@@ -18,33 +18,91 @@ COLORS = ("red", "yellow", "green", "blue", "black", "pink", "purple", "white", 
 COUNTS = (1, 2, 3, 4, 5, 6)
 BACKGROUNDS = ("forest", "city", "moon", "field", "sea", "table", "desert", "San Francisco")
 OBJECTS = (
-    "dog", "cat", "lion", "orange", "vase", "cup", "apple", "chair", "bird", "cake", "bicycle", "tree",
-    "donut", "box", "plate", "clock", "backpack", "car", "airplane", "bear", "horse", "tiger", "rabbit",
-    "rose", "wolf",
-)  # fmt: skip
+    "dog",
+    "cat",
+    "lion",
+    "orange",
+    "vase",
+    "cup",
+    "apple",
+    "chair",
+    "bird",
+    "cake",
+    "bicycle",
+    "tree",
+    "donut",
+    "box",
+    "plate",
+    "clock",
+    "backpack",
+    "car",
+    "airplane",
+    "bear",
+    "horse",
+    "tiger",
+    "rabbit",
+    "rose",
+    "wolf",
+)
 UNSEEN_OBJECTS = ("bear", "tiger", "rabbit", "rose", "wolf")
 CATEGORIES = ("count", "color", "background", "combination")
 
-NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
-                9: "nine", 10: "ten"}  # fmt: skip
+NUMBER_WORDS = {
+    1: "one",
+    2: "two",
+    3: "three",
+    4: "four",
+    5: "five",
+    6: "six",
+    7: "seven",
+    8: "eight",
+    9: "nine",
+    10: "ten",
+}
 _WORD_NUMBERS = {w: n for n, w in NUMBER_WORDS.items()}
 
 # Background phrases: a place you are *on* (moon, table) or *in*; proper names take no article.
 _BACKGROUND_PHRASES = {
-    "forest": "in the forest", "city": "in the city", "moon": "on the moon", "field": "in the field",
-    "sea": "in the sea", "table": "on the table", "desert": "in the desert",
+    "forest": "in the forest",
+    "city": "in the city",
+    "moon": "on the moon",
+    "field": "in the field",
+    "sea": "in the sea",
+    "table": "on the table",
+    "desert": "in the desert",
     "San Francisco": "in San Francisco",
-}  # fmt: skip
+}
 
 # Irregular plurals the suffix rules get wrong; extend as the vocabulary grows.
 _IRREGULAR_PLURALS = {
-    "mouse": "mice", "goose": "geese", "person": "people", "man": "men", "woman": "women",
-    "child": "children", "tooth": "teeth", "foot": "feet", "sheep": "sheep", "deer": "deer",
-    "fish": "fish", "ox": "oxen", "knife": "knives", "wolf": "wolves", "leaf": "leaves",
-    "shelf": "shelves", "loaf": "loaves", "half": "halves", "calf": "calves", "wife": "wives",
-    "life": "lives", "thief": "thieves", "scarf": "scarves", "tomato": "tomatoes",
-    "potato": "potatoes", "hero": "heroes", "cactus": "cacti",
-}  # fmt: skip
+    "mouse": "mice",
+    "goose": "geese",
+    "person": "people",
+    "man": "men",
+    "woman": "women",
+    "child": "children",
+    "tooth": "teeth",
+    "foot": "feet",
+    "sheep": "sheep",
+    "deer": "deer",
+    "fish": "fish",
+    "ox": "oxen",
+    "knife": "knives",
+    "wolf": "wolves",
+    "leaf": "leaves",
+    "shelf": "shelves",
+    "loaf": "loaves",
+    "half": "halves",
+    "calf": "calves",
+    "wife": "wives",
+    "life": "lives",
+    "thief": "thieves",
+    "scarf": "scarves",
+    "tomato": "tomatoes",
+    "potato": "potatoes",
+    "hero": "heroes",
+    "cactus": "cacti",
+}
 # Words starting with a vowel letter but a consonant sound, and the reverse.
 _A_EXCEPTIONS = ("uni", "use", "user", "euro", "one", "ufo")
 _AN_EXCEPTIONS = ("hour", "honest", "honor", "heir")
@@ -166,9 +224,11 @@ def all_prompts(vocabulary: Vocabulary = PAPER_VOCABULARY) -> dict[str, list[Pro
 class PromptSetConfig:
     size: int | None = field(
         default=2774,
-        metadata={"help": "number of prompts; all single-attribute prompts are kept and combinations "
-                  "are sampled to fill (None: every combination too)"},
-    )  # fmt: skip
+        metadata={
+            "help": "number of prompts; all single-attribute prompts are kept and combinations "
+            "are sampled to fill (None: every combination too)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the deterministic sampling"})
     categories: tuple[str, ...] = field(default=CATEGORIES, metadata={"help": "categories to include"})
     splits: tuple[str, ...] = field(default=("seen", "unseen"), metadata={"help": "splits to include"})
@@ -239,9 +299,15 @@ def parse_prompt(text: str, vocabulary: Vocabulary = PAPER_VOCABULARY) -> Prompt
         return None  # "a dogs", "two dog": not a well-formed probe
     if count is None and color is None and background is None:
         return None
-    return Prompt(text=" ".join(text.split()), category=category_of(count, color, background), object=obj,
-                  count=count, color=color, background=background,
-                  split="unseen" if obj in v.unseen_objects else "seen")  # fmt: skip
+    return Prompt(
+        text=" ".join(text.split()),
+        category=category_of(count, color, background),
+        object=obj,
+        count=count,
+        color=color,
+        background=background,
+        split="unseen" if obj in v.unseen_objects else "seen",
+    )
 
 
 def _noun_lookup(v: Vocabulary) -> dict[str, str]:
@@ -257,10 +323,13 @@ def highlight_spans(prompt: Prompt) -> list[tuple[int, int, str]]:
     words = {
         "count": NUMBER_WORDS.get(prompt.count or 0),
         "color": prompt.color,
-        "object": None if prompt.object is None else pluralize(prompt.object)
-        if prompt.count not in (None, 1) else prompt.object,
+        "object": None
+        if prompt.object is None
+        else pluralize(prompt.object)
+        if prompt.count not in (None, 1)
+        else prompt.object,
         "background": prompt.background.lower() if prompt.background else None,
-    }  # fmt: skip
+    }
     for attr, word in words.items():
         if word:
             m = re.search(rf"\b{re.escape(word)}\b", low)
@@ -284,6 +353,8 @@ def perturb(
     the informative negative for the prompt-classification loss; two-attribute swaps fill in when a
     prompt has too few single swaps. The order depends only on the prompt text and `seed`.
     """
+    if n_negatives <= 0:
+        return []
     v = vocabulary
     choices = {
         "count": [c for c in v.counts if c != prompt.count] if prompt.count else [],
@@ -292,8 +363,12 @@ def perturb(
         "object": [o for o in v.objects if o != prompt.object],
     }
     rng = random.Random(zlib.crc32(prompt.text.encode()) ^ seed)
-    base = {"obj": prompt.object, "count": prompt.count, "color": prompt.color,
-            "background": prompt.background}  # fmt: skip
+    base = {
+        "obj": prompt.object,
+        "count": prompt.count,
+        "color": prompt.color,
+        "background": prompt.background,
+    }
     key = {"object": "obj", "count": "count", "color": "color", "background": "background"}
     out: list[Prompt] = []
     seen = {prompt.text.lower()}

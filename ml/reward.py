@@ -15,7 +15,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,24 @@ class RewardConfig:
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
     pc_fraction: float = field(
         default=0.1,
-        metadata={"help": "share of a batch's good pairs that enter the prompt-classification term "
-                  "(a random subset: an unbiased estimate of its mean at a fraction of the cost; 1.0: all)"},
-    )  # fmt: skip
+        metadata={
+            "help": "share of a batch's good pairs that enter the prompt-classification term "
+            "(a random subset: an unbiased estimate of its mean at a fraction of the cost; 1.0: all)"
+        },
+    )
     batch_size: int = field(default=2048, metadata={"help": "labelled pairs per step"})
     max_epochs: int = field(default=5, metadata={"help": "upper bound on passes over the training set"})
-    patience: int = field(default=2, metadata={"help": "stop after this many epochs without a better val MSE"})
+    patience: int = field(
+        default=2, metadata={"help": "stop after this many epochs without a better val MSE"}
+    )
     val_fraction: float = field(default=0.15, metadata={"help": "share of prompts held out for validation"})
     seed: int = field(default=0, metadata={"help": "seed of split, init, batching and perturbations"})
-    precision: str = field(default="bf16", metadata={"help": "'bf16' autocast while training, or 'fp32'"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "'bf16' autocast while training, 'fp32', or 'auto' (bf16 where the hardware has it)"
+        },
+    )
     device: str | None = field(default=None, metadata={"help": "torch device; None: cuda if available"})
 
 
@@ -77,6 +86,17 @@ class RewardMLP(nn.Module):
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.head(self.image_in(image), self.text_in(text))
+
+
+def _use_bf16(precision: str, device: str) -> bool:
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    # bf16 matmuls are 3-4x faster than fp32 where the CPU has them, and much slower where it does not.
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def mse_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -114,8 +134,10 @@ class RewardResult:
 
 
 def _as_rows(rows: Sequence[RewardRow | Mapping]) -> list[RewardRow]:
-    return [r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"])
-            for r in rows]  # fmt: skip
+    return [
+        r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"])
+        for r in rows
+    ]
 
 
 def _text_fn(text_vectors: TextVectors) -> Callable[[Sequence[str]], np.ndarray]:
@@ -166,9 +188,13 @@ def train_reward(
     image_vectors: Mapping[str, np.ndarray],
     text_vectors: TextVectors,
     progress: Callable[[int, int], None] | None = None,
+    val_prompts: Collection[str] | None = None,
 ) -> RewardResult:
     """Train on labelled rows; `image_vectors[image_key]` and `text_vectors` (a mapping or a
-    function of a list of texts) give the cached CLIP embeddings, perturbed prompts included."""
+    function of a list of texts) give the cached CLIP embeddings, perturbed prompts included.
+
+    `val_prompts` fixes the validation prompts (e.g. the unseen ones); by default a seeded
+    `val_fraction` of the distinct prompts is held out."""
     t0 = time.perf_counter()
     all_rows = _as_rows(rows)
     bad = {r.label for r in all_rows} - {"good", "bad", "skip"}
@@ -177,6 +203,8 @@ def train_reward(
     used = [r for r in all_rows if r.label != "skip"]
     if not used:
         raise ValueError("no good/bad rows to train on")
+    if config.n_prompts < 2:
+        raise ValueError("n_prompts counts the original prompt too: it must be at least 2")
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     prompts = sorted({r.prompt for r in used})
     negatives = perturbed_texts(prompts, config.n_prompts - 1, config.seed)
@@ -187,32 +215,41 @@ def train_reward(
     if missing:
         raise KeyError(f"{len(missing)} image(s) have no embedding, e.g. {missing[:3]}")
 
-    val_prompts = split_prompts([r.prompt for r in used], config.val_fraction, config.seed)
+    if val_prompts is None:
+        val_prompts = split_prompts([r.prompt for r in used], config.val_fraction, config.seed)
+    val_prompts = set(val_prompts)
 
     def build(part: list[RewardRow]) -> _Data:
         n_neg = config.n_prompts - 1
         neg = [negatives[r.prompt] or [r.prompt] * n_neg for r in part]
         return _Data(
-            image=torch.from_numpy(np.stack([np.asarray(image_vectors[r.image_key], np.float32)
-                                             for r in part])).to(device),  # fmt: skip
+            image=torch.from_numpy(
+                np.stack([np.asarray(image_vectors[r.image_key], np.float32) for r in part])
+            ).to(device),
             text_idx=torch.tensor([tpos[r.prompt] for r in part], device=device),
             label=torch.tensor([LABEL_VALUES[r.label] for r in part], device=device),
             negatives=torch.tensor([[tpos[t] for t in ns] for ns in neg], device=device).view(-1, n_neg),
-            pc_mask=torch.tensor([r.label == "good" and negatives[r.prompt] is not None for r in part],
-                                 device=device),  # fmt: skip
+            pc_mask=torch.tensor(
+                [r.label == "good" and negatives[r.prompt] is not None for r in part], device=device
+            ),
             prompts=[r.prompt for r in part],
         )
 
     train_rows = [r for r in used if r.prompt not in val_prompts]
     val_rows = [r for r in used if r.prompt in val_prompts]
+    if not train_rows:
+        raise ValueError("every labelled prompt is in the validation set: nothing left to train on")
     train, val = build(train_rows), (build(val_rows) if val_rows else None)
 
     with torch.random.fork_rng(devices=[] if device == "cpu" else None):
         torch.manual_seed(config.seed)
         module = RewardMLP(train.image.shape[1], text_mat.shape[1], config.hidden).to(device)
         opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
-                                  enabled=config.precision == "bf16")  # fmt: skip
+        autocast = torch.autocast(
+            device_type=device.split(":")[0],
+            dtype=torch.bfloat16,
+            enabled=_use_bf16(config.precision, device),
+        )
         history: list[dict] = []
         best = (math.inf, 0, {k: v.clone() for k, v in module.state_dict().items()})
         n = len(train_rows)
@@ -223,17 +260,20 @@ def train_reward(
             for start in range(0, n, config.batch_size):
                 idx = perm[start : start + config.batch_size]
                 with autocast:
-                    s0, s_all = _batch_scores(module, text_mat, train, idx,
-                                               config.pc_fraction if config.lambda_pc > 0 else 0.0)
+                    s0, s_all = _batch_scores(
+                        module, text_mat, train, idx, config.pc_fraction if config.lambda_pc > 0 else 0.0
+                    )
                     loss = mse_loss(s0.float(), train.label[idx])
                     if s_all is not None:
-                        loss = loss + config.lambda_pc * prompt_classification_loss(s_all.float(),
-                                                                                    config.temperature)
+                        loss = loss + config.lambda_pc * prompt_classification_loss(
+                            s_all.float(), config.temperature
+                        )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
-            val_mse = _evaluate(module, text_mat, val, config)["mse"] if val else total / n
+            with autocast:  # early stopping compares epochs: bf16 resolves that, at a third of the cost
+                val_mse = _val_mse(module, text_mat, val) if val else total / n
             history.append({"epoch": epoch, "train_loss": total / n, "val_mse": val_mse})
             if progress:
                 progress(epoch, config.max_epochs)
@@ -246,24 +286,77 @@ def train_reward(
 
     metrics = _evaluate(module, text_mat, val, config) if val else {}
     if val:
+        metrics["by_group"] = _group_metrics(module, text_mat, val)
         img = val.image.cpu().numpy()
         txt = text_mat[val.text_idx].cpu().numpy()
         metrics.update(_ranking(val, clip_score(img, txt), prefix="clip_"))
-    model = RewardModel(module=module, config=config, image_dim=train.image.shape[1],
-                        text_dim=text_mat.shape[1], meta={"metrics": metrics})  # fmt: skip
+    model = RewardModel(
+        module=module,
+        config=config,
+        image_dim=train.image.shape[1],
+        text_dim=text_mat.shape[1],
+        meta={"metrics": metrics},
+    )
     return RewardResult(
-        model=model, metrics=metrics, history=history, best_epoch=best[1], n_train=len(train_rows),
-        n_val=len(val_rows), n_skipped=len(all_rows) - len(used),
+        model=model,
+        metrics=metrics,
+        history=history,
+        best_epoch=best[1],
+        n_train=len(train_rows),
+        n_val=len(val_rows),
+        n_skipped=len(all_rows) - len(used),
         n_without_pc=sum(1 for r in used if r.label == "good" and negatives[r.prompt] is None),
         seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+    )
 
 
 def _ranking(d: _Data, scores: np.ndarray, prefix: str = "") -> dict:
     labels = d.label.cpu().numpy() > 0.5
     pair_acc, n_pairs = pairwise_accuracy(d.prompts, labels, scores)
-    return {f"{prefix}auc": roc_auc(labels, scores), f"{prefix}pairwise_accuracy": pair_acc,
-            "n_pairs": n_pairs}  # fmt: skip
+    return {
+        f"{prefix}auc": roc_auc(labels, scores),
+        f"{prefix}pairwise_accuracy": pair_acc,
+        "n_pairs": n_pairs,
+    }
+
+
+@torch.no_grad()
+def _group_metrics(module: RewardMLP, texts: torch.Tensor, d: _Data) -> dict:
+    """Accuracy, AUC and pairwise accuracy per split (seen/unseen) and per category, for prompts in
+    the template language: the paper reports unseen-prompt accuracy separately."""
+    from ml.prompts import parse_prompt
+
+    idx = torch.arange(len(d.prompts), device=texts.device)
+    scores = _batch_scores(module, texts, d, idx, 0.0)[0].cpu().numpy()
+    labels = d.label.cpu().numpy() > 0.5
+    parsed = {p: parse_prompt(p) for p in set(d.prompts)}
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(d.prompts):
+        if parsed[p] is not None:
+            groups.setdefault(parsed[p].split, []).append(i)
+            groups.setdefault(parsed[p].category, []).append(i)
+    out = {}
+    for name, rows in sorted(groups.items()):
+        r = np.asarray(rows)
+        pair_acc, n_pairs = pairwise_accuracy([d.prompts[i] for i in rows], labels[r], scores[r])
+        out[name] = {
+            "n": len(rows),
+            "accuracy": float(((scores[r] > 0.5) == labels[r]).mean()),
+            "auc": roc_auc(labels[r], scores[r]),
+            "pairwise_accuracy": pair_acc,
+            "n_pairs": n_pairs,
+        }
+    return out
+
+
+@torch.no_grad()
+def _val_mse(module: RewardMLP, texts: torch.Tensor, d: _Data) -> float:
+    """The early-stopping criterion; cheap (no prompt classification) because it runs every epoch."""
+    module.eval()
+    idx = torch.arange(len(d.prompts), device=texts.device)
+    s0, _ = _batch_scores(module, texts, d, idx, 0.0)
+    module.train()
+    return float(((s0.float() - d.label) ** 2).mean())
 
 
 @torch.no_grad()
@@ -280,16 +373,19 @@ def _evaluate(module: RewardMLP, texts: torch.Tensor, d: _Data, config: RewardCo
     s0 = torch.cat(s0_parts)
     scores = s0.cpu().numpy()
     labels = d.label.cpu().numpy()
-    out = {"mse": float(((scores - labels) ** 2).mean()),
-           "accuracy": float(((scores > 0.5) == (labels > 0.5)).mean()),
-           "prompt_classification_accuracy": correct / n_pc if n_pc else float("nan")}  # fmt: skip
+    out = {
+        "mse": float(((scores - labels) ** 2).mean()),
+        "accuracy": float(((scores > 0.5) == (labels > 0.5)).mean()),
+        "prompt_classification_accuracy": correct / n_pc if n_pc else float("nan"),
+    }
     out.update(_ranking(d, scores))
     module.train()
     return out
 
 
-def score(model: RewardModel, image_vectors: np.ndarray, text_vectors: np.ndarray,
-          batch_size: int = 8192) -> np.ndarray:  # fmt: skip
+def score(
+    model: RewardModel, image_vectors: np.ndarray, text_vectors: np.ndarray, batch_size: int = 8192
+) -> np.ndarray:
     """r(x, z) in (0, 1) for aligned rows of image and text embeddings (fp32)."""
     module = model.module
     device = next(module.parameters()).device
@@ -308,10 +404,17 @@ def save_reward(model: RewardModel, out_dir: str | Path) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()},
-              str(out / "model.safetensors"))  # fmt: skip
-    meta = {"kind": "reward", "config": asdict(model.config), "image_dim": model.image_dim,
-            "text_dim": model.text_dim, **model.meta}  # fmt: skip
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()},
+        str(out / "model.safetensors"),
+    )
+    meta = {
+        "kind": "reward",
+        "config": asdict(model.config),
+        "image_dim": model.image_dim,
+        "text_dim": model.text_dim,
+        **model.meta,
+    }
     (out / "config.json").write_text(json.dumps(meta, indent=2, default=_json_default))
     return out
 
@@ -332,5 +435,6 @@ def load_reward(path: str | Path, device: str | None = None) -> RewardModel:
     module.load_state_dict(load_file(str(path / "model.safetensors")))
     module.to(device).eval()
     extra = {k: v for k, v in meta.items() if k not in ("kind", "config", "image_dim", "text_dim")}
-    return RewardModel(module=module, config=config, image_dim=meta["image_dim"], text_dim=meta["text_dim"],
-                       meta=extra)  # fmt: skip
+    return RewardModel(
+        module=module, config=config, image_dim=meta["image_dim"], text_dim=meta["text_dim"], meta=extra
+    )

@@ -11,11 +11,12 @@ baseline) misses the count errors.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ml.prompts import PAPER_VOCABULARY, Prompt, PromptSetConfig, generate_prompt_set, make_prompt
+from ml.prompts import PAPER_VOCABULARY, Prompt, PromptSetConfig, generate_prompt_set, parse_prompt
 
 
 @dataclass
@@ -23,18 +24,31 @@ class SyntheticData:
     rows: list[dict]  # image_key, prompt, label
     image_vectors: dict[str, np.ndarray]
     text_vectors: dict[str, np.ndarray]  # every template prompt the rows' perturbations can reach
-    embed_text: object  # function list[str] -> (n, dim) array, for any template prompt
+    embed_text: Callable[
+        [Sequence[str]], np.ndarray
+    ]  # function list[str] -> (n, dim) array, for any template prompt
 
 
-def make_synthetic(n_rows: int, dim: int = 64, n_prompts: int = 200, seed: int = 0,
-                   bad_rate: float = 0.5, noise: float = 0.3) -> SyntheticData:  # fmt: skip
+def make_synthetic(
+    n_rows: int, dim: int = 64, n_prompts: int = 200, seed: int = 0, bad_rate: float = 0.5, noise: float = 0.3
+) -> SyntheticData:
     v = PAPER_VOCABULARY
     rng = np.random.default_rng(seed)
-    values = ([("count", c) for c in v.counts] + [("color", c) for c in v.colors]
-              + [("background", b) for b in v.backgrounds] + [("object", o) for o in v.objects])  # fmt: skip
+    values = (
+        [("count", c) for c in v.counts]
+        + [("color", c) for c in v.colors]
+        + [("background", b) for b in v.backgrounds]
+        + [("object", o) for o in v.objects]
+    )
     text_dir = {k: rng.standard_normal(dim) / np.sqrt(dim) for k in values}
-    image_dir = {k: (rng.standard_normal(dim) / np.sqrt(dim) if k[0] == "count" else
-                     0.7 * text_dir[k] + 0.3 * rng.standard_normal(dim) / np.sqrt(dim)) for k in values}  # fmt: skip
+    image_dir = {
+        k: (
+            rng.standard_normal(dim) / np.sqrt(dim)
+            if k[0] == "count"
+            else 0.7 * text_dir[k] + 0.3 * rng.standard_normal(dim) / np.sqrt(dim)
+        )
+        for k in values
+    }
 
     def attrs(p: Prompt) -> list[tuple[str, object]]:
         out: list[tuple[str, object]] = [("object", p.object)]
@@ -46,8 +60,6 @@ def make_synthetic(n_rows: int, dim: int = 64, n_prompts: int = 200, seed: int =
         if noise_rng is not None:
             x = x + noise * noise_rng.standard_normal(dim) / np.sqrt(dim)
         return (x / np.linalg.norm(x)).astype(np.float32)
-
-    from ml.prompts import parse_prompt
 
     def embed_text(texts):
         return np.stack([embed(parse_prompt(t), text_dir) for t in texts])
@@ -70,6 +82,3 @@ def make_synthetic(n_rows: int, dim: int = 64, n_prompts: int = 200, seed: int =
         rows.append({"image_key": key, "prompt": p.text, "label": label})
     texts = {p.text: embed(p, text_dir) for p in prompts}
     return SyntheticData(rows=rows, image_vectors=images, text_vectors=texts, embed_text=embed_text)
-
-
-__all__ = ["SyntheticData", "make_synthetic", "make_prompt"]

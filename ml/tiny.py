@@ -80,11 +80,19 @@ def write_clip_tokenizer(out_dir: str | Path, vocab_size: int = 1000, model_max_
     (out / "special_tokens_map.json").write_text(
         json.dumps({"bos_token": _BOS, "eos_token": _EOS, "unk_token": _EOS, "pad_token": _EOS})
     )
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": model_max_length,
-        "bos_token": _BOS, "eos_token": _EOS, "unk_token": _EOS, "pad_token": _EOS,
-        "do_lower_case": True,
-    }))  # fmt: skip
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "CLIPTokenizer",
+                "model_max_length": model_max_length,
+                "bos_token": _BOS,
+                "eos_token": _EOS,
+                "unk_token": _EOS,
+                "pad_token": _EOS,
+                "do_lower_case": True,
+            }
+        )
+    )
     return out
 
 
@@ -97,13 +105,31 @@ def _text_config(config: TinyConfig, vocab: int, bos: int, eos: int, projection_
     from transformers import CLIPTextConfig
 
     if config.full_size:
-        sizes = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                     vocab_size=49408, projection_dim=projection_dim or 768)  # fmt: skip
+        sizes = dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            vocab_size=49408,
+            projection_dim=projection_dim or 768,
+        )
     else:
-        sizes = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                     vocab_size=vocab, projection_dim=projection_dim or 32)  # fmt: skip
-    return CLIPTextConfig(max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=bos,
-                          eos_token_id=eos, pad_token_id=eos, **sizes)  # fmt: skip
+        sizes = dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=vocab,
+            projection_dim=projection_dim or 32,
+        )
+    return CLIPTextConfig(
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        **sizes,
+    )
 
 
 def write_tiny_sd(out_dir: str | Path, config: TinyConfig | None = None) -> Path:
@@ -122,30 +148,57 @@ def write_tiny_sd(out_dir: str | Path, config: TinyConfig | None = None) -> Path
     if config.full_size:
         unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
         vae = AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        )  # fmt: skip
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=512,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+        )
     else:
         # Latents of 16x16 decoded by a 2-level VAE: 32x32 images.
         unet = UNet2DConditionModel(
-            sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-            block_out_channels=(32, 64), norm_num_groups=8, attention_head_dim=4,
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
+            norm_num_groups=8,
+            attention_head_dim=4,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-        )  # fmt: skip
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+        )
         vae = AutoencoderKL(
-            block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            norm_num_groups=8, layers_per_block=1, sample_size=32,
-        )  # fmt: skip
+            block_out_channels=(16, 32),
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            norm_num_groups=8,
+            layers_per_block=1,
+            sample_size=32,
+        )
     scheduler = PNDMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
-    )  # fmt: skip
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=CLIPTextModel(text_config), tokenizer=tokenizer, unet=unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
+        vae=vae,
+        text_encoder=CLIPTextModel(text_config),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(out)
     return out
 
@@ -161,23 +214,39 @@ def write_tiny_clip(out_dir: str | Path, config: TinyConfig | None = None) -> Pa
     write_clip_tokenizer(out, config.vocab_size)
     vocab, bos, eos = _token_ids(out)
     if config.full_size:
-        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                  num_attention_heads=16, patch_size=14, image_size=224, projection_dim=768,
-                                  hidden_act="quick_gelu")  # fmt: skip
+        vision = CLIPVisionConfig(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            patch_size=14,
+            image_size=224,
+            projection_dim=768,
+            hidden_act="quick_gelu",
+        )
         image_size, dim = 224, 768
     else:
-        vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                  num_attention_heads=4, patch_size=8, image_size=32, projection_dim=32,
-                                  hidden_act="quick_gelu")  # fmt: skip
+        vision = CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            patch_size=8,
+            image_size=32,
+            projection_dim=32,
+            hidden_act="quick_gelu",
+        )
         image_size, dim = 32, 32
     clip_config = CLIPConfig(
         text_config=_text_config(config, vocab, bos, eos, dim).to_dict(),
-        vision_config=vision.to_dict(), projection_dim=dim,
+        vision_config=vision.to_dict(),
+        projection_dim=dim,
     )
     CLIPModel(clip_config).save_pretrained(out)
     # Saved under the canonical class name so AutoImageProcessor picks the backend that is installed.
-    processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
-                                      crop_size={"height": image_size, "width": image_size})  # fmt: skip
+    processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
     processor.save_pretrained(out)
     cfg_path = out / "preprocessor_config.json"
     pre = json.loads(cfg_path.read_text())

@@ -99,6 +99,7 @@ def settings(pg_url: str, tmp_path):
         secret_key=TEST_SECRET,
         login_max_failures=3,
         login_lock_seconds=60,
+        log_level="WARNING",
     )
 
 

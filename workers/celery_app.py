@@ -13,7 +13,8 @@ from app.config import get_settings
 
 
 def make_celery(broker_url: str | None = None) -> Celery:
-    celery = Celery("t2i-feedback", broker=broker_url or get_settings().broker_url, include=["workers.tasks"])
+    settings = get_settings()
+    celery = Celery("t2i-feedback", broker=broker_url or settings.broker_url, include=["workers.tasks"])
     celery.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -27,6 +28,11 @@ def make_celery(broker_url: str | None = None) -> Celery:
         # redis redelivers an unacked message after this long; longer than any single task
         broker_transport_options={"visibility_timeout": 6 * 3600},
         worker_hijack_root_logger=False,
+        task_routes={"jobs.check_retrain": {"queue": "cpu"}, "jobs.reap": {"queue": "cpu"}},
+        beat_schedule={
+            "check-retrain": {"task": "jobs.check_retrain", "schedule": settings.retrain_check_seconds},
+            "reap-lost-jobs": {"task": "jobs.reap", "schedule": max(5.0, settings.job_stale_seconds / 4)},
+        },
     )
     return celery
 

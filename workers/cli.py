@@ -24,14 +24,17 @@ for command in COMMANDS:
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
               help="processes; keep 1 per GPU so one GPU task runs at a time per card")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int, loglevel: str) -> None:
+@click.option("--beat/--no-beat", default=True, show_default=True,
+              help="also run the periodic retrain check and lost-job reaper (one worker is enough)")
+def worker(queues: str, concurrency: int, loglevel: str, beat: bool) -> None:
     """Run a Celery worker (configured by T2IF_* environment variables)."""
     from workers.celery_app import celery_app
 
-    celery_app.worker_main(
-        ["worker", "-Q", queues, "--concurrency", str(concurrency), "--loglevel", loglevel,
-         "--without-gossip", "--without-mingle"]
-    )
+    args = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--loglevel", loglevel,
+            "--without-gossip", "--without-mingle"]
+    if beat:
+        args += ["--beat", "--schedule", "/tmp/t2if-celerybeat-schedule"]
+    celery_app.worker_main(args)
 
 
 @main.command()

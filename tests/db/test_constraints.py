@@ -14,6 +14,7 @@ from app.db.models import (
     ComparisonVote,
     Image,
     Job,
+    ModelVersion,
     Prompt,
     PromptSet,
     Rating,
@@ -116,10 +117,15 @@ def test_no_two_live_jobs_of_one_kind_per_scope(db, world):
     db.commit()
 
 
-def test_generated_images_are_unique_per_job_prompt_seed(db, world):
+def test_generated_images_are_unique_per_job_generator_prompt_seed(db, world):
     job = Job(kind="generate", state="running", scope_key="x", params={}, result={}, trigger={})
-    db.add(job)
+    base = ModelVersion(kind="generator", name="base", mode="base", artifact_url="sd", hyperparams={},
+                        label_snapshot={}, metrics={})
+    tuned = ModelVersion(kind="generator", name="tuned", mode="lora", artifact_url="x", hyperparams={},
+                         label_snapshot={}, metrics={})
+    db.add_all([job, base, tuned])
     db.flush()
-    world["image"](job_id=job.id, seed=7)
+    world["image"](job_id=job.id, seed=7, generator_version_id=base.id)
+    world["image"](job_id=job.id, seed=7, generator_version_id=tuned.id)  # the other arm, same seed: fine
     db.commit()
-    _refused(db, lambda: world["image"](job_id=job.id, seed=7))
+    _refused(db, lambda: world["image"](job_id=job.id, seed=7, generator_version_id=base.id))

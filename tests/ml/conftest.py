@@ -1,7 +1,6 @@
 """Tiny random-weight models, built once per test session (a few seconds on CPU)."""
 
 import pytest
-import torch
 
 from ml.generation import load_generator
 from ml.tiny import write_tiny_clip, write_tiny_sd
@@ -27,9 +26,3 @@ def clip(tiny_clip):
     from ml.embeddings import load_clip
 
     return load_clip(tiny_clip, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    # Two cores: keep torch from oversubscribing when pytest runs alongside other work.
-    torch.set_num_threads(2)

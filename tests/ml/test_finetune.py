@@ -7,9 +7,14 @@ import torch
 from diffusers import DDPMScheduler
 
 from ml.finetune import (
-    FinetuneConfig, ModelSample, PretrainSample, denoising_losses, finetune, read_pretrain_folder,
+    FinetuneConfig,
+    ModelSample,
+    PretrainSample,
+    denoising_losses,
+    finetune,
+    read_pretrain_folder,
     reward_weighted_loss,
-)  # fmt: skip
+)
 from ml.generation import GenerationConfig, generate, load_generator
 
 
@@ -56,8 +61,9 @@ def test_denoising_loss_is_mse_to_the_noise_per_sample():
 
 @pytest.fixture(scope="module")
 def samples(generator):
-    images = generate(generator, [("Two dogs", 1), ("A red cup", 2), ("A cat in the sea", 3)],
-                      GenerationConfig(steps=2)).images  # fmt: skip
+    images = generate(
+        generator, [("Two dogs", 1), ("A red cup", 2), ("A cat in the sea", 3)], GenerationConfig(steps=2)
+    ).images
     return [ModelSample(g.image, g.prompt, r) for g, r in zip(images, [0.9, 0.1, 0.6], strict=True)]
 
 
@@ -82,7 +88,11 @@ def test_step_trains_only_the_unet_and_checkpoint_generates(mode, tiny_sd, sampl
     assert result.warnings == []
     ckpt = result.checkpoint
     assert ckpt.name == "checkpoint-2" and (tmp_path / "ft" / "checkpoint-1").exists()
-    gen = load_generator(ckpt, device="cpu") if mode == "full" else load_generator(tiny_sd, lora=ckpt, device="cpu")
+    gen = (
+        load_generator(ckpt, device="cpu")
+        if mode == "full"
+        else load_generator(tiny_sd, lora=ckpt, device="cpu")
+    )
     tuned = gen.pipe
     assert _same(_state(base.vae), _state(tuned.vae))
     assert _same(_state(base.text_encoder), _state(tuned.text_encoder))
@@ -103,7 +113,10 @@ def test_lora_adapter_holds_only_lora_weights_and_base_stays(tiny_sd, samples, t
 
     base = _state(StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None).unet)
     with pytest.warns(UserWarning, match="pre-training"):
-        r = finetune(FinetuneConfig(max_steps=1, batch_size=2, lr=1e-2), tiny_sd, samples, tmp_path / "ft")
+        cfg = FinetuneConfig(
+            max_steps=1, batch_size=2, lr=1e-2, gradient_checkpointing=True, gradient_accumulation_steps=2
+        )
+        r = finetune(cfg, tiny_sd, samples, tmp_path / "ft")
     adapter = load_file(str(r.checkpoint / "pytorch_lora_weights.safetensors"))
     assert adapter and all("lora" in k for k in adapter)
     tuned = _state(load_generator(tiny_sd, lora=r.checkpoint, device="cpu").pipe.unet)
@@ -125,8 +138,13 @@ def test_resume_continues_step_count_and_optimizer(tiny_sd, samples, tmp_path):
     state = torch.load(resumed.checkpoint / "training_state.pt", weights_only=False)
     assert all(s["step"] == 4 for s in state["optimizer"]["state"].values())
     with pytest.raises(ValueError, match="lora checkpoint"):
-        finetune(FinetuneConfig(mode="full", max_steps=3), tiny_sd, samples, tmp_path / "x",
-                 resume_from=first.checkpoint)  # fmt: skip
+        finetune(
+            FinetuneConfig(mode="full", max_steps=3),
+            tiny_sd,
+            samples,
+            tmp_path / "x",
+            resume_from=first.checkpoint,
+        )
 
 
 def test_pretrain_folder_formats(tmp_path, samples):

@@ -19,13 +19,20 @@ def test_image_is_reproduced_from_its_seed_whatever_its_batch(generator):
 
 
 def test_settings_come_with_each_image(generator):
-    out = generate(generator, [("Two dogs", 5)], GenerationConfig(steps=2, guidance_scale=3.0, scheduler="ddim"))
+    out = generate(
+        generator, [("Two dogs", 5)], GenerationConfig(steps=2, guidance_scale=3.0, scheduler="ddim")
+    )
     s = out.images[0].settings
     assert (s["steps"], s["guidance_scale"], s["scheduler"], s["seed"]) == (2, 3.0, "DDIMScheduler", 5)
     assert (s["width"], s["height"]) == out.images[0].image.size == (32, 32)
     # Reproduce from the recorded settings alone.
-    cfg = GenerationConfig(steps=s["steps"], guidance_scale=s["guidance_scale"], scheduler="ddim",
-                           width=s["width"], height=s["height"])  # fmt: skip
+    cfg = GenerationConfig(
+        steps=s["steps"],
+        guidance_scale=s["guidance_scale"],
+        scheduler="ddim",
+        width=s["width"],
+        height=s["height"],
+    )
     again = generate(generator, [("Two dogs", s["seed"])], cfg).images[0]
     assert np.abs(_px(again.image) - _px(out.images[0].image)).max() <= 1
 

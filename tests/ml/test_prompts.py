@@ -1,9 +1,22 @@
 import pytest
 
 from ml.prompts import (
-    BACKGROUNDS, COLORS, COUNTS, OBJECTS, PromptSetConfig, all_prompts, generate_prompt_set, highlight_spans,
-    indefinite_article, make_prompt, parse_prompt, perturb, pluralize, prompts_from_texts, render,
-)  # fmt: skip
+    BACKGROUNDS,
+    COLORS,
+    COUNTS,
+    OBJECTS,
+    PromptSetConfig,
+    all_prompts,
+    generate_prompt_set,
+    highlight_spans,
+    indefinite_article,
+    make_prompt,
+    parse_prompt,
+    perturb,
+    pluralize,
+    prompts_from_texts,
+    render,
+)
 
 
 @pytest.mark.parametrize(
@@ -29,9 +42,21 @@ def test_render_english(attrs, text):
 
 def test_plural_and_article_rules():
     assert [pluralize(w) for w in ["cherry", "knife", "bus", "dish", "toy", "mouse", "glass"]] == [
-        "cherries", "knives", "buses", "dishes", "toys", "mice", "glasses"]  # fmt: skip
+        "cherries",
+        "knives",
+        "buses",
+        "dishes",
+        "toys",
+        "mice",
+        "glasses",
+    ]
     assert [indefinite_article(w) for w in ["orange", "umbrella", "unicorn", "hour", "cake"]] == [
-        "an", "an", "a", "an", "a"]  # fmt: skip
+        "an",
+        "an",
+        "a",
+        "an",
+        "a",
+    ]
 
 
 def test_every_template_prompt_parses_back_to_its_attributes():
@@ -44,7 +69,13 @@ def test_every_template_prompt_parses_back_to_its_attributes():
 def test_attributes_category_and_split():
     p = parse_prompt("Two blue wolves in the forest")
     assert (p.category, p.object, p.count, p.color, p.background, p.split) == (
-        "combination", "wolf", 2, "blue", "forest", "unseen")  # fmt: skip
+        "combination",
+        "wolf",
+        2,
+        "blue",
+        "forest",
+        "unseen",
+    )
     assert parse_prompt("A green colored dog").category == "color"
     assert parse_prompt("three cats").category == "count"
     assert parse_prompt("a rose on the moon").split == "unseen"
@@ -64,7 +95,11 @@ def test_prompts_from_texts_names_bad_lines():
 def test_highlight_spans_point_at_the_words():
     p = parse_prompt("Two blue dogs in San Francisco")
     assert [(p.text[s:e], a) for s, e, a in highlight_spans(p)] == [
-        ("Two", "count"), ("blue", "color"), ("dogs", "object"), ("San Francisco", "background")]  # fmt: skip
+        ("Two", "count"),
+        ("blue", "color"),
+        ("dogs", "object"),
+        ("San Francisco", "background"),
+    ]
 
 
 def test_prompt_set_sizes_and_determinism():
@@ -85,8 +120,10 @@ def _attrs(p):
     return (p.object, p.count, p.color, p.background)
 
 
-@pytest.mark.parametrize("text", ["Two dogs", "A green colored cup", "A tree in the sea",
-                                  "Six purple roses on the table", "One cat"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    ["Two dogs", "A green colored cup", "A tree in the sea", "Six purple roses on the table", "One cat"],
+)
 def test_perturbations_differ_are_distinct_and_deterministic(text):
     p = parse_prompt(text)
     negs = perturb(p, 9, seed=1)

@@ -6,13 +6,21 @@ import torch
 
 from ml.metrics import pairwise_accuracy, roc_auc
 from ml.reward import (
-    RewardConfig, RewardMLP, load_reward, mse_loss, prompt_classification_loss, save_reward, score,
-    split_prompts, train_reward,
-)  # fmt: skip
+    RewardConfig,
+    RewardMLP,
+    load_reward,
+    mse_loss,
+    prompt_classification_loss,
+    save_reward,
+    score,
+    split_prompts,
+    train_reward,
+)
 from ml.synthetic import make_synthetic
 
-FAST = dict(hidden=128, batch_size=256, max_epochs=25, patience=4, pc_fraction=1.0, precision="fp32",
-            device="cpu")  # fmt: skip
+FAST = dict(
+    hidden=128, batch_size=256, max_epochs=25, patience=4, pc_fraction=1.0, precision="fp32", device="cpu"
+)
 
 
 def test_mse_loss_by_hand():
@@ -47,7 +55,9 @@ def test_auc_matches_pair_counting():
     y = rng.random(200) < 0.4
     s = np.round(rng.random(200), 1)  # with ties
     pos, neg = s[y], s[~y]
-    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (
+        len(pos) * len(neg)
+    )
     assert roc_auc(y, s) == pytest.approx(brute)
     assert math.isnan(roc_auc(np.ones(3), np.arange(3)))
 
@@ -86,6 +96,13 @@ def test_training_learns_the_rule_and_beats_clip_score(trained):
     assert m["prompt_classification_accuracy"] > 0.5  # chance is 1/10
     assert trained.n_skipped == 1 and trained.n_train + trained.n_val == 3000
     assert trained.history[0]["val_mse"] > min(h["val_mse"] for h in trained.history)
+    groups = m["by_group"]
+    assert {"seen", "count"} <= set(groups)
+    assert sum(groups[s]["n"] for s in ("seen", "unseen") if s in groups) == trained.n_val
+    assert (
+        sum(groups[c]["n"] for c in ("count", "color", "background", "combination") if c in groups)
+        == trained.n_val
+    )
 
 
 def test_no_prompt_on_both_sides_of_the_split(synthetic):
@@ -107,8 +124,38 @@ def test_save_load_round_trip_gives_identical_scores(trained, synthetic, tmp_pat
 
 def test_bad_labels_and_missing_embeddings_are_errors(synthetic):
     with pytest.raises(ValueError, match="unknown labels"):
-        train_reward(RewardConfig(**FAST), [{"image_key": "img0", "prompt": "Two dogs", "label": "meh"}],
-                     synthetic.image_vectors, synthetic.embed_text)  # fmt: skip
+        train_reward(
+            RewardConfig(**FAST),
+            [{"image_key": "img0", "prompt": "Two dogs", "label": "meh"}],
+            synthetic.image_vectors,
+            synthetic.embed_text,
+        )
     with pytest.raises(KeyError):
-        train_reward(RewardConfig(**FAST), [{"image_key": "nope", "prompt": "Two dogs", "label": "good"}],
-                     synthetic.image_vectors, synthetic.embed_text)  # fmt: skip
+        train_reward(
+            RewardConfig(**FAST),
+            [{"image_key": "nope", "prompt": "Two dogs", "label": "good"}],
+            synthetic.image_vectors,
+            synthetic.embed_text,
+        )
+
+
+def test_explicit_validation_prompts(synthetic):
+    unseen = {r["prompt"] for r in synthetic.rows if any(w in r["prompt"] for w in ("wol", "bear", "tiger"))}
+    cfg = RewardConfig(**{**FAST, "max_epochs": 1})
+    r = train_reward(cfg, synthetic.rows, synthetic.image_vectors, synthetic.embed_text, val_prompts=unseen)
+    assert r.n_val == sum(row["prompt"] in unseen for row in synthetic.rows) > 0
+    with pytest.raises(ValueError, match="nothing left to train"):
+        train_reward(
+            cfg,
+            synthetic.rows[:10],
+            synthetic.image_vectors,
+            synthetic.embed_text,
+            val_prompts={row["prompt"] for row in synthetic.rows},
+        )
+    with pytest.raises(ValueError, match="at least 2"):
+        train_reward(
+            RewardConfig(**{**FAST, "n_prompts": 1}),
+            synthetic.rows,
+            synthetic.image_vectors,
+            synthetic.embed_text,
+        )

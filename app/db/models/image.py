@@ -24,10 +24,12 @@ class Image(IdMixin, CreatedAtMixin, Base):
         CheckConstraint("ratings_wanted >= 0", name="ratings_wanted_non_negative"),
         # the overlap rule: open slots never go below zero nor above what is wanted
         CheckConstraint("ratings_open >= 0 AND ratings_open <= ratings_wanted", name="ratings_open_bounded"),
-        # a generation job writes each (prompt, seed) once, so a re-run cannot duplicate images
+        # a job writes each (generator, prompt, seed) once, so a re-run cannot duplicate images;
+        # the generator is part of the key because an evaluation draws both arms with shared seeds
         Index(
-            "uq_image_job_id_prompt_id_seed",
+            "uq_image_job_id_generator_version_id_prompt_id_seed",
             "job_id",
+            "generator_version_id",
             "prompt_id",
             "seed",
             unique=True,

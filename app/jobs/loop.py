@@ -1,0 +1,91 @@
+"""The closed loop: start reward training when enough new labels arrived, and chain fine-tuning
+and evaluation after it as the prompt set's `auto_chain` says.
+
+Called periodically by the workers (Celery beat / the demo's in-process loop), never per request:
+one indexed count per prompt set that has a threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.base import utcnow
+from app.db.enums import ACTIVE_JOB_STATES
+from app.db.models import Job, ModelVersion, PromptSet, Rating
+from app.errors import AppError
+from app.jobs import service
+
+log = logging.getLogger("t2if.loop")
+FAILED_BACKOFF = timedelta(minutes=10)
+
+
+def new_usable_labels(session: Session, prompt_set_id: int) -> tuple[int, int, ModelVersion | None]:
+    """(new usable labels since the reward version in use, rating id they count from, that version)."""
+    current = service.latest_reward(session, prompt_set_id)
+    since = int((current.label_snapshot or {}).get("max_rating_id", 0)) if current else 0
+    n = session.scalar(
+        select(func.count()).select_from(Rating)
+        .where(Rating.prompt_set_id == prompt_set_id, Rating.id > since, Rating.label != "skip")
+    ) or 0
+    return n, since, current
+
+
+def check_retrain(session: Session, settings: Settings) -> list[int]:
+    """Enqueue train_reward for each prompt set past its threshold; returns the new job ids."""
+    started = []
+    for ps in session.scalars(select(PromptSet).where(PromptSet.retrain_threshold.is_not(None))):
+        n, since, current = new_usable_labels(session, ps.id)
+        if n < (ps.retrain_threshold or 0):
+            continue
+        busy = session.scalar(select(Job.id).where(Job.kind == "train_reward", Job.prompt_set_id == ps.id,
+                                                   Job.state.in_(ACTIVE_JOB_STATES)))
+        if busy is not None:
+            continue
+        recent_failure = session.scalar(
+            select(Job.id).where(Job.kind == "train_reward", Job.prompt_set_id == ps.id, Job.state == "failed",
+                                 Job.finished_at > utcnow() - FAILED_BACKOFF)
+        )
+        if recent_failure is not None:
+            continue  # do not hammer a failing training; a person can retry it at once
+        trigger = {"type": "auto", "reason": "new labels", "new_labels": n, "threshold": ps.retrain_threshold,
+                   "since_rating_id": since, "since_reward_version_id": current.id if current else None}
+        params: dict[str, Any] = {"prompt_set_id": ps.id, **(ps.auto_chain or {}).get("train_reward", {})}
+        try:
+            with session.begin_nested():
+                job = service.create_job(session, settings, "train_reward", params, trigger=trigger)
+        except AppError as exc:  # e.g. a concurrent checker won the race
+            log.info("retrain for prompt set %s not started: %s", ps.id, exc.message)
+            continue
+        started.append(job.id)
+    return started
+
+
+def chain_after(session: Session, settings: Settings, job: Job, version: ModelVersion | None) -> int | None:
+    """After an automatic train_reward: fine-tune; after a chained fine-tune: evaluate."""
+    if job.trigger.get("type") not in ("auto", "chain") or job.prompt_set_id is None or version is None:
+        return None
+    ps = session.get(PromptSet, job.prompt_set_id)
+    chain = (ps.auto_chain or {}) if ps else {}
+    if job.kind == "train_reward" and "finetune" in chain:
+        kind, params = "finetune", {**chain["finetune"], "prompt_set_id": ps.id, "reward_version_id": version.id}
+    elif job.kind == "finetune" and "evaluate" in chain:
+        kind, params = "evaluate", {**chain["evaluate"], "candidate_version_id": version.id,
+                                    "baseline_version_id": version.parent_id}
+        params.setdefault("prompt_set_id", ps.id)
+    else:
+        return None
+    trigger = {"type": "chain", "after_job": job.id, "after_kind": job.kind, "root": job.trigger}
+    try:
+        with session.begin_nested():
+            nxt = service.create_job(session, settings, kind, params, trigger=trigger, parent_job_id=job.id)
+    except AppError as exc:
+        service.add_log(session, job.id, f"could not chain {kind}: {exc.message}", "warning")
+        return None
+    service.add_log(session, job.id, f"chained {kind} job {nxt.id}")
+    return nxt.id

@@ -1,0 +1,141 @@
+"""Job parameters per kind (validated before a job row exists) and job read models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SamplerParams(BaseModel):
+    steps: int = Field(30, ge=1, le=500)
+    guidance_scale: float = Field(7.5, ge=0.0, le=50.0)
+    scheduler: str | None = Field(None, max_length=40, description="e.g. ddim, pndm, euler; None: the model's")
+    width: int | None = Field(None, ge=16, le=2048, multiple_of=8)
+    height: int | None = Field(None, ge=16, le=2048, multiple_of=8)
+    batch_size: int = Field(8, ge=1, le=256)
+
+
+class GenerateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_set_id: int
+    images_per_prompt: int = Field(ge=1, le=1000)
+    generator_version_id: int | None = Field(None, description="default: the base generator")
+    base_seed: int = Field(0, ge=0, description="seeds are base_seed .. base_seed + images_per_prompt - 1")
+    sampler: SamplerParams = Field(default_factory=SamplerParams)
+    prompt_ids: list[int] | None = Field(None, max_length=100_000, description="only these prompts of the set")
+
+
+class RewardParams(BaseModel):
+    lambda_pc: float = Field(0.5, ge=0.0, le=100.0)
+    temperature: float = Field(2.0, gt=0.0, le=100.0)
+    n_prompts: int = Field(10, ge=2, le=100)
+    max_epochs: int = Field(5, ge=1, le=1000)
+    patience: int = Field(2, ge=1, le=100)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    lr: float = Field(2e-3, gt=0.0, le=1.0)
+    seed: int = 0
+
+
+class TrainRewardParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_set_id: int
+    reward: RewardParams = Field(default_factory=RewardParams)
+    min_labels: int = Field(10, ge=1, description="fail clearly below this many usable labels")
+
+
+class FinetuneParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_set_id: int = Field(description="its generated images (labelled and unlabelled) are D_model")
+    generator_version_id: int | None = Field(None, description="default: the base generator")
+    reward_version_id: int | None = Field(None, description="default: the newest reward model of the set")
+    mode: Literal["lora", "full"] = "lora"
+    lora_rank: int = Field(8, ge=1, le=256)
+    lr: float | None = Field(None, gt=0.0, le=1.0)
+    beta: float = Field(1.0, ge=0.0, le=100.0)
+    max_steps: int = Field(1000, ge=1, le=1_000_000)
+    batch_size: int = Field(4, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    pretrain_dir: str | None = Field(None, max_length=1000,
+                                     description="folder of image + caption pairs (default: the configured one)")
+    seed: int = 0
+
+
+class EvaluateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_set_id: int = Field(description="the evaluation prompts (seen and unseen)")
+    baseline_version_id: int | None = Field(None, description="default: the base generator")
+    candidate_version_id: int
+    images_per_prompt: int = Field(4, ge=1, le=64, description="per side, with shared seeds")
+    base_seed: int = Field(1000, ge=0)
+    votes_per_comparison: int | None = Field(None, ge=1, le=100, description="default: the prompt set's (9)")
+    best_of_n: int | None = Field(None, ge=2, le=256,
+                                  description="add a third arm: baseline + best-of-n by reward vs baseline")
+    reward_version_id: int | None = Field(None, description="for best_of_n; default: newest of the set")
+    sampler: SamplerParams = Field(default_factory=SamplerParams)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> EvaluateParams:
+        if self.baseline_version_id is not None and self.baseline_version_id == self.candidate_version_id:
+            raise ValueError("baseline_version_id and candidate_version_id must differ")
+        return self
+
+
+PARAMS_BY_KIND: dict[str, type[BaseModel]] = {
+    "generate": GenerateParams,
+    "train_reward": TrainRewardParams,
+    "finetune": FinetuneParams,
+    "evaluate": EvaluateParams,
+}
+
+
+class JobCreate(BaseModel):
+    kind: Literal["generate", "train_reward", "finetune", "evaluate"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobCreated(BaseModel):
+    id: int
+    kind: str
+    state: str
+
+
+class JobLogLine(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: datetime
+    level: str
+    message: str
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    state: str
+    params: dict[str, Any]
+    prompt_set_id: int | None
+    progress: float
+    progress_message: str
+    result: dict[str, Any]
+    error: str | None
+    trigger: dict[str, Any]
+    parent_job_id: int | None
+    created_by_id: int | None
+    queue: str
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+    log_tail: list[JobLogLine] = Field(default_factory=list)

@@ -1,0 +1,181 @@
+"""Annotation load benchmark: N simulated annotators doing next + submit against a real server.
+
+    python bench/annotate.py [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+                             [--sizes 1000,1000000] [--clients 1,8,32,128] [--seconds 10]
+
+It creates its own database (dropped at the end), bulk-loads users and images with
+generate_series, starts `t2i-feedback serve`, and prints round trips per second and p50 / p95 /
+p99 of each call. Everything (server, Postgres, load generator) shares this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._http import Conn  # noqa: E402
+
+SECRET = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def sh(url: str, sql: str) -> None:
+    eng = create_engine(url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(sql))
+    eng.dispose()
+
+
+def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
+    """Bulk-load a prompt set, n_images images and n_users annotators with tokens; returns tokens."""
+    from app.auth.secrets import hash_password, new_api_token, sha256_hex
+
+    eng = create_engine(url)
+    tokens = [new_api_token() for _ in range(n_users)]
+    pw = hash_password("bench-password")
+    with eng.begin() as c:
+        c.execute(text("TRUNCATE rating, rating_assignment, image, prompt, prompt_set, api_token, user_account "
+                       "RESTART IDENTITY CASCADE"))
+        c.execute(text("INSERT INTO prompt_set (name, description, purpose, labels_per_image, votes_per_comparison, "
+                       "gold_rate, lease_seconds, auto_chain, source, created_at) VALUES ('bench', '', 'training', "
+                       ":k, 9, 0, 600, '{}', '{}', now())"), {"k": k})
+        c.execute(text("INSERT INTO prompt (prompt_set_id, text, category, attributes, split, position, created_at) "
+                       "SELECT 1, 'Prompt ' || g, 'count', '{}', 'seen', g, now() FROM generate_series(1, 1000) g"))
+        t0 = time.perf_counter()
+        c.execute(text(
+            "INSERT INTO image (prompt_id, prompt_set_id, source, sampler, storage_key, content_hash, mime_type, "
+            "width, height, byte_size, ratings_wanted, ratings_open, created_at) "
+            "SELECT 1 + (g % 1000), 1, 'generated', '{}', 'images/' || g || '.png', md5(g::text) || md5(g::text), "
+            "'image/png', 512, 512, 1000, :k, :k, now() FROM generate_series(1, :n) g"), {"n": n_images, "k": k})
+        load_s = time.perf_counter() - t0
+        for i, tok in enumerate(tokens):
+            uid = c.execute(text(
+                "INSERT INTO user_account (username, display_name, role, password_hash, is_active, pseudonym, "
+                "failed_login_count, created_at) VALUES (:u, '', 'annotator', :pw, true, :ps, 0, now()) RETURNING id"),
+                {"u": f"bench{i}", "pw": pw, "ps": f"rater-bench{i}"}).scalar_one()
+            c.execute(text("INSERT INTO api_token (user_id, name, token_hash, prefix, created_at) "
+                           "VALUES (:uid, 'bench', :h, :p, now())"), {"uid": uid, "h": sha256_hex(tok), "p": tok[:11]})
+    with eng.connect() as c:
+        c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE image"))
+    eng.dispose()
+    print(f"  loaded {n_images:,} images in {load_s:.1f} s ({n_images / load_s:,.0f} rows/s)", flush=True)
+    return tokens
+
+
+async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float) -> dict[str, list[float]]:
+    lat: dict[str, list[float]] = {"next": [], "submit": []}
+    stop = time.perf_counter() + seconds
+    rounds = 0
+    errors = 0
+
+    async def client(token: str) -> None:
+        nonlocal rounds, errors
+        conn = Conn("127.0.0.1", port, {"Authorization": f"Bearer {token}"})
+        await conn.open()
+        try:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                status, task = await conn.request("GET", "/api/v1/rating-tasks/next")
+                t1 = time.perf_counter()
+                if status != 200:
+                    errors += 1
+                    if status == 204:
+                        return
+                    continue
+                status, _ = await conn.request("POST", "/api/v1/ratings",
+                                               {"assignment_id": task["assignment_id"], "label": "good",
+                                                "duration_ms": 800})
+                t2 = time.perf_counter()
+                if status not in (200, 201):
+                    errors += 1
+                    continue
+                lat["next"].append(t1 - t0)
+                lat["submit"].append(t2 - t1)
+                rounds += 1
+        finally:
+            await conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(tokens[i]) for i in range(n_clients)))
+    elapsed = time.perf_counter() - started
+    lat["_rounds"] = [rounds / elapsed]
+    lat["_errors"] = [errors]
+    return lat
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+
+
+def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ) | {"T2IF_DATABASE_URL": url, "T2IF_SECRET_KEY": SECRET, "T2IF_ENV": "test",
+                              "T2IF_LOG_LEVEL": "WARNING", "T2IF_DATABASE_POOL_SIZE": "40"}
+    exe = Path(sys.executable).parent / "t2i-feedback"
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--workers", str(workers),
+                             "--log-level", "warning"], env=env)
+    import httpx
+
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pg", default=os.environ.get("T2IF_TEST_PG_URL",
+                                                   "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--sizes", default="1000,1000000")
+    ap.add_argument("--clients", default="1,8,32,128")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--port", type=int, default=8791)
+    args = ap.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+    name = f"t2if_bench_{uuid.uuid4().hex[:8]}"
+    sh(args.pg, f'CREATE DATABASE "{name}"')
+    url = make_url(args.pg).set(database=name).render_as_string(hide_password=False)
+    from app.db import migrate
+
+    migrate.upgrade(url)
+    print(f"annotate bench: {os.cpu_count()} cores, server workers={args.workers}, {args.seconds:.0f} s per level")
+    print(f"{'images':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
+          f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6}")
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            tokens = load_pool(url, size, max(clients), k=100)
+            proc = start_server(url, args.port, args.workers)
+            try:
+                for n in clients:
+                    lat = asyncio.run(run_level(args.port, tokens, n, args.seconds))
+                    print(f"{size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
+                          f"{pct(lat['next'], 95):>6.1f}m {pct(lat['next'], 99):>6.1f}m "
+                          f"{pct(lat['submit'], 50):>10.1f}m {pct(lat['submit'], 95):>6.1f}m "
+                          f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6}", flush=True)
+            finally:
+                proc.terminate()
+                proc.wait()
+    finally:
+        sh(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Blind pairwise comparisons over REST: exactly N votes from N distinct annotators, sides recorded."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from app.db.models import Comparison, ComparisonAssignment, ComparisonVote
+from tests.annotation.conftest import expire_leases, make_pool
+from tests.conftest import bearer
+
+
+def _pair(client, researcher, n_votes=9):
+    pool = make_pool(client, researcher, n_images=2, prompts=["Two dogs"])
+    r = client.post("/api/v1/comparisons", headers=bearer(researcher),
+                    json={"image_a_id": pool.image_ids[0], "image_b_id": pool.image_ids[1], "votes_wanted": n_votes})
+    assert r.status_code == 201, r.text
+    return pool, r.json()
+
+
+def test_nine_distinct_voters_then_204(client, researcher, make_user, db):
+    pool, comp = _pair(client, researcher)
+    url_a = f"/api/v1/images/{pool.image_ids[0]}/file"
+    annotators = [make_user("annotator") for _ in range(10)]
+    lefts = Counter()
+    for a in annotators[:9]:
+        t = client.get("/api/v1/comparison-tasks/next", headers=bearer(a))
+        assert t.status_code == 200
+        task = t.json()
+        assert task["prompt"] == "Two dogs" and "gold" not in t.text
+        left_is_a = task["left"]["image_url"] == url_a
+        lefts[left_is_a] += 1
+        # the annotator prefers the left image for alignment, says tie for fidelity
+        r = client.post("/api/v1/comparison-votes", headers=bearer(a),
+                        json={"assignment_id": task["assignment_id"], "alignment": "left", "fidelity": "tie",
+                              "duration_ms": 2000})
+        assert r.status_code == 201
+        stored = db.scalar(select(ComparisonVote).where(ComparisonVote.assignment_id == task["assignment_id"]))
+        assert stored.alignment == ("a" if left_is_a else "b") and stored.fidelity == "tie"
+        db.rollback()
+        recorded = db.scalar(select(ComparisonAssignment.left_is_a)
+                             .where(ComparisonAssignment.id == task["assignment_id"]))
+        assert recorded == left_is_a
+        db.rollback()
+    assert client.get("/api/v1/comparison-tasks/next", headers=bearer(annotators[9])).status_code == 204
+    votes = db.execute(select(ComparisonVote.annotator_id)).scalars().all()
+    assert len(votes) == 9 and len(set(votes)) == 9
+    assert db.scalar(select(Comparison.votes_open)) == 0
+    assert set(lefts) <= {True, False}
+
+
+def test_vote_retry_conflict_and_validation(client, researcher, make_user, db):
+    _pool, _ = _pair(client, researcher)
+    a = make_user("annotator")
+    aid = client.get("/api/v1/comparison-tasks/next", headers=bearer(a)).json()["assignment_id"]
+    body = {"assignment_id": aid, "alignment": "right", "fidelity": "left"}
+    first = client.post("/api/v1/comparison-votes", headers=bearer(a), json=body)
+    again = client.post("/api/v1/comparison-votes", headers=bearer(a), json=body)
+    assert first.status_code == 201 and again.status_code == 200 and again.json() == first.json()
+    other = client.post("/api/v1/comparison-votes", headers=bearer(a), json=body | {"fidelity": "tie"})
+    assert other.status_code == 409
+    bad = client.post("/api/v1/comparison-votes", headers=bearer(a), json=body | {"alignment": "up"})
+    assert bad.status_code == 422 and "alignment" in bad.json()["error"]["message"]
+    assert db.scalar(select(func.count()).select_from(ComparisonVote)) == 1
+
+
+def test_comparison_lease_expiry_and_lease_lost(client, researcher, make_user, db, app):
+    app.state.settings.lease_sweep_seconds = 0
+    _pair(client, researcher, n_votes=1)
+    a, b = make_user("annotator"), make_user("annotator")
+    aid = client.get("/api/v1/comparison-tasks/next", headers=bearer(a)).json()["assignment_id"]
+    assert client.get("/api/v1/comparison-tasks/next", headers=bearer(b)).status_code == 204
+    expire_leases(db, "comparison_assignment")
+    bid = client.get("/api/v1/comparison-tasks/next", headers=bearer(b)).json()["assignment_id"]
+    late = client.post("/api/v1/comparison-votes", headers=bearer(a),
+                       json={"assignment_id": aid, "alignment": "left", "fidelity": "left"})
+    assert late.status_code == 409 and late.json()["error"]["code"] == "lease_lost"
+    ok = client.post("/api/v1/comparison-votes", headers=bearer(b),
+                     json={"assignment_id": bid, "alignment": "tie", "fidelity": "tie"})
+    assert ok.status_code == 201
+
+
+def test_create_comparison_validation(client, researcher, make_user):
+    pool = make_pool(client, researcher, n_images=3, prompts=["Two dogs", "A red cat"])
+    h = bearer(researcher)
+    same = client.post("/api/v1/comparisons", headers=h, json={"image_a_id": 1, "image_b_id": 1})
+    assert same.status_code == 422
+    other_prompt = client.post("/api/v1/comparisons", headers=h,
+                               json={"image_a_id": pool.image_ids[0], "image_b_id": pool.image_ids[1]})
+    assert other_prompt.status_code == 422 and "same prompt" in other_prompt.json()["error"]["message"]
+    missing = client.post("/api/v1/comparisons", headers=h, json={"image_a_id": 1, "image_b_id": 99})
+    assert missing.status_code == 422
+    ok = client.post("/api/v1/comparisons", headers=h,
+                     json={"image_a_id": pool.image_ids[0], "image_b_id": pool.image_ids[2]})
+    assert ok.status_code == 201
+    dup = client.post("/api/v1/comparisons", headers=h,
+                      json={"image_a_id": pool.image_ids[0], "image_b_id": pool.image_ids[2]})
+    assert dup.status_code == 409
+    assert client.post("/api/v1/comparisons", headers=bearer(make_user("annotator")),
+                       json={"image_a_id": 1, "image_b_id": 3}).status_code == 403
+
+
+def test_gold_pairs_are_scored(client, researcher, make_user, db, settings, app):
+    app.state.settings.comparison_gold_rate = 0.5
+    pool, comp = _pair(client, researcher)
+    client.patch(f"/api/v1/comparisons/{comp['id']}", headers=bearer(researcher),
+                 json={"gold_alignment": "a", "gold_fidelity": None})
+    url_a = f"/api/v1/images/{pool.image_ids[0]}/file"
+    answered = 0
+    for _ in range(8):
+        a = make_user("annotator")
+        t = client.get("/api/v1/comparison-tasks/next", headers=bearer(a))
+        if t.status_code != 200:
+            continue
+        task = t.json()
+        pick_a = "left" if task["left"]["image_url"] == url_a else "right"
+        client.post("/api/v1/comparison-votes", headers=bearer(a),
+                    json={"assignment_id": task["assignment_id"], "alignment": pick_a, "fidelity": "tie"})
+        answered += 1
+    assert answered >= 1
+    acc = client.get("/api/v1/annotators/gold-accuracy", headers=bearer(researcher)).json()
+    assert len(acc) == answered
+    assert all(g["comparison_gold_accuracy"] == 1.0 and g["comparison_gold_answered"] == 1 for g in acc)

@@ -1,0 +1,89 @@
+"""finetune: generator version + reward version + the prompt set's generated images (labelled and
+unlabelled, weighted by reward) + pre-training pairs -> a new generator version (LoRA or full)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from app.db.models import Image, Job, ModelVersion, Prompt, PromptSet, Rating, RewardScore
+from app.jobs import loop
+from app.jobs.schemas import FinetuneParams
+from workers.artifacts import publish, work_dir
+from workers.lifecycle import JobContext, JobFailed
+from workers.version import code_version
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """Resume point after a crash: the newest complete checkpoint this job wrote."""
+    done = [p for p in out.glob("checkpoint-*") if (p / "finetune.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def run(ctx: JobContext, job: Job) -> dict[str, Any]:
+    from ml.finetune import FinetuneConfig, ModelSample, finetune
+
+    rt = ctx.rt
+    p = FinetuneParams.model_validate(job.params)
+    with rt.tx() as s:
+        ps, gv, rv = s.get(PromptSet, p.prompt_set_id), s.get(ModelVersion, p.generator_version_id), \
+            s.get(ModelVersion, p.reward_version_id)
+        if ps is None or gv is None or rv is None:
+            raise JobFailed("the prompt set, generator version or reward version no longer exists")
+        rows = s.execute(
+            select(Image.id, Image.storage_key, Prompt.text, RewardScore.score)
+            .join(Prompt, Prompt.id == Image.prompt_id)
+            .join(RewardScore, (RewardScore.image_id == Image.id) & (RewardScore.reward_version_id == rv.id))
+            .where(Image.prompt_set_id == ps.id, Image.source == "generated")
+        ).all()
+        labelled = set(s.scalars(select(Rating.image_id).where(Rating.prompt_set_id == ps.id, Rating.label != "skip")))
+        for obj in (gv, rv):
+            s.expunge(obj)
+    if not rows:
+        raise JobFailed(f"no generated images of prompt set {ps.id} carry a score of reward version {rv.id}")
+    samples = [ModelSample(image=rt.storage.get(r.storage_key), prompt=r.text, reward=float(r.score)) for r in rows]
+    n_labelled = sum(1 for r in rows if r.id in labelled)
+    ctx.log(f"D_model: {len(samples)} images ({n_labelled} human-labelled, {len(samples) - n_labelled} unlabelled), "
+            f"weighted by reward version {rv.id}")
+    base_model, _ = rt.generator_source(gv)
+    pretrain = p.pretrain_dir or rt.settings.pretrain_dir
+    key = f"artifacts/generator/job-{job.id}"
+    out = work_dir(rt, key)
+    resume = latest_checkpoint(out)
+    if resume is not None:
+        ctx.log(f"resuming from {resume.name}")
+    config = FinetuneConfig(mode=p.mode, lora_rank=p.lora_rank, lr=p.lr, beta=p.beta, max_steps=p.max_steps,
+                            batch_size=p.batch_size, gradient_accumulation_steps=p.gradient_accumulation_steps,
+                            seed=p.seed, checkpoint_every=max(1, min(500, p.max_steps // 4 or 1)))
+    result = finetune(
+        config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
+        progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
+        should_cancel=ctx.should_cancel,
+    )
+    for warning in result.warnings:
+        ctx.log(warning, "warning")
+    url = publish(rt, Path(result.checkpoint), f"{key}/{Path(result.checkpoint).name}")
+    losses = [c.get("loss") for c in result.curve if c.get("loss") is not None]
+    with rt.tx() as s:
+        version = s.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
+        if version is None:
+            version = ModelVersion(
+                kind="generator", mode=p.mode, name=f"{p.mode} of #{gv.id} on {ps.name} #{job.id}", parent_id=gv.id,
+                job_id=job.id, prompt_set_id=ps.id, artifact_url=url,
+                hyperparams={**asdict(config), "base_model": gv.artifact_url if p.mode == "lora" else url,
+                             "pretrain_dir": pretrain, "reward_version_id": rv.id},
+                label_snapshot={**(rv.label_snapshot or {}), "reward_version_id": rv.id, "images": len(samples),
+                                "labelled_images": n_labelled},
+                code_version=code_version(),
+                metrics={"curve": result.curve, "steps": result.steps, "final_loss": losses[-1] if losses else None,
+                         "warnings": result.warnings, "seconds": round(result.seconds, 3)},
+            )
+            s.add(version)
+            s.flush()
+        version_id = version.id
+        next_job = loop.chain_after(s, rt.settings, s.get(Job, job.id), version)
+    return {"generator_version_id": version_id, "steps": result.steps, "images": len(samples),
+            "warnings": result.warnings, "next_job_id": next_job}

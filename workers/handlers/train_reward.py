@@ -1,0 +1,131 @@
+"""train_reward: a recorded snapshot of usable labels -> cached embeddings -> reward model ->
+metrics -> a new reward version with lineage -> every image of the prompt set scored."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.db.models import Image, Job, ModelVersion, Prompt, PromptSet, Rating, RewardScore
+from app.jobs import loop
+from app.jobs import service as jobs
+from app.jobs.schemas import TrainRewardParams
+from workers.artifacts import publish, work_dir
+from workers.handlers.embeddings import image_vectors, text_vectors
+from workers.lifecycle import JobContext, JobFailed
+from workers.version import code_version
+
+
+def run(ctx: JobContext, job: Job) -> dict[str, Any]:
+    from ml.reward import RewardConfig, RewardRow, save_reward, train_reward
+
+    rt = ctx.rt
+    p = TrainRewardParams.model_validate(job.params)
+    with rt.tx() as s:
+        ps = s.get(PromptSet, p.prompt_set_id)
+        if ps is None:
+            raise JobFailed("the prompt set no longer exists")
+        snap = s.scalar(select(func.max(Rating.id)).where(Rating.prompt_set_id == ps.id)) or 0
+        rows = s.execute(
+            select(Rating.label, Image.content_hash, Image.storage_key, Prompt.text)
+            .join(Image, Image.id == Rating.image_id).join(Prompt, Prompt.id == Image.prompt_id)
+            .where(Rating.prompt_set_id == ps.id, Rating.id <= snap)
+        ).all()
+        previous = jobs.latest_reward(s, ps.id)
+        previous_id = previous.id if previous else None
+    counts = {k: sum(1 for r in rows if r.label == k) for k in ("good", "bad", "skip")}
+    usable = counts["good"] + counts["bad"]
+    snapshot = {"prompt_set_id": p.prompt_set_id, "max_rating_id": snap, "labels": usable, **counts}
+    ctx.log(f"label snapshot: up to rating {snap}: {counts['good']} good, {counts['bad']} bad, "
+            f"{counts['skip']} skipped (kept, not trained on)")
+    if usable < p.min_labels:
+        raise JobFailed(f"only {usable} usable labels (good/bad); at least {p.min_labels} are needed")
+
+    ctx.progress(0.05, "embedding images", force=True)
+    vectors = image_vectors(rt, [(r.content_hash, r.storage_key) for r in rows if r.label != "skip"])
+    config = RewardConfig(lambda_pc=p.reward.lambda_pc, temperature=p.reward.temperature, n_prompts=p.reward.n_prompts,
+                          max_epochs=p.reward.max_epochs, patience=p.reward.patience,
+                          val_fraction=p.reward.val_fraction, lr=p.reward.lr, seed=p.reward.seed)
+    ctx.progress(0.2, "training", force=True)
+    try:
+        result = train_reward(
+            config, [RewardRow(r.content_hash, r.text, r.label) for r in rows], vectors,
+            lambda texts: text_vectors(rt, texts),
+            progress=lambda done, total: ctx.progress(0.2 + 0.5 * done / max(total, 1), f"epoch {done}/{total}"),
+        )
+    except ValueError as exc:  # e.g. too few prompts to hold some out for validation
+        raise JobFailed(f"reward training refused the data: {exc}") from exc
+    if ctx.should_cancel():
+        from ml.generation import Cancelled
+
+        raise Cancelled(0, 0)
+
+    key = f"artifacts/reward/job-{job.id}"
+    save_reward(result.model, work_dir(rt, key))
+    url = publish(rt, work_dir(rt, key), key)
+    metrics = {**result.metrics, "history": result.history, "best_epoch": result.best_epoch,
+               "n_train": result.n_train, "n_val": result.n_val, "seconds": round(result.seconds, 3)}
+    with rt.tx() as s:
+        version = s.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
+        if version is None:  # a re-run after a crash reuses the version its first run made
+            version = ModelVersion(kind="reward", name=f"reward {ps.name} #{job.id}", mode="mlp", job_id=job.id,
+                                   parent_id=previous_id, prompt_set_id=p.prompt_set_id, artifact_url=url,
+                                   hyperparams={**asdict(config), "clip_model": rt.settings.clip_model},
+                                   label_snapshot=snapshot, code_version=code_version(), metrics=_jsonable(metrics))
+            s.add(version)
+            s.flush()
+        version_id = version.id
+    scored = score_prompt_set(ctx, version_id, p.prompt_set_id)
+    with rt.tx() as s:
+        next_job = loop.chain_after(s, rt.settings, s.get(Job, job.id), s.get(ModelVersion, version_id))
+    return {"reward_version_id": version_id, "label_snapshot": snapshot, "images_scored": scored,
+            "metrics": _jsonable(result.metrics), "next_job_id": next_job}
+
+
+def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk: int = 2048) -> int:
+    """Score every image of the set with the new reward model (one row per image and version)."""
+    from ml.reward import score
+
+    rt = ctx.rt
+    with rt.tx() as s:
+        version = s.get(ModelVersion, version_id)
+        s.expunge(version)
+        images = s.execute(
+            select(Image.id, Image.content_hash, Image.storage_key, Prompt.text)
+            .join(Prompt, Prompt.id == Image.prompt_id).where(Image.prompt_set_id == prompt_set_id)
+            .order_by(Image.id)
+        ).all()
+    model = rt.reward(version)
+    done = 0
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk]
+        vecs = image_vectors(rt, [(r.content_hash, r.storage_key) for r in part])
+        img = np.stack([vecs[r.content_hash] for r in part])
+        txt = text_vectors(rt, [r.text for r in part])
+        scores = score(model, img, txt)
+        with rt.tx() as s:
+            insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+            s.execute(insert(RewardScore).values([
+                {"image_id": r.id, "reward_version_id": version_id, "score": float(np.clip(v, 0.0, 1.0))}
+                for r, v in zip(part, scores, strict=True)
+            ]).on_conflict_do_nothing())
+        done += len(part)
+        ctx.progress(0.75 + 0.25 * done / len(images), f"scored {done}/{len(images)} images")
+    return done
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return None if f != f else f
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

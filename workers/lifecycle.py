@@ -1,0 +1,169 @@
+"""A job's life on a worker: claim, heartbeat, progress, cancel checks, finish; and the reaper
+that recovers jobs whose worker died. Job state lives in the database row only."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.db.base import utcnow
+from app.db.enums import JobState
+from app.db.models import Job
+from app.jobs import service as jobs
+from app.jobs.dispatch import enqueue
+from ml.generation import Cancelled
+from workers.runtime import Runtime
+
+log = logging.getLogger("t2if.worker")
+HEARTBEAT_SECONDS = 5.0
+
+
+class JobFailed(Exception):
+    """An expected failure with a message meant for the researcher (no traceback needed)."""
+
+
+class JobContext:
+    def __init__(self, rt: Runtime, job_id: int) -> None:
+        self.rt = rt
+        self.job_id = job_id
+        self._last_progress = 0.0
+        self._last_cancel_check = 0.0
+        self._cancel = False
+
+    def claim(self) -> Job | None:
+        """queued -> running (or take over a running job whose worker went silent). None: not ours."""
+        with self.rt.tx() as s:
+            job = s.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
+            if job is None:
+                log.warning("job %s does not exist (message for a deleted job?)", self.job_id)
+                return None
+            now = utcnow()
+            stale = now - timedelta(seconds=self.rt.settings.job_stale_seconds)
+            if job.state == JobState.running.value and job.heartbeat_at is not None and job.heartbeat_at < stale:
+                jobs.add_log(s, job.id, f"worker {job.worker} went silent; {self.rt.worker_name} takes over",
+                             "warning")
+            elif job.state != JobState.queued.value:
+                return None  # finished, cancelled, or alive on another worker: a duplicate message
+            if job.attempts >= job.max_attempts:
+                job.state, job.finished_at = JobState.failed.value, now
+                job.error = f"gave up after {job.attempts} attempts (the worker was lost each time)"
+                return None
+            job.state, job.attempts, job.worker = JobState.running.value, job.attempts + 1, self.rt.worker_name
+            job.started_at = job.started_at or now
+            job.heartbeat_at = now
+            job.progress_message = "started"
+            jobs.add_log(s, job.id, f"attempt {job.attempts} started on {self.rt.worker_name}")
+            s.flush()
+            s.expunge(job)
+            return job
+
+    def heartbeat(self) -> None:
+        with self.rt.tx() as s:
+            s.execute(update(Job).where(Job.id == self.job_id, Job.state == "running").values(heartbeat_at=utcnow()))
+
+    def progress(self, fraction: float, message: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < 1.0:
+            return
+        self._last_progress = now
+        with self.rt.tx() as s:
+            s.execute(update(Job).where(Job.id == self.job_id, Job.state == "running").values(
+                progress=round(max(0.0, min(100.0, fraction * 100)), 2), progress_message=message[:500],
+                heartbeat_at=utcnow()))
+
+    def log(self, message: str, level: str = "info") -> None:
+        with self.rt.tx() as s:
+            jobs.add_log(s, self.job_id, message, level)
+
+    def should_cancel(self) -> bool:
+        """Checked at batch boundaries; reads the row at most once a second."""
+        now = time.monotonic()
+        if self._cancel or now - self._last_cancel_check < 1.0:
+            return self._cancel
+        self._last_cancel_check = now
+        with self.rt.tx() as s:
+            self._cancel = s.scalar(select(Job.cancel_requested_at).where(Job.id == self.job_id)) is not None
+        return self._cancel
+
+    def finish(self, state: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self.rt.tx() as s:
+            job = s.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
+            if job is None or job.state != JobState.running.value:
+                return
+            job.state, job.finished_at, job.heartbeat_at = state, utcnow(), utcnow()
+            if result is not None:
+                job.result = result
+            if state == JobState.succeeded.value:
+                job.progress, job.progress_message = 100.0, "done"
+            elif state == JobState.cancelled.value:
+                job.progress_message = "cancelled"
+            job.error = error
+            jobs.add_log(s, job.id, f"{state}" + (f": {error}" if error else ""),
+                         "error" if state == JobState.failed.value else "info")
+
+
+def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[str, Any]]) -> str | None:
+    """Claim the job, run its handler with a heartbeat beside it, record the outcome."""
+    ctx = JobContext(rt, job_id)
+    job = ctx.claim()
+    if job is None:
+        return None
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                ctx.heartbeat()
+            except Exception:  # a missed beat is harmless; the next one may succeed
+                log.exception("heartbeat failed for job %s", job_id)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        result = handler(ctx, job)
+    except Cancelled:
+        ctx.finish(JobState.cancelled.value, error=None)
+        return JobState.cancelled.value
+    except JobFailed as exc:
+        ctx.finish(JobState.failed.value, error=str(exc))
+        return JobState.failed.value
+    except Exception as exc:
+        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        ctx.finish(JobState.failed.value, error=f"{type(exc).__name__}: {exc}"[:2000])
+        return JobState.failed.value
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    ctx.finish(JobState.succeeded.value, result=result)
+    return JobState.succeeded.value
+
+
+def reap_stale(rt: Runtime) -> dict[str, list[int]]:
+    """Running jobs whose worker stopped beating go back to the queue, or fail after max attempts.
+    (Celery's late ack also redelivers the message; the claim makes duplicates harmless.)"""
+    now = utcnow()
+    stale = now - timedelta(seconds=rt.settings.job_stale_seconds)
+    out: dict[str, list[int]] = {"requeued": [], "failed": []}
+    with rt.tx() as s:
+        lost = s.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at < stale)
+                         .with_for_update(skip_locked=True))
+        for job in lost:
+            if job.attempts >= job.max_attempts:
+                job.state, job.finished_at = JobState.failed.value, now
+                job.error = f"the worker was lost {job.attempts} times (last: {job.worker})"
+                jobs.add_log(s, job.id, job.error, "error")
+                out["failed"].append(job.id)
+            else:
+                job.state, job.progress_message = JobState.queued.value, "requeued: worker lost"
+                jobs.add_log(s, job.id, f"worker {job.worker} lost (no heartbeat since {job.heartbeat_at:%H:%M:%S}); "
+                             "requeued", "warning")
+                enqueue(s, f"jobs.{job.kind}", job_id=job.id)
+                out["requeued"].append(job.id)
+    return out
