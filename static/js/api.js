@@ -92,6 +92,10 @@
       this.waiters = [];
       var self = this;
       window.addEventListener("online", function () { self.retryNow(); });
+      // a laptop waking up or a tab coming back should not wait out a long backoff
+      document.addEventListener("visibilitychange", function () {
+        if (!document.hidden && self.timer !== null) self.retryNow();
+      });
       window.addEventListener("beforeunload", function (event) {
         // with localStorage the answers survive the reload; without it, warn before losing them
         if (!self.storage && self.items.length) event.preventDefault();

@@ -43,6 +43,7 @@
   function showImage(img, url) {
     return new Promise(function (resolve) {
       function done(ok) {
+        img.classList.remove("is-loading");
         img.removeEventListener("load", onLoad);
         img.removeEventListener("error", onError);
         resolve(ok);
@@ -51,6 +52,8 @@
       function onError() { done(false); }
       img.addEventListener("load", onLoad);
       img.addEventListener("error", onError);
+      // never show the previous image under the new prompt while a slow one loads
+      if (img.getAttribute("src") !== url) img.classList.add("is-loading");
       img.src = url;
       if (img.complete && img.naturalWidth > 0) done(true);
     });
