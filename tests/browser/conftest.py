@@ -73,12 +73,12 @@ def page(browser, live_server) -> Iterator[Any]:
     pg.set_default_timeout(10_000)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+
     def on_console(msg: Any) -> None:
         if msg.type == "error" and "Content Security Policy" in msg.text:
             errors.append(msg.text)
 
     pg.on("console", on_console)
-    pg.js_errors = errors  # type: ignore[attr-defined]
     yield pg
     context.close()
     # an uncaught exception or a CSP violation is a bug even when the test's checks passed
