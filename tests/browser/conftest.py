@@ -1,7 +1,7 @@
 """A real HTTP server (uvicorn in a thread) and Debian's chromium driven by Playwright.
 
-One browser per module (it takes a second or two to start); one server and one fresh browser
-context (cookies, localStorage) per test, so tests never see each other's sessions or data.
+One browser for the whole run (it takes a second or two to start); one server and one fresh
+browser context (cookies, localStorage) per test, so tests never see each other's sessions or data.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("T2IF_REQUIRE_BROWSER") == "1":

@@ -110,3 +110,39 @@ def test_refusals_are_shown_and_a_lost_session_offers_a_log_in(page, researcher_
     assert "kept on this device" in page.text_content(PENDING)
     assert labels(db, annotator.id) == []
     assert second != first
+
+
+def test_compare_retries_a_failed_vote_and_a_failed_next(page, researcher_api, make_user, db):
+    evaluation = researcher_api.prompt_set("pairs", ["two white swans on a lake"], purpose="evaluation")
+    a = researcher_api.image(evaluation, "two white swans on a lake", png((250, 250, 250), 2))
+    b = researcher_api.image(evaluation, "two white swans on a lake", png((240, 240, 250), 2))
+    researcher_api.comparison(a, b)
+    annotator = make_user("annotator")
+    failures = {"next": 1, "vote": 1}
+
+    def fail_once(kind: str, status: int):
+        def handler(route: Any) -> None:
+            if failures[kind]:
+                failures[kind] -= 1
+                route.fulfill(status=status, json={"error": {"code": "unavailable", "message": "Down."}})
+            else:
+                route.continue_()
+        return handler
+
+    page.route("**/api/v1/comparison-tasks/next*", fail_once("next", 503))
+    page.route("**/api/v1/comparison-votes", fail_once("vote", 502))
+    log_in(page, "/compare", annotator)
+    page.wait_for_selector("#message-text:has-text('Could not load pairs')")
+    page.wait_for_selector("#compare-app[data-shown]")  # the retry of `next` brought the pair
+    page.wait_for_selector("#message", state="hidden")
+    page.keyboard.press("3")
+    page.keyboard.press("8")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#pending:has-text('1 answer pending')")
+    page.wait_for_selector("#pending:text-is('All answers saved')")
+    rows = db.execute(text("SELECT v.alignment, v.fidelity, a.left_is_a FROM comparison_vote v "
+                           "JOIN comparison_assignment a ON a.id = v.assignment_id")).all()
+    db.rollback()
+    assert len(rows) == 1
+    alignment, fidelity, left_is_a = rows[0]
+    assert (alignment, fidelity) == ("b" if left_is_a else "a", "tie")  # right side, tie
