@@ -153,6 +153,11 @@ def make_user(db, session_factory):
     return _make
 
 
+@pytest.fixture
+def researcher(make_user) -> Account:
+    return make_user("researcher")
+
+
 def bearer(account: Account) -> dict[str, str]:
     return {"Authorization": f"Bearer {account.token}"}
 

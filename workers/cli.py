@@ -49,18 +49,26 @@ def demo(host: str, port: int, data_dir: Path) -> None:
     run_demo(host=host, port=port, data_dir=data_dir)
 
 
-try:  # the ml stages need the `ml` extra (torch, diffusers, transformers)
-    from ml.cli import cli as ml_cli
-except ImportError as _exc:  # pragma: no cover - depends on the install
-    _ml_error = str(_exc)
+class _LazyMlGroup(click.Group):
+    """`t2i-feedback ml ...`: imports torch only when an ml stage runs, so that other commands
+    start fast and the Celery parent process never initialises torch before it forks."""
 
-    @main.command("ml", context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def ml_missing(args: tuple[str, ...]) -> None:
-        """ML stages (needs: pip install 't2i-feedback[ml]')."""
-        raise click.ClickException(f"the ml stages need the 'ml' extra: {_ml_error}")
-else:
-    main.add_command(ml_cli, "ml")
+    def _real(self) -> click.Group:
+        try:
+            from ml.cli import cli as ml_cli
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise click.ClickException(f"the ml stages need the 'ml' extra (pip install 't2i-feedback[ml]'): {exc}")
+        return ml_cli
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._real().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._real().get_command(ctx, name)
+
+
+main.add_command(_LazyMlGroup("ml", help="ML stages on files alone: prompts, generate, embed, train-reward, "
+                                         "score, finetune, best-of-n, make-tiny-models."))
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ from app.db.enums import JobState
 from app.db.models import Job
 from app.jobs import service as jobs
 from app.jobs.dispatch import enqueue
-from ml.generation import Cancelled
 from workers.runtime import Runtime
 
 log = logging.getLogger("t2if.worker")
-HEARTBEAT_SECONDS = 5.0
 
 
 class JobFailed(Exception):
@@ -111,6 +109,10 @@ class JobContext:
 
 def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[str, Any]]) -> str | None:
     """Claim the job, run its handler with a heartbeat beside it, record the outcome."""
+    # imported here, not at module level: the Celery parent process forks its pool children and
+    # must not have initialised torch (its thread pools do not survive a fork well)
+    from ml.generation import Cancelled
+
     ctx = JobContext(rt, job_id)
     job = ctx.claim()
     if job is None:
@@ -118,7 +120,9 @@ def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
+        # several beats fit in the stale window, so a busy machine is not mistaken for a dead one
+        every = max(0.5, min(5.0, rt.settings.job_stale_seconds / 4))
+        while not stop.wait(every):
             try:
                 ctx.heartbeat()
             except Exception:  # a missed beat is harmless; the next one may succeed

@@ -90,16 +90,24 @@ def enqueue(session: Session, task: str, **kwargs: Any) -> None:
 
 
 def install_after_commit(session_factory: Any, dispatcher: Dispatcher) -> None:
-    """Wire a sessionmaker so that queued messages go out only after a successful commit."""
+    """Wire a sessionmaker so that queued messages go out only after a successful commit.
+
+    Calling it again for the same factory swaps the dispatcher (listeners are registered once)."""
+    first = not hasattr(session_factory, "_t2if_dispatcher")
+    session_factory._t2if_dispatcher = dispatcher
+    if not first:
+        return
 
     @event.listens_for(session_factory, "after_commit")
     def _send(session: Session) -> None:
         for message in session.info.pop(PENDING_KEY, []):
             try:
-                dispatcher.send(message)
-            except Exception:  # the row is committed; a sweeper re-sends queued jobs that never started
+                session_factory._t2if_dispatcher.send(message)
+            except Exception:  # the row is committed; the job stays queued and can be retried or re-sent
                 log.exception("could not send %s", message.task)
 
     @event.listens_for(session_factory, "after_soft_rollback")
     def _drop(session: Session, previous_transaction: Any) -> None:
-        session.info.pop(PENDING_KEY, None)
+        # a savepoint rolling back leaves the outer transaction (and what it queued) alive
+        if not session.in_transaction():
+            session.info.pop(PENDING_KEY, None)

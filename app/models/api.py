@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import ModelVersion
 from app.deps import ResearcherDep, SessionDep
-from app.errors import NotFound
-from app.models.schemas import ModelVersionDetail, ModelVersionRead
+from app.db.models import PromptSet
+from app.errors import Invalid, NotFound
+from app.models.schemas import ModelVersionCreate, ModelVersionDetail, ModelVersionRead
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
@@ -48,3 +49,23 @@ def get_model(model_id: int, principal: ResearcherDep, session: SessionDep) -> M
     out.lineage = [ModelVersionRead.model_validate(m) for m in lineage(session, version)]
     out.children = list(session.scalars(select(ModelVersion.id).where(ModelVersion.parent_id == version.id)))
     return out
+
+
+@router.post("", response_model=ModelVersionRead, status_code=status.HTTP_201_CREATED)
+def register_model(body: ModelVersionCreate, principal: ResearcherDep, session: SessionDep) -> ModelVersionRead:
+    if body.parent_id is not None:
+        parent = session.get(ModelVersion, body.parent_id)
+        if parent is None or parent.kind != body.kind:
+            raise Invalid(f"parent_id: no {body.kind} version {body.parent_id}")
+    if body.prompt_set_id is not None and session.get(PromptSet, body.prompt_set_id) is None:
+        raise Invalid(f"prompt_set_id: prompt set {body.prompt_set_id} does not exist")
+    hyperparams = dict(body.hyperparams)
+    if body.base_model:
+        hyperparams["base_model"] = body.base_model
+    version = ModelVersion(kind=body.kind, mode=body.mode, name=body.name, artifact_url=body.artifact_url,
+                           parent_id=body.parent_id, prompt_set_id=body.prompt_set_id, hyperparams=hyperparams,
+                           label_snapshot=body.label_snapshot, metrics=body.metrics,
+                           code_version=body.code_version or f"registered by {principal.user.username}"[:64])
+    session.add(version)
+    session.flush()
+    return ModelVersionRead.model_validate(version)

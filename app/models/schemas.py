@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ModelVersionRead(BaseModel):
@@ -27,3 +29,29 @@ class ModelVersionRead(BaseModel):
 class ModelVersionDetail(ModelVersionRead):
     lineage: list[ModelVersionRead] = Field(default_factory=list, description="parents, nearest first")
     children: list[int] = Field(default_factory=list)
+
+
+class ModelVersionCreate(BaseModel):
+    """Register a version trained outside the job system (e.g. a multi-GPU `accelerate launch`)."""
+
+    kind: Literal["generator", "reward"]
+    mode: Literal["base", "full", "lora", "mlp"]
+    name: str = Field(min_length=1, max_length=200)
+    artifact_url: str = Field(min_length=1, max_length=2000, description="folder, storage URL or hub id")
+    parent_id: int | None = None
+    prompt_set_id: int | None = None
+    base_model: str | None = Field(None, max_length=2000, description="for mode lora: the model it adapts")
+    hyperparams: dict[str, Any] = Field(default_factory=dict)
+    label_snapshot: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    code_version: str = Field("", max_length=64)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelVersionCreate":
+        if self.kind == "reward" and self.mode != "mlp":
+            raise ValueError("a reward version has mode 'mlp'")
+        if self.kind == "generator" and self.mode == "mlp":
+            raise ValueError("a generator version has mode base, full or lora")
+        if self.mode == "lora" and not self.base_model:
+            raise ValueError("base_model is required for a LoRA adapter")
+        return self

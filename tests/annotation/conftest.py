@@ -45,11 +45,6 @@ def make_pool(client, researcher: Account, *, n_images: int, k: int = 1, name: s
     return Pool(ps, ids, researcher)
 
 
-@pytest.fixture
-def researcher(make_user) -> Account:
-    return make_user("researcher")
-
-
 def expire_leases(db, table: str = "rating_assignment") -> None:
     """Move every live lease's expiry into the past (as if the annotators walked away)."""
     db.execute(text(f"UPDATE {table} SET lease_expires_at = now() - interval '1 second' WHERE state = 'leased'"))

@@ -91,3 +91,11 @@ def test_production_mode_refuses_default_secret(cli_env):
 def test_migrate_command_reports_revision(cli_env):
     r = run(["migrate"], cli_env)
     assert r.returncode == 0 and "database at revision" in r.stdout
+
+
+def test_ml_stages_are_mounted_and_load_lazily(cli_env):
+    r = run(["ml", "--help"], cli_env)
+    assert r.returncode == 0 and "train-reward" in r.stdout and "make-tiny-models" in r.stdout
+    # the other commands (and the Celery parent process) must not pay for importing torch
+    code = "import sys, workers.cli, workers.tasks; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=cli_env, timeout=60).returncode == 0
