@@ -96,6 +96,8 @@ def wants_json(request: Request) -> bool:
     path = request.url.path
     if path.startswith("/api/") or path in ("/healthz", "/readyz", "/openapi.json"):
         return True
+    if request.headers.get("authorization", "").lower().startswith("bearer "):
+        return True  # a bearer token means a script, never a browser page
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.admin import pages as admin_pages
 from app.annotation import api as annotation_api
 from app.annotation import pages as annotation_pages
 from app.auth import api as auth_api
@@ -67,7 +68,7 @@ def create_app(
 
     routers = (health_router, auth_pages.router, home_pages.router, auth_api.router, prompts_api.router,
                images_api.router, annotation_api.router, evaluations_api.router, jobs_api.router,
-               models_api.router, exports_api.router, annotation_pages.router)
+               models_api.router, exports_api.router, admin_pages.router, annotation_pages.router)
     for router in routers:
         app.include_router(router)
 

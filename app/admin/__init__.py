@@ -1,0 +1,1 @@
+"""Admin and researcher dashboards: read-only pages for researchers, actions for admins."""

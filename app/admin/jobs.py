@@ -1,0 +1,114 @@
+"""The job queue as the dashboard shows it: recent jobs, their triggers, and each job's log tail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.enums import ACTIVE_JOB_STATES
+from app.db.models import Job, JobLog, User
+from app.errors import NotFound
+
+LIST_LIMIT = 100
+LOG_TAIL = 20
+RETRYABLE_STATES = ("failed", "cancelled")
+
+
+@dataclass
+class JobView:
+    job: Job
+    trigger: str
+
+    @property
+    def cancellable(self) -> bool:
+        return self.job.state in ACTIVE_JOB_STATES and self.job.cancel_requested_at is None
+
+    @property
+    def retryable(self) -> bool:
+        return self.job.state in RETRYABLE_STATES
+
+    def as_json(self) -> dict[str, Any]:
+        j = self.job
+        iso = lambda d: d.isoformat() if d else None  # noqa: E731
+        return {
+            "id": j.id,
+            "kind": j.kind,
+            "state": j.state,
+            "progress": round(j.progress, 1),
+            "message": j.progress_message,
+            "error": j.error,
+            "trigger": self.trigger,
+            "created_at": iso(j.created_at),
+            "started_at": iso(j.started_at),
+            "finished_at": iso(j.finished_at),
+            "cancel_requested": j.cancel_requested_at is not None,
+            "cancellable": self.cancellable,
+            "retryable": self.retryable,
+        }
+
+
+def describe_trigger(trigger: dict[str, Any], usernames: dict[int, str], depth: int = 0) -> str:
+    """One line: 'user alice', 'auto (reason=new labels; new_labels=512)',
+    'retry by bob (of_job=3; was: user alice)'."""
+    if not trigger:
+        return "—"
+    kind = str(trigger.get("type", "?"))
+    uid = trigger.get("user_id")
+    if isinstance(uid, int):
+        name = usernames.get(uid) or str(trigger.get("username") or f"#{uid}")
+        kind = f"user {name}" if kind == "user" else f"{kind} by {name}"
+    parts = []
+    for key, value in trigger.items():
+        if key in ("type", "user_id", "username"):
+            continue
+        if isinstance(value, dict):
+            if depth < 2:
+                parts.append(f"was: {describe_trigger(value, usernames, depth + 1)}")
+        else:
+            parts.append(f"{key}={value}")
+    return f"{kind} ({'; '.join(parts)})" if parts else kind
+
+
+def _user_ids(trigger: Any, depth: int = 0) -> set[int]:
+    if not isinstance(trigger, dict) or depth > 2:
+        return set()
+    found = {trigger["user_id"]} if isinstance(trigger.get("user_id"), int) else set()
+    for value in trigger.values():
+        found |= _user_ids(value, depth + 1)
+    return found
+
+
+def _views(session: Session, jobs: list[Job]) -> list[JobView]:
+    ids: set[int] = set()
+    for j in jobs:
+        ids |= _user_ids(j.trigger)
+    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
+    return [JobView(j, describe_trigger(j.trigger or {}, names)) for j in jobs]
+
+
+def recent_jobs(session: Session, limit: int = LIST_LIMIT) -> list[JobView]:
+    return _views(session, list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))))
+
+
+def job_views(session: Session, job_id: int | None = None) -> list[JobView]:
+    """The recent jobs, or just the one asked for (the detail page polls its own job)."""
+    if job_id is None:
+        return recent_jobs(session)
+    job = session.get(Job, job_id)
+    return _views(session, [job]) if job else []
+
+
+def job_detail(session: Session, job_id: int) -> tuple[JobView, list[JobLog]]:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    tail = list(
+        session.scalars(
+            select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(LOG_TAIL)
+        )
+    )
+    tail.reverse()
+    return _views(session, [job])[0], tail

@@ -1,0 +1,88 @@
+"""Overview: per category done / wanted, good / bad / skip, pace and time to completion vs the database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app.db.base import utcnow
+from app.db.models import Image, Prompt, Rating
+from tests.admin import factories as f
+from tests.admin.html import block, figure
+
+
+def _seed(db, make_user):
+    users = [make_user("annotator").id for _ in range(3)]
+    now = utcnow()
+    ps = f.prompt_set(db, "dogs & <cats>", k=2)
+    count = f.prompt(db, ps, "two dogs", "count")
+    color = f.prompt(db, ps, "a green cat", "color")
+    c1, c2, k1 = f.image(db, count, wanted=2), f.image(db, count, wanted=2), f.image(db, color, wanted=2)
+    gold = f.image(db, count, gold="good")  # gold images count neither as wanted nor as done
+    f.rating(db, c1, users[0], "good", at=now - timedelta(hours=2))
+    f.rating(db, c1, users[1], "bad", at=now - timedelta(hours=3))
+    f.rating(db, c2, users[0], "good", at=now - timedelta(days=3))
+    f.rating(db, c2, users[1], "skip", at=now - timedelta(hours=1))
+    f.rating(db, k1, users[2], "bad", at=now - timedelta(hours=5))
+    f.rating(db, gold, users[0], "good", at=now - timedelta(hours=1))
+    idle = f.prompt_set(db, "idle", k=1)
+    f.image(db, f.prompt(db, idle, "a dog in the city", "background"))
+    db.commit()
+    return ps, idle
+
+
+def _db_counts(db, ps_id: int, category: str) -> dict[str, int]:
+    base = (
+        select(func.count())
+        .select_from(Rating)
+        .join(Image, Image.id == Rating.image_id)
+        .join(Prompt, Prompt.id == Image.prompt_id)
+        .where(Rating.prompt_set_id == ps_id, Prompt.category == category, Image.gold_label.is_(None))
+    )
+    out = {lab: db.scalar(base.where(Rating.label == lab)) for lab in ("good", "bad", "skip")}
+    out["done"] = out["good"] + out["bad"]
+    out["wanted"] = db.scalar(
+        select(func.sum(Image.ratings_wanted))
+        .join(Prompt, Prompt.id == Image.prompt_id)
+        .where(Image.prompt_set_id == ps_id, Prompt.category == category, Image.gold_label.is_(None))
+    )
+    out["last24"] = db.scalar(
+        base.where(Rating.label != "skip", Rating.created_at >= utcnow() - timedelta(hours=24))
+    )
+    return out
+
+
+def test_overview_figures_match_the_database(client, admin, db, make_user):
+    ps, idle = _seed(db, make_user)
+    page = client.get("/admin").text
+    assert "dogs &amp; &lt;cats&gt;" in page  # names are escaped
+    section = page.split(f'id="set-{ps.id}"')[1].split("</section>")[0]
+    for category in ("count", "color"):
+        row = block(section, "data-category", category)
+        expected = _db_counts(db, ps.id, category)
+        for name in ("done", "wanted", "good", "bad", "skip", "last24"):
+            assert figure(row, name) == str(expected[name]), (category, name)
+    assert (_db_counts(db, ps.id, "count")["done"], _db_counts(db, ps.id, "count")["wanted"]) == (3, 4)
+    assert (
+        figure(block(section, "data-category", "count"), "shares") == "(50% / 25% / 25%)"
+    )  # 2 good, 1 bad, 1 skip
+
+    total = block(section, "data-category", "total")
+    assert (figure(total, "done"), figure(total, "wanted"), figure(total, "last24")) == ("4", "6", "3")
+    # remaining 6 - 4 = 2 labels at 3 labels / 24 h = 0.125 / h -> 16 h
+    assert figure(total, "eta") == "16.0 h"
+    assert figure(block(section, "data-category", "count"), "eta") == "12.0 h"  # 1 left at 2 labels / 24 h
+
+    # 7-day chart: one bar per hour that had labels (gold and skips excluded), drawn as SVG
+    assert section.count('<rect class="bar"') == 4
+    assert "(UTC; 4 labels" in section
+
+    idle_section = page.split(f'id="set-{idle.id}"')[1].split("</section>")[0]
+    assert figure(block(idle_section, "data-category", "total"), "eta") == "—"  # no pace, no estimate
+
+
+def test_overview_has_no_inline_script_or_style(client, admin, db, make_user):
+    _seed(db, make_user)
+    page = client.get("/admin").text
+    assert "style=" not in page and "<script>" not in page and "onclick" not in page

@@ -1,0 +1,84 @@
+"""Admin user actions: deactivate, change role, create; self-change and missing CSRF are refused."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.db.models import User
+
+
+def _user(db, user_id: int) -> User:
+    db.expire_all()
+    return db.get(User, user_id)
+
+
+def test_deactivate_and_reactivate(client, admin, db, make_user):
+    ann = make_user("annotator", username="ann")
+    r = client.post(
+        f"/admin/users/{ann.id}/active",
+        data={"active": "false", "csrf_token": admin.csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/admin/annotators?notice=deactivated")
+    assert _user(db, ann.id).is_active is False
+    page = client.get(r.headers["location"]).text
+    assert "User deactivated" in page and 'aria-label="Activate ann"' in page
+    # the deactivated user's token no longer works
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {ann.token}"}).status_code == 401
+    client.post(f"/admin/users/{ann.id}/active", data={"active": "true", "csrf_token": admin.csrf})
+    assert _user(db, ann.id).is_active is True
+
+
+def test_change_role(client, admin, db, make_user):
+    ann = make_user("annotator", username="ann")
+    r = client.post(
+        f"/admin/users/{ann.id}/role",
+        data={"role": "researcher", "csrf_token": admin.csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert _user(db, ann.id).role == "researcher"
+
+
+def test_changing_yourself_is_refused(client, admin, db):
+    me = admin.account.id
+    r = client.post(f"/admin/users/{me}/role", data={"role": "annotator", "csrf_token": admin.csrf})
+    assert r.status_code == 403 and "cannot deactivate yourself or change your own role" in r.text
+    r = client.post(f"/admin/users/{me}/active", data={"active": "false", "csrf_token": admin.csrf})
+    assert r.status_code == 403
+    u = _user(db, me)
+    assert (u.role, u.is_active) == ("admin", True)
+    # and the page offers no controls on your own row
+    page = client.get("/admin/annotators").text
+    assert f'action="/admin/users/{me}/' not in page
+
+
+def test_action_without_csrf_token_is_refused(client, admin, db, make_user):
+    ann = make_user("annotator", username="ann")
+    r = client.post(f"/admin/users/{ann.id}/active", data={"active": "false"})
+    assert r.status_code == 403 and "security token" in r.text
+    r = client.post(f"/admin/users/{ann.id}/role", data={"role": "admin", "csrf_token": "forged"})
+    assert r.status_code == 403
+    u = _user(db, ann.id)
+    assert (u.role, u.is_active) == ("annotator", True)
+
+
+def test_create_user(client, admin, db):
+    form = {"username": "NewBie", "password": "long-enough-1", "role": "researcher", "csrf_token": admin.csrf}
+    r = client.post("/admin/users", data=form, follow_redirects=False)
+    assert r.status_code == 303
+    u = db.scalar(select(User).where(User.username == "newbie"))
+    assert u is not None and u.role == "researcher"
+    assert client.post("/admin/users", data=form).status_code == 409
+    r = client.post("/admin/users", data=form | {"username": "short", "password": "x"})
+    assert r.status_code == 422 and "password" in r.text
+
+
+def test_researcher_cannot_act(researcher_client, db, make_user):
+    from tests.conftest import CSRF_META
+
+    ann = make_user("annotator", username="ann")
+    csrf = CSRF_META.search(researcher_client.get("/admin").text).group(1)
+    r = researcher_client.post(f"/admin/users/{ann.id}/active", data={"active": "false", "csrf_token": csrf})
+    assert r.status_code == 403
+    assert _user(db, ann.id).is_active is True
