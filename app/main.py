@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.admin import pages as admin_pages
 from app.annotation import api as annotation_api
+from app.annotation import pages as annotation_pages
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.config import PROJECT_ROOT, Settings, get_settings
@@ -69,7 +70,7 @@ def create_app(
     # annotation loop, and FastAPI tries routes in order (no path of it overlaps another router's)
     routers = (annotation_api.router, health_router, auth_pages.router, home_pages.router, auth_api.router,
                prompts_api.router, images_api.router, evaluations_api.router, jobs_api.router,
-               models_api.router, exports_api.router, admin_pages.router)
+               models_api.router, exports_api.router, admin_pages.router, annotation_pages.router)
     for router in routers:
         app.include_router(router)
 

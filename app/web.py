@@ -28,7 +28,8 @@ def render_error(request: Request, status: int, code: str, message: str, headers
         # an anonymous browser gets the log-in form in place, with a way back to where it was going
         from app.auth.pages import login_page_response
 
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return login_page_response(request, status_code=401, message="Please log in to continue.",
-                                   next_path=request.url.path)
+                                   next_path=target)
     return render(request, "error.html", {"status": status, "code": code, "message": message},
                   status_code=status, headers=headers)

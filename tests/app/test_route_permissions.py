@@ -92,3 +92,8 @@ def test_anonymous_api_gets_json_and_browser_gets_login_form(client, path):
         assert r.json() == {"error": {"code": "not_authenticated", "message": r.json()["error"]["message"]}}
     else:
         assert 'action="/login"' in r.text and 'name="csrf_token"' in r.text
+
+
+def test_login_form_keeps_the_query_string_of_the_page_asked_for(client):
+    r = client.get("/annotate?prompt_set_id=3", headers={"accept": "text/html"})
+    assert r.status_code == 401 and 'value="/annotate?prompt_set_id=3"' in r.text

@@ -112,6 +112,8 @@ class Rating(IdMixin, CreatedAtMixin, Base):
         Index("uq_rating_assignment_id", "assignment_id", unique=True),
         Index("ix_rating_annotator_id_created_at", "annotator_id", "created_at"),
         Index("ix_rating_prompt_set_id_id", "prompt_set_id", "id"),
+        # the dashboards' labels-per-hour and pace figures scan recent ratings by time
+        Index("ix_rating_created_at", "created_at"),
     )
 
     assignment_id: Mapped[int] = mapped_column(

@@ -1,0 +1,168 @@
+/* /compare: two images side by side, two questions, Enter submits; votes go through the outbox.
+ * The server already drew which image is left for this assignment and maps the answer back. */
+(function () {
+  "use strict";
+
+  var T = window.T2IF;
+  var $ = T.$;
+  var root = $("compare-app");
+  var evaluationId = root.dataset.evaluationId;
+  var bar = new T.StatusBar("votes_today");
+  var form = $("vote-form");
+  var els = {
+    task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-image"),
+    right: $("right-image"), submit: $("submit-vote"), hint: $("submit-hint"), checkAgain: $("check-again"),
+  };
+  // home row: left hand answers the first question, right hand the second; digits as an alternative
+  var KEYS = {
+    a: ["alignment", "left"], s: ["alignment", "tie"], d: ["alignment", "right"],
+    1: ["alignment", "left"], 2: ["alignment", "tie"], 3: ["alignment", "right"],
+    j: ["fidelity", "left"], k: ["fidelity", "tie"], l: ["fidelity", "right"],
+    7: ["fidelity", "left"], 8: ["fidelity", "tie"], 9: ["fidelity", "right"],
+  };
+
+  var state = { shown: null, shownAt: null, answered: new Set(), loadError: false };
+
+  var outbox = new T.Outbox("votes." + root.dataset.user, {
+    onStored: function (item) {
+      // remembered even when the answer came from an earlier visit: a `next` reply computed before
+      // it was stored still lists its lease, and must not bring the image back
+      state.answered.add(item.id);
+      bar.refreshStats();
+      feed.refill();
+    },
+    onRejected: function (item, err) {
+      state.answered.add(item.id);
+      bar.say(err.message, "error");
+      feed.refill();
+    },
+    onSessionLost: function (err) { bar.sessionLost(err); },
+    onChange: function () { bar.showPending(outbox); },
+  });
+
+  var feed = new T.TaskFeed({
+    lookahead: 2,
+    url: function () {
+      var query = "prefetch=" + Math.min(5, 2 + outbox.size);
+      if (evaluationId) query += "&evaluation_id=" + encodeURIComponent(evaluationId);
+      return "/api/v1/comparison-tasks/next?" + query;
+    },
+    isKnown: function (id) { return state.answered.has(id) || outbox.has(id); },
+    imagesOf: function (task) { return [task.left.image_url, task.right.image_url]; },
+    onUpdate: render,
+    onSessionLost: function (err) { bar.sessionLost(err); },
+    onError: function (err) {
+      state.loadError = true;
+      bar.say("Could not load pairs (" + err.message + ") Retrying…", "error");
+    },
+  });
+
+  function choice(name) { return form.elements[name].value; }
+
+  function updateSubmit() {
+    var ready = state.shownAt !== null && choice("alignment") && choice("fidelity");
+    els.submit.disabled = !ready;
+    els.hint.textContent = ready ? "Press Enter to submit." : "Answer both questions, then press Enter.";
+  }
+
+  function render() {
+    var task = feed.current;
+    if (state.loadError && feed.failures === 0) {
+      state.loadError = false;
+      bar.clear();
+    }
+    els.task.hidden = !task;
+    els.empty.hidden = !!task || !feed.exhausted;
+    els.loading.hidden = !!task || feed.exhausted || feed.stopped;
+    if (!task) {
+      state.shown = null;
+      delete root.dataset.shown;
+    }
+    else if (state.shown !== task) show(task);
+  }
+
+  function show(task) {
+    state.shown = task;
+    state.shownAt = null;
+    delete root.dataset.shown;
+    form.reset();
+    updateSubmit();
+    T.renderPrompt(els.prompt, task.prompt, []);
+    Promise.all([T.showImage(els.left, task.left.image_url), T.showImage(els.right, task.right.image_url)])
+      .then(function (loaded) {
+        if (state.shown !== task) return;
+        state.shownAt = performance.now(); // time on item runs from the moment both are visible
+        root.dataset.shown = String(task.assignment_id); // answerable now (tests wait on it)
+        updateSubmit();
+        if (loaded.indexOf(false) !== -1) bar.say("An image of this pair did not load.", "error");
+      });
+  }
+
+  function choose(name, value) {
+    if (!state.shown) return;
+    form.elements[name].value = value; // checks the matching radio button
+    updateSubmit();
+  }
+
+  function submitVote() {
+    var task = state.shown;
+    if (!task || state.shownAt === null) return;
+    var alignment = choice("alignment");
+    var fidelity = choice("fidelity");
+    if (!alignment || !fidelity) {
+      bar.say("Answer both questions first.", "info");
+      return;
+    }
+    state.answered.add(task.assignment_id);
+    outbox.add(task.assignment_id, "/api/v1/comparison-votes", {
+      assignment_id: task.assignment_id, alignment: alignment, fidelity: fidelity,
+      duration_ms: Math.round(performance.now() - state.shownAt),
+    });
+    bar.clear();
+    bar.lastAnswer("Last pair: text " + alignment + ", looks " + fidelity);
+    feed.shift();
+    render();
+  }
+
+  function checkAgain() {
+    bar.clear();
+    feed.exhausted = false;
+    feed.refill({ force: true });
+    bar.refreshStats();
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.altKey || event.metaKey || event.ctrlKey) return;
+    if (T.typingIn(event.target)) return;
+    var key = T.normalKey(event);
+    if (key === "Enter") {
+      // buttons and links keep their own Enter; elsewhere (radios included) Enter submits the vote
+      if (event.target.closest && event.target.closest("button, a, summary")) return;
+      event.preventDefault();
+      if (!els.empty.hidden) checkAgain();
+      else submitVote();
+      return;
+    }
+    if (event.repeat) return;
+    if (Object.prototype.hasOwnProperty.call(KEYS, key)) {
+      event.preventDefault();
+      choose(KEYS[key][0], KEYS[key][1]);
+    } else if (key === "r" && !els.empty.hidden) {
+      event.preventDefault();
+      checkAgain();
+    }
+  });
+
+  form.addEventListener("change", updateSubmit);
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    submitVote();
+  });
+  els.checkAgain.addEventListener("click", checkAgain);
+  $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
+
+  bar.showPending(outbox);
+  bar.refreshStats();
+  outbox.flush();
+  feed.refill();
+})();

@@ -1,0 +1,233 @@
+/* UI pieces shared by /annotate and /compare: the status bar, the prompt with highlighted words,
+ * image preloading, the keyboard filter. Untrusted text only ever goes through textContent. */
+(function () {
+  "use strict";
+
+  var $ = function (id) { return document.getElementById(id); };
+  var KINDS = { count: "count", color: "colour", object: "object", background: "background" };
+
+  /* Python counts string offsets in code points, JavaScript in UTF-16 units: slice by code points
+   * so that an emoji before a highlighted word does not shift the highlight. */
+  function renderPrompt(el, text, highlights) {
+    el.textContent = "";
+    var chars = Array.from(text || "");
+    var pos = 0;
+    var spans = (highlights || []).slice().sort(function (a, b) { return a.start - b.start; });
+    spans.forEach(function (h) {
+      if (h.start < pos || h.end <= h.start || h.end > chars.length) return; // overlapping or stale
+      if (h.start > pos) el.appendChild(document.createTextNode(chars.slice(pos, h.start).join("")));
+      var mark = document.createElement("mark");
+      var kind = Object.prototype.hasOwnProperty.call(KINDS, h.kind) ? h.kind : "other";
+      mark.className = "hl hl-" + kind;
+      mark.title = KINDS[kind] || "highlighted";
+      mark.textContent = chars.slice(h.start, h.end).join("");
+      el.appendChild(mark);
+      pos = h.end;
+    });
+    if (pos < chars.length) el.appendChild(document.createTextNode(chars.slice(pos).join("")));
+  }
+
+  // decoded images stay referenced here, so showing the next one is instant
+  var preloaded = new Map();
+  function preload(url) {
+    if (preloaded.has(url)) return;
+    var img = new Image();
+    img.decoding = "async";
+    img.src = url;
+    preloaded.set(url, img);
+    if (preloaded.size > 40) preloaded.delete(preloaded.keys().next().value);
+  }
+  function forget(url) { preloaded.delete(url); }
+
+  /* Resolves when <img> shows `url` (or failed to): the moment the item counts as shown. */
+  function showImage(img, url) {
+    return new Promise(function (resolve) {
+      function done(ok) {
+        img.classList.remove("is-loading");
+        img.removeEventListener("load", onLoad);
+        img.removeEventListener("error", onError);
+        resolve(ok);
+      }
+      function onLoad() { done(true); }
+      function onError() { done(false); }
+      img.addEventListener("load", onLoad);
+      img.addEventListener("error", onError);
+      // never show the previous image under the new prompt while a slow one loads
+      if (img.getAttribute("src") !== url) img.classList.add("is-loading");
+      img.src = url;
+      if (img.complete && img.naturalWidth > 0) done(true);
+    });
+  }
+
+  // keys typed into a form field belong to that field, not to the page's shortcuts
+  function typingIn(target) {
+    return !!(target && target.closest && target.closest("input:not([type=radio]), textarea, select, [contenteditable]"));
+  }
+
+  function normalKey(event) {
+    return event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  }
+
+  function localMidnightIso() {
+    var now = new Date();
+    return new Date(now.getFullYear(), now.getMonth(), now.getDate()).toISOString();
+  }
+
+  /* The status bar: today's count, the unsaved answers, and one message line. */
+  class StatusBar {
+    constructor(countField) {
+      this.countField = countField; // "ratings_today" or "votes_today"
+      this.today = $("today-count");
+      this.pending = $("pending");
+      this.retry = $("retry-now");
+      this.message = $("message");
+      this.messageText = $("message-text");
+      this.loginLink = $("login-link");
+      this.reloadLink = $("reload-link");
+      this.last = $("last-answer");
+      this.statsTimer = null;
+      this.loginLink.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+      this.reloadLink.href = location.pathname + location.search;
+    }
+
+    showPending(outbox) {
+      var n = outbox.size;
+      var text = "";
+      this.pending.classList.toggle("is-pending", n > 0);
+      if (n === 0) {
+        text = "All answers saved";
+      } else {
+        var what = n === 1 ? "1 answer pending" : n + " answers pending";
+        if (outbox.paused) text = what + " — kept on this device until you log in";
+        else if (outbox.sending !== null) text = "Saving… " + what;
+        else if (outbox.retryAt) text = "Saving… " + what + " (no connection, retrying)";
+        else text = "Saving… " + what;
+      }
+      if (this.pending.textContent !== text) this.pending.textContent = text;
+      this.retry.hidden = !(n > 0 && outbox.retryAt && !outbox.paused);
+    }
+
+    say(text, kind) {
+      if (this.sticky) return; // a lost session outranks every later message
+      this.messageText.textContent = text;
+      this.message.className = "message " + (kind || "info");
+      this.message.hidden = !text;
+      this.loginLink.hidden = true;
+      this.reloadLink.hidden = true;
+    }
+
+    clear() { this.say("", "info"); }
+
+    sessionLost(error) {
+      var csrf = error && error.code === "csrf_failed";
+      this.sticky = false;
+      this.say(csrf ? "This page belongs to an older log-in. Reload it; unsaved answers are kept."
+        : "Your session has ended. Log in again; unsaved answers are kept on this device.", "error");
+      this.loginLink.hidden = csrf;
+      this.reloadLink.hidden = !csrf;
+      this.sticky = true;
+    }
+
+    lastAnswer(text) {
+      this.last.textContent = text || "";
+      this.last.hidden = !text;
+    }
+
+    // coalesced: a burst of answers costs one stats request
+    refreshStats() {
+      var self = this;
+      clearTimeout(this.statsTimer);
+      this.statsTimer = setTimeout(function () {
+        T2IF.request("GET", "/api/v1/me/stats?since=" + encodeURIComponent(localMidnightIso()))
+          .then(function (res) { self.today.textContent = String(res.data[self.countField]); })
+          .catch(function () { /* the count is a nicety; the next answer refreshes it */ });
+      }, 250);
+    }
+  }
+
+
+  /* The leased tasks this page holds, refilled from `next` before they run out. The server hands
+   * back the caller's live leases first, so asking again is safe; tasks already on the page or
+   * answered (isKnown) are dropped from each batch. */
+  class TaskFeed {
+    constructor(options) {
+      this.url = options.url; // function(prefetch) -> URL
+      this.isKnown = options.isKnown;
+      this.imagesOf = options.imagesOf;
+      this.onUpdate = options.onUpdate;
+      this.onSessionLost = options.onSessionLost;
+      this.onError = options.onError;
+      this.lookahead = options.lookahead || 3;
+      this.tasks = [];
+      this.exhausted = false; // the server said 204: nothing left right now
+      this.loading = false;
+      this.again = false;
+      this.stopped = false;
+      this.failures = 0;
+      this.timer = null;
+    }
+
+    get current() { return this.tasks[0] || null; }
+
+    has(id) { return this.tasks.some(function (t) { return t.assignment_id === id; }); }
+
+    shift() { var t = this.tasks.shift(); this.refill(); return t; }
+
+    unshift(task) {
+      this.tasks = [task].concat(this.tasks.filter(function (t) { return t.assignment_id !== task.assignment_id; }));
+    }
+
+    async refill(options) {
+      var force = options && options.force;
+      if (this.loading) {
+        // the answer in flight may predate what just changed (an answer stored): ask again after it
+        this.again = true;
+        return;
+      }
+      if (this.stopped || (this.timer !== null && !force)) return;
+      if (!force && (this.tasks.length >= this.lookahead || this.exhausted)) return;
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.loading = true;
+      this.onUpdate();
+      try {
+        var res = await T2IF.request("GET", this.url(options && options.prefetch));
+        this.failures = 0;
+        this.exhausted = res.status === 204;
+        var batch = res.data ? [res.data].concat(res.data.prefetched || []) : [];
+        var self = this;
+        batch.forEach(function (task) {
+          delete task.prefetched;
+          if (self.has(task.assignment_id) || self.isKnown(task.assignment_id)) return;
+          self.tasks.push(task);
+          self.imagesOf(task).forEach(preload);
+        });
+      } catch (err) {
+        if (!(err instanceof T2IF.ApiError)) throw err;
+        if (err.sessionLost) {
+          this.stopped = true;
+          this.onSessionLost(err);
+        } else {
+          this.failures += 1;
+          var self2 = this;
+          this.timer = setTimeout(function () { self2.timer = null; self2.refill({ force: true }); },
+            T2IF.backoff(this.failures));
+          this.onError(err);
+        }
+      } finally {
+        this.loading = false;
+      }
+      this.onUpdate();
+      if (this.again) {
+        this.again = false;
+        this.refill();
+      }
+    }
+  }
+
+  window.T2IF = window.T2IF || {};
+  Object.assign(window.T2IF, {
+    $: $, renderPrompt: renderPrompt, preload: preload, forget: forget, showImage: showImage,
+    typingIn: typingIn, normalKey: normalKey, StatusBar: StatusBar, TaskFeed: TaskFeed,
+  });
+})();
