@@ -178,6 +178,16 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
             fresh += [_task(aid, image_id, expires, text, category, ps_id)
                       for aid, image_id, expires, text, category in picked]
             need -= len(picked)
+        if need and gold_rate > 0:
+            # nothing open is left for this annotator: gold items not seen yet still measure them
+            from app.annotation.ratings import lease_gold
+
+            gold_ids = lease_gold(uow.session, user_id, ps_id, lease_seconds, need, now)
+            if gold_ids:
+                cur.execute(TASKS_SQL, {"ids": gold_ids})
+                by_id = {r[0]: r for r in cur.fetchall()}
+                fresh += [_task(*by_id[i]) for i in gold_ids]
+                need -= len(gold_ids)
         if not need:
             break
     return (held + fresh)[:max(prefetch, 1)]

@@ -73,6 +73,11 @@ def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_i
             leases.take_slots(session, RATING, picked)
             new_ids += leases.lease(session, RATING, user.id, picked, now, ps.lease_seconds)
             need -= len(picked)
+        if need and ps.gold_rate > 0:
+            # nothing open is left for this annotator: gold items not seen yet still measure them
+            gold_ids = lease_gold(session, user.id, ps.id, ps.lease_seconds, need, now)
+            new_ids += gold_ids
+            need -= len(gold_ids)
         if not need:
             break
     fresh = list(session.scalars(select(RatingAssignment).where(RatingAssignment.id.in_(new_ids)))) if new_ids else []

@@ -61,8 +61,9 @@ def next_tasks(session: Session, settings: Settings, user: User, *, evaluation_i
     held = leases.held_leases(session, COMPARISON, user.id, now, *filters)
     need = max(0, prefetch - len(held))
     new_ids: list[int] = []
-    n_gold = leases.gold_draws(need, settings.comparison_gold_rate, rng) if settings.comparison_gold_rate else 0
-    if n_gold:
+    sides = {"extra": lambda _id: {"left_is_a": rng.random() < 0.5}}  # blind: drawn per lease, recorded
+
+    def lease_gold(n: int) -> list[int]:
         gold_ids = list(session.scalars(
             select(Comparison.id).where(
                 *filters,
@@ -71,18 +72,25 @@ def next_tasks(session: Session, settings: Settings, user: User, *, evaluation_i
                     ComparisonAssignment.comparison_id == Comparison.id,
                     ComparisonAssignment.annotator_id == user.id,
                     ComparisonAssignment.state != "released").exists(),
-            ).order_by(Comparison.id).limit(n_gold)
+            ).order_by(Comparison.id).limit(n)
         ))
-        new_ids += leases.lease(session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True,
-                                extra=lambda _id: {"left_is_a": rng.random() < 0.5})
-        need -= len(gold_ids)
+        return leases.lease(session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True,
+                            **sides)
+
+    rate = settings.comparison_gold_rate
+    n_gold = leases.gold_draws(need, rate, rng) if rate else 0
+    if n_gold:
+        gold = lease_gold(n_gold)
+        new_ids += gold
+        need -= len(gold)
     if need:
         picked = leases.pick_open_items(session, COMPARISON, user.id, need, *filters,
                                         Comparison.gold_alignment.is_(None), Comparison.gold_fidelity.is_(None))
         leases.take_slots(session, COMPARISON, picked)
-        # blind pairs: which image is on the left is drawn per lease and recorded
-        new_ids += leases.lease(session, COMPARISON, user.id, picked, now, settings.lease_seconds,
-                               extra=lambda _id: {"left_is_a": rng.random() < 0.5})
+        new_ids += leases.lease(session, COMPARISON, user.id, picked, now, settings.lease_seconds, **sides)
+        need -= len(picked)
+    if need and rate:
+        new_ids += lease_gold(need)  # nothing open is left: unseen gold pairs still measure the annotator
     fresh = list(session.scalars(select(ComparisonAssignment).where(ComparisonAssignment.id.in_(new_ids)))) \
         if new_ids else []
     fresh.sort(key=lambda a: new_ids.index(a.id))
