@@ -24,11 +24,11 @@ from app.health import router as health_router
 from app.home import pages as home_pages
 from app.images import api as images_api
 from app.jobs import api as jobs_api
-from app.models import api as models_api
-from app.prompts import api as prompts_api
 from app.jobs.dispatch import CeleryDispatcher, Dispatcher, install_after_commit
 from app.logging import configure_logging
 from app.middleware import RequestContextMiddleware
+from app.models import api as models_api
+from app.prompts import api as prompts_api
 
 API_DESCRIPTION = """Human-feedback loop for text-to-image models.
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -46,27 +45,53 @@ def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
     tokens = [new_api_token() for _ in range(n_users)]
     pw = hash_password("bench-password")
     with eng.begin() as c:
-        c.execute(text("TRUNCATE rating, rating_assignment, image, prompt, prompt_set, api_token, user_account "
-                       "RESTART IDENTITY CASCADE"))
-        c.execute(text("INSERT INTO prompt_set (name, description, purpose, labels_per_image, votes_per_comparison, "
-                       "gold_rate, lease_seconds, auto_chain, source, created_at) VALUES ('bench', '', 'training', "
-                       ":k, 9, 0, 600, '{}', '{}', now())"), {"k": k})
-        c.execute(text("INSERT INTO prompt (prompt_set_id, text, category, attributes, split, position, created_at) "
-                       "SELECT 1, 'Prompt ' || g, 'count', '{}', 'seen', g, now() FROM generate_series(1, 1000) g"))
+        c.execute(
+            text(
+                "TRUNCATE rating, rating_assignment, image, prompt, prompt_set, api_token, user_account "
+                "RESTART IDENTITY CASCADE"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO prompt_set (name, description, purpose, labels_per_image, votes_per_comparison, "
+                "gold_rate, lease_seconds, auto_chain, source, created_at) VALUES ('bench', '', 'training', "
+                ":k, 9, 0, 600, '{}', '{}', now())"
+            ),
+            {"k": k},
+        )
+        c.execute(
+            text(
+                "INSERT INTO prompt (prompt_set_id, text, category, attributes, split, position, created_at) "
+                "SELECT 1, 'Prompt ' || g, 'count', '{}', 'seen', g, now() FROM generate_series(1, 1000) g"
+            )
+        )
         t0 = time.perf_counter()
-        c.execute(text(
-            "INSERT INTO image (prompt_id, prompt_set_id, source, sampler, storage_key, content_hash, mime_type, "
-            "width, height, byte_size, ratings_wanted, ratings_open, created_at) "
-            "SELECT 1 + (g % 1000), 1, 'generated', '{}', 'images/' || g || '.png', md5(g::text) || md5(g::text), "
-            "'image/png', 512, 512, 1000, :k, :k, now() FROM generate_series(1, :n) g"), {"n": n_images, "k": k})
+        c.execute(
+            text(
+                "INSERT INTO image (prompt_id, prompt_set_id, source, sampler, storage_key, content_hash, mime_type, "
+                "width, height, byte_size, ratings_wanted, ratings_open, created_at) "
+                "SELECT 1 + (g % 1000), 1, 'generated', '{}', 'images/' || g || '.png', md5(g::text) || md5(g::text), "
+                "'image/png', 512, 512, 1000, :k, :k, now() FROM generate_series(1, :n) g"
+            ),
+            {"n": n_images, "k": k},
+        )
         load_s = time.perf_counter() - t0
         for i, tok in enumerate(tokens):
-            uid = c.execute(text(
-                "INSERT INTO user_account (username, display_name, role, password_hash, is_active, pseudonym, "
-                "failed_login_count, created_at) VALUES (:u, '', 'annotator', :pw, true, :ps, 0, now()) RETURNING id"),
-                {"u": f"bench{i}", "pw": pw, "ps": f"rater-bench{i}"}).scalar_one()
-            c.execute(text("INSERT INTO api_token (user_id, name, token_hash, prefix, created_at) "
-                           "VALUES (:uid, 'bench', :h, :p, now())"), {"uid": uid, "h": sha256_hex(tok), "p": tok[:11]})
+            uid = c.execute(
+                text(
+                    "INSERT INTO user_account (username, display_name, role, password_hash, is_active, pseudonym, "
+                    "failed_login_count, created_at) "
+                    "VALUES (:u, '', 'annotator', :pw, true, :ps, 0, now()) RETURNING id"
+                ),
+                {"u": f"bench{i}", "pw": pw, "ps": f"rater-bench{i}"},
+            ).scalar_one()
+            c.execute(
+                text(
+                    "INSERT INTO api_token (user_id, name, token_hash, prefix, created_at) "
+                    "VALUES (:uid, 'bench', :h, :p, now())"
+                ),
+                {"uid": uid, "h": sha256_hex(tok), "p": tok[:11]},
+            )
     with eng.connect() as c:
         c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE image"))
     eng.dispose()
@@ -96,9 +121,11 @@ async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float
                 if status != 200:
                     errors += 1
                     continue
-                status, _ = await conn.request("POST", "/api/v1/ratings",
-                                               {"assignment_id": task["assignment_id"], "label": "good",
-                                                "duration_ms": 800})
+                status, _ = await conn.request(
+                    "POST",
+                    "/api/v1/ratings",
+                    {"assignment_id": task["assignment_id"], "label": "good", "duration_ms": 800},
+                )
                 t2 = time.perf_counter()
                 if status not in (200, 201):
                     errors += 1
@@ -126,13 +153,35 @@ def pct(values: list[float], p: float) -> float:
 
 
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ) | {"T2IF_DATABASE_URL": url, "T2IF_SECRET_KEY": SECRET, "T2IF_ENV": "test",
-                              "T2IF_LOG_LEVEL": "WARNING", "T2IF_DATABASE_POOL_SIZE": "40"}
+    env = dict(os.environ) | {
+        "T2IF_DATABASE_URL": url,
+        "T2IF_SECRET_KEY": SECRET,
+        "T2IF_ENV": "test",
+        "T2IF_LOG_LEVEL": "WARNING",
+        "T2IF_DATABASE_POOL_SIZE": "40",
+    }
     # uvicorn straight from this checkout (cwd = repo root), so the bench measures the code it lives in;
     # the console script would import whichever copy of the package is installed
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                             "--log-level", "warning", "--no-access-log"], env=env, cwd=str(ROOT))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=str(ROOT),
+    )
     import httpx
 
     for _ in range(200):
@@ -146,8 +195,9 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pg", default=os.environ.get("T2IF_TEST_PG_URL",
-                                                   "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument(
+        "--pg", default=os.environ.get("T2IF_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    )
     ap.add_argument("--sizes", default="1000,1000000")
     ap.add_argument("--clients", default="1,8,32,128")
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -162,8 +212,10 @@ def main() -> None:
 
     migrate.upgrade(url)
     print(f"annotate bench: {os.cpu_count()} cores, server workers={args.workers}, {args.seconds:.0f} s per level")
-    print(f"{'images':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
-          f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}")
+    print(
+        f"{'images':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
+        f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}"
+    )
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             tokens = load_pool(url, size, max(clients), k=100)
@@ -171,10 +223,13 @@ def main() -> None:
             try:
                 for n in clients:
                     lat = asyncio.run(run_level(args.port, tokens, n, args.seconds))
-                    print(f"{size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
-                          f"{pct(lat['next'], 95):>6.1f}m {pct(lat['next'], 99):>6.1f}m "
-                          f"{pct(lat['submit'], 50):>10.1f}m {pct(lat['submit'], 95):>6.1f}m "
-                          f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}", flush=True)
+                    print(
+                        f"{size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
+                        f"{pct(lat['next'], 95):>6.1f}m {pct(lat['next'], 99):>6.1f}m "
+                        f"{pct(lat['submit'], 50):>10.1f}m {pct(lat['submit'], 95):>6.1f}m "
+                        f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}",
+                        flush=True,
+                    )
             finally:
                 proc.terminate()
                 proc.wait()

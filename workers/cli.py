@@ -57,7 +57,8 @@ class _LazyMlGroup(click.Group):
         try:
             from ml.cli import cli as ml_cli
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise click.ClickException(f"the ml stages need the 'ml' extra (pip install 't2i-feedback[ml]'): {exc}")
+            raise click.ClickException(
+                f"the ml stages need the 'ml' extra (pip install 't2i-feedback[ml]'): {exc}") from exc
         return ml_cli
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -44,16 +44,28 @@ def _tasks(session: Session, assignments: list[ComparisonAssignment]) -> list[Co
     for a in assignments:
         r = rows[a.comparison_id]
         left, right = (r.image_a_id, r.image_b_id) if a.left_is_a else (r.image_b_id, r.image_a_id)
-        out.append(ComparisonTask(
-            assignment_id=a.id, prompt=r.text, left=PairImage(image_url=image_url(left)),
-            right=PairImage(image_url=image_url(right)), lease_expires_at=a.lease_expires_at,
-        ))
+        out.append(
+            ComparisonTask(
+                assignment_id=a.id,
+                prompt=r.text,
+                left=PairImage(image_url=image_url(left)),
+                right=PairImage(image_url=image_url(right)),
+                lease_expires_at=a.lease_expires_at,
+            )
+        )
     return out
 
 
-def next_tasks(session: Session, settings: Settings, user: User, *, evaluation_id: int | None = None,
-               prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None
-               ) -> list[ComparisonTask]:
+def next_tasks(
+    session: Session,
+    settings: Settings,
+    user: User,
+    *,
+    evaluation_id: int | None = None,
+    prefetch: int = 1,
+    sweep_interval: float = 1.0,
+    rng: random.Random | None = None,
+) -> list[ComparisonTask]:
     rng = rng or random.Random()
     now = utcnow()
     leases.sweep_expired(session, COMPARISON, now, min_interval=sweep_interval)
@@ -64,18 +76,25 @@ def next_tasks(session: Session, settings: Settings, user: User, *, evaluation_i
     sides = {"extra": lambda _id: {"left_is_a": rng.random() < 0.5}}  # blind: drawn per lease, recorded
 
     def lease_gold(n: int) -> list[int]:
-        gold_ids = list(session.scalars(
-            select(Comparison.id).where(
-                *filters,
-                (Comparison.gold_alignment.is_not(None)) | (Comparison.gold_fidelity.is_not(None)),
-                ~select(ComparisonAssignment.id).where(
-                    ComparisonAssignment.comparison_id == Comparison.id,
-                    ComparisonAssignment.annotator_id == user.id,
-                    ComparisonAssignment.state != "released").exists(),
-            ).order_by(Comparison.id).limit(n)
-        ))
-        return leases.lease(session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True,
-                            **sides)
+        gold_ids = list(
+            session.scalars(
+                select(Comparison.id)
+                .where(
+                    *filters,
+                    (Comparison.gold_alignment.is_not(None)) | (Comparison.gold_fidelity.is_not(None)),
+                    ~select(ComparisonAssignment.id)
+                    .where(
+                        ComparisonAssignment.comparison_id == Comparison.id,
+                        ComparisonAssignment.annotator_id == user.id,
+                        ComparisonAssignment.state != "released",
+                    )
+                    .exists(),
+                )
+                .order_by(Comparison.id)
+                .limit(n)
+            )
+        )
+        return leases.lease(session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True, **sides)
 
     rate = settings.comparison_gold_rate
     n_gold = leases.gold_draws(need, rate, rng) if rate else 0
@@ -84,17 +103,27 @@ def next_tasks(session: Session, settings: Settings, user: User, *, evaluation_i
         new_ids += gold
         need -= len(gold)
     if need:
-        picked = leases.pick_open_items(session, COMPARISON, user.id, need, *filters,
-                                        Comparison.gold_alignment.is_(None), Comparison.gold_fidelity.is_(None))
+        picked = leases.pick_open_items(
+            session,
+            COMPARISON,
+            user.id,
+            need,
+            *filters,
+            Comparison.gold_alignment.is_(None),
+            Comparison.gold_fidelity.is_(None),
+        )
         leases.take_slots(session, COMPARISON, picked)
         new_ids += leases.lease(session, COMPARISON, user.id, picked, now, settings.lease_seconds, **sides)
         need -= len(picked)
     if need and rate:
         new_ids += lease_gold(need)  # nothing open is left: unseen gold pairs still measure the annotator
-    fresh = list(session.scalars(select(ComparisonAssignment).where(ComparisonAssignment.id.in_(new_ids)))) \
-        if new_ids else []
+    fresh = (
+        list(session.scalars(select(ComparisonAssignment).where(ComparisonAssignment.id.in_(new_ids))))
+        if new_ids
+        else []
+    )
     fresh.sort(key=lambda a: new_ids.index(a.id))
-    return _tasks(session, held + fresh)[:max(prefetch, 1)]
+    return _tasks(session, held + fresh)[: max(prefetch, 1)]
 
 
 def as_batch(tasks: list[ComparisonTask]) -> ComparisonTaskBatch:
@@ -103,9 +132,13 @@ def as_batch(tasks: list[ComparisonTask]) -> ComparisonTaskBatch:
 
 def _vote_read(vote: ComparisonVote, left_is_a: bool) -> VoteRead:
     screen = TO_SCREEN[left_is_a]
-    return VoteRead(assignment_id=vote.assignment_id, alignment=screen[vote.alignment],  # type: ignore[arg-type]
-                    fidelity=screen[vote.fidelity], duration_ms=vote.duration_ms,  # type: ignore[arg-type]
-                    created_at=vote.created_at)
+    return VoteRead(
+        assignment_id=vote.assignment_id,
+        alignment=screen[vote.alignment],  # type: ignore[arg-type]
+        fidelity=screen[vote.fidelity],
+        duration_ms=vote.duration_ms,  # type: ignore[arg-type]
+        created_at=vote.created_at,
+    )
 
 
 def submit_vote(session: Session, user: User, body: VoteSubmit) -> tuple[VoteRead, bool]:
@@ -119,8 +152,15 @@ def submit_vote(session: Session, user: User, body: VoteSubmit) -> tuple[VoteRea
             return _vote_read(stored, assignment.left_is_a), False
         raise Conflict("This pair was already answered differently.", code="already_answered")
     leases.claim_answer(COMPARISON, item, assignment, now, uses_slot=True)
-    vote = ComparisonVote(assignment_id=assignment.id, comparison_id=item.id, annotator_id=user.id,
-                          alignment=alignment, fidelity=fidelity, duration_ms=body.duration_ms, created_at=now)
+    vote = ComparisonVote(
+        assignment_id=assignment.id,
+        comparison_id=item.id,
+        annotator_id=user.id,
+        alignment=alignment,
+        fidelity=fidelity,
+        duration_ms=body.duration_ms,
+        created_at=now,
+    )
     session.add(vote)
     session.flush()
     return _vote_read(vote, assignment.left_is_a), True
@@ -140,15 +180,27 @@ def create_comparison(session: Session, settings: Settings, body: ComparisonCrea
             raise Invalid(f"evaluation_id: evaluation {body.evaluation_id} does not exist")
         wanted = wanted or ev.votes_per_comparison
     wanted = wanted or settings.votes_per_comparison
-    existing = session.scalars(select(Comparison).where(
-        Comparison.evaluation_id.is_(None) if body.evaluation_id is None else Comparison.evaluation_id == body.evaluation_id,
-        Comparison.image_a_id == a.id, Comparison.image_b_id == b.id,
-    )).first()
+    existing = session.scalars(
+        select(Comparison).where(
+            Comparison.evaluation_id.is_(None)
+            if body.evaluation_id is None
+            else Comparison.evaluation_id == body.evaluation_id,
+            Comparison.image_a_id == a.id,
+            Comparison.image_b_id == b.id,
+        )
+    ).first()
     if existing is not None:
         raise Conflict(f"This pair already exists as comparison {existing.id}.", code="duplicate_pair")
-    c = Comparison(evaluation_id=body.evaluation_id, prompt_id=a.prompt_id, image_a_id=a.id, image_b_id=b.id,
-                   votes_wanted=wanted, votes_open=wanted, gold_alignment=body.gold_alignment,
-                   gold_fidelity=body.gold_fidelity)
+    c = Comparison(
+        evaluation_id=body.evaluation_id,
+        prompt_id=a.prompt_id,
+        image_a_id=a.id,
+        image_b_id=b.id,
+        votes_wanted=wanted,
+        votes_open=wanted,
+        gold_alignment=body.gold_alignment,
+        gold_fidelity=body.gold_fidelity,
+    )
     session.add(c)
     session.flush()
     return ComparisonRead.model_validate(c)

@@ -8,10 +8,10 @@ from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from app.deps import AnnotatorDep, ResearcherDep, SessionDep, SettingsDep
+from app.errors import NotFound
 from app.images import service
 from app.images.schemas import ImageGoldUpdate, ImageRead
 from app.storage import StorageError
-from app.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 

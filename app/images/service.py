@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import ImageSource
-from app.db.models import Image, RatingAssignment, Rating
+from app.db.models import Image, Rating, RatingAssignment
 from app.errors import AppError, Invalid, NotFound
 from app.images.schemas import ImageGoldUpdate, ImageRead
 from app.prompts import service as prompts

@@ -8,9 +8,8 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import ModelVersion
+from app.db.models import ModelVersion, PromptSet
 from app.deps import ResearcherDep, SessionDep
-from app.db.models import PromptSet
 from app.errors import Invalid, NotFound
 from app.models.schemas import ModelVersionCreate, ModelVersionDetail, ModelVersionRead
 

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -47,7 +45,7 @@ class ModelVersionCreate(BaseModel):
     code_version: str = Field("", max_length=64)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModelVersionCreate":
+    def _consistent(self) -> ModelVersionCreate:
         if self.kind == "reward" and self.mode != "mlp":
             raise ValueError("a reward version has mode 'mlp'")
         if self.kind == "generator" and self.mode == "mlp":

@@ -71,7 +71,8 @@ def upload_prompt_set(
                                labels_per_image=labels_per_image, votes_per_comparison=votes_per_comparison,
                                gold_rate=gold_rate, retrain_threshold=retrain_threshold)
     except ValidationError as exc:
-        raise Invalid("; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:3]))
+        message = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:3])
+        raise Invalid(message) from exc
     created = service.create_prompt_set(session, settings, body, creator=principal.user)
     created.source = {"upload": {"filename": (file.filename or "")[:200], **created.source.get("list", {})}}
     service.get_prompt_set_row(session, created.id).source = created.source
@@ -96,9 +97,7 @@ def parse_prompt_file(filename: str, data: bytes) -> list[str]:
         col = next((header.index(k) for k in ("text", "prompt") if k in header), None)
         body = rows[1:] if col is not None else rows
         col = col or 0
-        for i, row in enumerate(body, start=2 if rows[0] is not body[0] else 1):
-            if row and len(row) > col and row[col].strip():
-                texts.append(row[col])
+        texts += [row[col] for row in body if len(row) > col and row[col].strip()]
     else:
         for i, line in enumerate(content.splitlines(), start=1):
             if not line.strip():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import pytest
 from PIL import Image as PILImage
 from sqlalchemy import text
 

@@ -12,8 +12,12 @@ from tests.conftest import bearer
 
 
 def _upload(client, acct, data, *, ps, prompt="Two dogs", name="x.png", ctype="image/png", **extra):
-    return client.post("/api/v1/images", headers=bearer(acct), files={"file": (name, data, ctype)},
-                       data={"prompt_set_id": str(ps), "prompt": prompt, **extra})
+    return client.post(
+        "/api/v1/images",
+        headers=bearer(acct),
+        files={"file": (name, data, ctype)},
+        data={"prompt_set_id": str(ps), "prompt": prompt, **extra},
+    )
 
 
 def test_formats_sizes_and_idempotency(client, researcher, db, settings):
@@ -25,7 +29,9 @@ def test_formats_sizes_and_idempotency(client, researcher, db, settings):
     assert body["mime_type"] == "image/png" and body["seed"] == 42 and body["width"] == 16
     again = _upload(client, researcher, png_bytes(1), ps=ps, seed="42")
     assert again.status_code == 200 and again.json()["id"] == body["id"]
-    assert _upload(client, researcher, png_bytes(2, fmt="JPEG"), ps=ps, name="a.jpg").json()["mime_type"] == "image/jpeg"
+    assert (
+        _upload(client, researcher, png_bytes(2, fmt="JPEG"), ps=ps, name="a.jpg").json()["mime_type"] == "image/jpeg"
+    )
     assert _upload(client, researcher, png_bytes(3, fmt="WEBP"), ps=ps).json()["mime_type"] == "image/webp"
 
     gif = _upload(client, researcher, png_bytes(4, fmt="GIF"), ps=ps)
@@ -38,8 +44,12 @@ def test_formats_sizes_and_idempotency(client, researcher, db, settings):
     assert empty.status_code == 422
     missing_set = _upload(client, researcher, png_bytes(6), ps=999)
     assert missing_set.status_code == 404
-    no_prompt = client.post("/api/v1/images", headers=bearer(researcher),
-                            files={"file": ("x.png", png_bytes(7), "image/png")}, data={"prompt_set_id": str(ps)})
+    no_prompt = client.post(
+        "/api/v1/images",
+        headers=bearer(researcher),
+        files={"file": ("x.png", png_bytes(7), "image/png")},
+        data={"prompt_set_id": str(ps)},
+    )
     assert no_prompt.status_code == 422 and "prompt" in no_prompt.json()["error"]["message"]
     # nothing was stored by the refused uploads
     assert db.scalar(select(func.count()).select_from(Image)) == 3
@@ -76,7 +86,10 @@ def test_image_files_need_a_login_and_have_the_right_type(client, researcher, ma
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert r.headers["x-content-type-options"] == "nosniff" and r.content == png_bytes(0)
     assert client.get("/api/v1/images/999/file", headers=bearer(researcher)).status_code == 404
-    assert client.get("/api/v1/images/..%2F..%2Fetc%2Fpasswd/file", headers=bearer(researcher)).status_code in (404, 422)
+    assert client.get("/api/v1/images/..%2F..%2Fetc%2Fpasswd/file", headers=bearer(researcher)).status_code in (
+        404,
+        422,
+    )
 
 
 def test_annotators_cannot_upload(client, researcher, make_user):

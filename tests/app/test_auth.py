@@ -14,8 +14,11 @@ def test_login_sets_a_hardened_session_cookie_and_lands_by_role(client, make_use
         client.cookies.clear()
         page = client.get("/login")
         csrf = CSRF_INPUT.search(page.text).group(1)
-        r = client.post("/login", data={"username": acct.username.upper(), "password": acct.password,
-                                        "csrf_token": csrf, "next": "/"}, follow_redirects=False)
+        r = client.post(
+            "/login",
+            data={"username": acct.username.upper(), "password": acct.password, "csrf_token": csrf, "next": "/"},
+            follow_redirects=False,
+        )
         assert r.status_code == 303 and r.headers["location"] == "/"
         cookie = r.headers["set-cookie"]
         assert "t2if_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
@@ -124,17 +127,25 @@ def test_malformed_authorization_header(client):
 def test_open_redirect_is_refused(client, make_user):
     acct = make_user("annotator")
     csrf = CSRF_INPUT.search(client.get("/login").text).group(1)
-    r = client.post("/login", data={"username": acct.username, "password": acct.password, "csrf_token": csrf,
-                                    "next": "//evil.example/x"}, follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={"username": acct.username, "password": acct.password, "csrf_token": csrf, "next": "//evil.example/x"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/"
 
 
 def test_admin_manages_users_over_rest(client, make_user):
     admin = make_user("admin")
-    r = client.post("/api/v1/users", json={"username": "NewPerson", "password": "long-enough-1", "role": "researcher"},
-                    headers=bearer(admin))
+    r = client.post(
+        "/api/v1/users",
+        json={"username": "NewPerson", "password": "long-enough-1", "role": "researcher"},
+        headers=bearer(admin),
+    )
     assert r.status_code == 201 and r.json()["username"] == "newperson"
-    dup = client.post("/api/v1/users", json={"username": "newperson", "password": "long-enough-1"}, headers=bearer(admin))
+    dup = client.post(
+        "/api/v1/users", json={"username": "newperson", "password": "long-enough-1"}, headers=bearer(admin)
+    )
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "username_taken"
     bad = client.post("/api/v1/users", json={"username": "x y", "password": "short"}, headers=bearer(admin))
     assert bad.status_code == 422 and "username" in bad.json()["error"]["message"]

@@ -21,30 +21,54 @@ BEST_OF_N_SEED_OFFSET = 100_000
 def _evaluation(s: Any, job: Job, p: EvaluateParams, kind: str, name: str) -> int:
     ev = s.scalar(select(Evaluation).where(Evaluation.job_id == job.id, Evaluation.candidate_kind == kind))
     if ev is None:
-        ev = Evaluation(name=name, prompt_set_id=p.prompt_set_id, job_id=job.id,
-                        baseline_version_id=p.baseline_version_id,
-                        candidate_version_id=p.candidate_version_id if kind == "model" else p.baseline_version_id,
-                        candidate_kind=kind, votes_per_comparison=p.votes_per_comparison,
-                        params=p.model_dump(mode="json"))
+        ev = Evaluation(
+            name=name,
+            prompt_set_id=p.prompt_set_id,
+            job_id=job.id,
+            baseline_version_id=p.baseline_version_id,
+            candidate_version_id=p.candidate_version_id if kind == "model" else p.baseline_version_id,
+            candidate_kind=kind,
+            votes_per_comparison=p.votes_per_comparison,
+            params=p.model_dump(mode="json"),
+        )
         s.add(ev)
         s.flush()
     return ev.id
 
 
 def _images(s: Any, job_id: int, version_id: int) -> dict[tuple[int, int], int]:
-    return {(r.prompt_id, r.seed): r.id for r in s.execute(
-        select(Image.id, Image.prompt_id, Image.seed).where(Image.job_id == job_id,
-                                                            Image.generator_version_id == version_id))}
+    return {
+        (r.prompt_id, r.seed): r.id
+        for r in s.execute(
+            select(Image.id, Image.prompt_id, Image.seed).where(
+                Image.job_id == job_id, Image.generator_version_id == version_id
+            )
+        )
+    }
 
 
 def _pairs(s: Any, evaluation_id: int, votes: int, pairs: list[tuple[int, int, int]]) -> int:
     if not pairs:
         return 0
     insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(Comparison).values([
-        {"evaluation_id": evaluation_id, "prompt_id": pid, "image_a_id": a, "image_b_id": b,
-         "votes_wanted": votes, "votes_open": votes} for pid, a, b in pairs
-    ]).on_conflict_do_nothing().returning(Comparison.id)
+    stmt = (
+        insert(Comparison)
+        .values(
+            [
+                {
+                    "evaluation_id": evaluation_id,
+                    "prompt_id": pid,
+                    "image_a_id": a,
+                    "image_b_id": b,
+                    "votes_wanted": votes,
+                    "votes_open": votes,
+                }
+                for pid, a, b in pairs
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(Comparison.id)
+    )
     return len(list(s.scalars(stmt)))
 
 
@@ -58,11 +82,18 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         reward = s.get(ModelVersion, p.reward_version_id) if p.reward_version_id else None
         if ps is None or base is None or cand is None:
             raise JobFailed("the prompt set or a generator version no longer exists")
-        prompts = [(r.id, r.text) for r in s.execute(
-            select(Prompt.id, Prompt.text).where(Prompt.prompt_set_id == ps.id).order_by(Prompt.position, Prompt.id))]
+        prompts = [
+            (r.id, r.text)
+            for r in s.execute(
+                select(Prompt.id, Prompt.text).where(Prompt.prompt_set_id == ps.id).order_by(Prompt.position, Prompt.id)
+            )
+        ]
         main_id = _evaluation(s, job, p, "model", f"#{cand.id} vs #{base.id} on {ps.name}")
-        bon_id = _evaluation(s, job, p, "best_of_n", f"best-of-{p.best_of_n} of #{base.id} vs #{base.id} on {ps.name}") \
-            if p.best_of_n else None
+        bon_id = (
+            _evaluation(s, job, p, "best_of_n", f"best-of-{p.best_of_n} of #{base.id} vs #{base.id} on {ps.name}")
+            if p.best_of_n
+            else None
+        )
         for obj in (base, cand, reward):
             if obj is not None:
                 s.expunge(obj)
@@ -70,10 +101,30 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         raise JobFailed("the evaluation prompt set has no prompts")
     seeds = list(range(p.base_seed, p.base_seed + p.images_per_prompt))
     span = 0.4 if p.best_of_n else 0.5
-    draw(ctx, job, base, prompts, seeds, p.sampler, prompt_set_id=ps.id, wanted=0, progress_span=(0, span),
-         label="baseline images")
-    draw(ctx, job, cand, prompts, seeds, p.sampler, prompt_set_id=ps.id, wanted=0, progress_span=(span, 2 * span),
-         label="candidate images")
+    draw(
+        ctx,
+        job,
+        base,
+        prompts,
+        seeds,
+        p.sampler,
+        prompt_set_id=ps.id,
+        wanted=0,
+        progress_span=(0, span),
+        label="baseline images",
+    )
+    draw(
+        ctx,
+        job,
+        cand,
+        prompts,
+        seeds,
+        p.sampler,
+        prompt_set_id=ps.id,
+        wanted=0,
+        progress_span=(span, 2 * span),
+        label="candidate images",
+    )
     with rt.tx() as s:
         a, b = _images(s, job.id, base.id), _images(s, job.id, cand.id)
         made = _pairs(s, main_id, votes, [(pid, a[(pid, sd)], b[(pid, sd)]) for pid, _ in prompts for sd in seeds])
@@ -84,8 +135,17 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     return result
 
 
-def best_of_n_arm(ctx: JobContext, job: Job, p: EvaluateParams, base: ModelVersion, reward: ModelVersion,
-                  prompts: list[tuple[int, str]], seeds: list[int], evaluation_id: int, votes: int) -> int:
+def best_of_n_arm(
+    ctx: JobContext,
+    job: Job,
+    p: EvaluateParams,
+    base: ModelVersion,
+    reward: ModelVersion,
+    prompts: list[tuple[int, str]],
+    seeds: list[int],
+    evaluation_id: int,
+    votes: int,
+) -> int:
     """The paper's rejection-sampling baseline: n samples of the baseline per prompt, the best by
     reward paired against the baseline's images of the shared seeds."""
     from ml.reward import score
@@ -93,13 +153,26 @@ def best_of_n_arm(ctx: JobContext, job: Job, p: EvaluateParams, base: ModelVersi
     rt = ctx.rt
     n = p.best_of_n or 16
     bon_seeds = list(range(p.base_seed + BEST_OF_N_SEED_OFFSET, p.base_seed + BEST_OF_N_SEED_OFFSET + n))
-    draw(ctx, job, base, prompts, bon_seeds, p.sampler, prompt_set_id=p.prompt_set_id, wanted=0,
-         progress_span=(0.8, 0.95), label="best-of-n samples")
+    draw(
+        ctx,
+        job,
+        base,
+        prompts,
+        bon_seeds,
+        p.sampler,
+        prompt_set_id=p.prompt_set_id,
+        wanted=0,
+        progress_span=(0.8, 0.95),
+        label="best-of-n samples",
+    )
     model = rt.reward(reward)
     pairs = []
     with rt.tx() as s:
-        rows = s.execute(select(Image.id, Image.prompt_id, Image.seed, Image.content_hash, Image.storage_key)
-                         .where(Image.job_id == job.id, Image.generator_version_id == base.id)).all()
+        rows = s.execute(
+            select(Image.id, Image.prompt_id, Image.seed, Image.content_hash, Image.storage_key).where(
+                Image.job_id == job.id, Image.generator_version_id == base.id
+            )
+        ).all()
     by_key = {(r.prompt_id, r.seed): r for r in rows}
     for pid, text in prompts:
         cands = [by_key[(pid, sd)] for sd in bon_seeds if (pid, sd) in by_key]
