@@ -57,8 +57,6 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", description="root log level; WARNING silences the per-request access log")
 
-    # A demo runs jobs in-process instead of sending them to Celery.
-    inprocess_worker: bool = False
 
     @property
     def is_sqlite(self) -> bool:

@@ -61,7 +61,6 @@ def demo_settings(data_dir: Path) -> Settings:
         generator_model=str(data_dir / "models" / "tiny-sd"),
         clip_model=str(data_dir / "models" / "tiny-clip"),
         secret_key=_secret_key(data_dir),
-        inprocess_worker=True,
         retrain_check_seconds=5.0,
         log_level="WARNING",
     )
