@@ -37,6 +37,17 @@ def sh(url: str, sql: str) -> None:
     eng.dispose()
 
 
+def reset_pool(url: str) -> None:
+    """Forget the previous level's labels and leases: every level starts on a full, fresh pool."""
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("TRUNCATE rating, rating_assignment RESTART IDENTITY"))
+        c.execute(text("UPDATE image SET ratings_open = ratings_wanted WHERE ratings_open <> ratings_wanted"))
+    with eng.connect() as c:
+        c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE image"))
+    eng.dispose()
+
+
 def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
     """Bulk-load a prompt set, n_images images and n_users annotators with tokens; returns tokens."""
     from app.auth.secrets import hash_password, new_api_token, sha256_hex
@@ -203,6 +214,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--port", type=int, default=8791)
+    ap.add_argument("--k", type=int, default=10,
+                    help="labels wanted per image; the pool is reset before each level so it never runs dry")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     name = f"t2if_bench_{uuid.uuid4().hex[:8]}"
@@ -211,17 +224,19 @@ def main() -> None:
     from app.db import migrate
 
     migrate.upgrade(url)
-    print(f"annotate bench: {os.cpu_count()} cores, server workers={args.workers}, {args.seconds:.0f} s per level")
+    print(f"annotate bench: {os.cpu_count()} cores, server workers={args.workers}, {args.seconds:.0f} s per level, "
+          f"K={args.k} labels per image")
     print(
         f"{'images':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
         f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}"
     )
     try:
         for size in (int(s) for s in args.sizes.split(",")):
-            tokens = load_pool(url, size, max(clients), k=100)
+            tokens = load_pool(url, size, max(clients), k=args.k)
             proc = start_server(url, args.port, args.workers)
             try:
                 for n in clients:
+                    reset_pool(url)
                     lat = asyncio.run(run_level(args.port, tokens, n, args.seconds))
                     print(
                         f"{size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
