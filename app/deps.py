@@ -231,10 +231,6 @@ ResearcherDep = Annotated[Principal, Depends(require_researcher)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "-"
-
-
 def login_csrf_ok(request: Request, settings: Settings, submitted: str | None) -> bool:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not cookie or not submitted:

@@ -8,7 +8,6 @@ request id and answered with a generic 500.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -71,11 +70,6 @@ class Invalid(AppError):
 class TooManyAttempts(AppError):
     status_code = 429
     code = "too_many_attempts"
-
-
-class Unavailable(AppError):
-    status_code = 503
-    code = "unavailable"
 
 
 STATUS_CODES = {
@@ -152,7 +146,3 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             request, 500, "internal_error", f"Something went wrong on our side. Quote request id {rid}.", headers
         )
-
-
-def json_error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}

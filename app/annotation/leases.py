@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, case, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import case, exists, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Comparison, ComparisonAssignment, Image, RatingAssignment
+from app.db.session import upsert_insert
 from app.errors import Conflict, NotFound
 
 
@@ -154,8 +154,7 @@ def lease(session: Session, kind: LeaseKind, annotator_id: int, item_ids: Sequen
          "leased_at": now, "lease_expires_at": expires, "submitted_at": None, **(extra(item_id) if extra else {})}
         for item_id in item_ids
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(session)
     A = kind.assignment
     stmt = insert(A).values(values)
     revive = {k: stmt.excluded[k] for k in values[0] if k not in (kind.item_fk, "annotator_id")}
@@ -218,7 +217,3 @@ def unclaim_answer(kind: LeaseKind, item: Any, assignment: Any, now: datetime, *
         setattr(item, kind.open_col, getattr(item, kind.open_col) - 1)
     assignment.state = "leased"
     assignment.submitted_at = None
-
-
-def row_dict(row: Row[Any]) -> dict[str, Any]:
-    return dict(row._mapping)

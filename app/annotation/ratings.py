@@ -137,11 +137,3 @@ def undo(session: Session, user: User, assignment_id: int) -> RatingTask:
         session.delete(stored)
     session.flush()
     return _tasks(session, [assignment])[0]
-
-
-def ratings_since(session: Session, user_id: int, since: datetime) -> int:
-    from sqlalchemy import func
-
-    return session.scalar(
-        select(func.count()).where(Rating.annotator_id == user_id, Rating.created_at >= since)
-    ) or 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -249,7 +249,3 @@ def resolve_token(session: Session, raw: str) -> Principal | None:
     if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
         row.last_used_at = now
     return Principal(user=user, via="token")
-
-
-def expire_at(hours: int) -> datetime:
-    return utcnow() + timedelta(hours=hours)

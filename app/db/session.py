@@ -151,3 +151,10 @@ class UnitOfWork:
             self._trans.rollback()
         if self._conn is not None:
             self._conn.close()
+
+
+def upsert_insert(session: Session) -> Any:
+    """The dialect's INSERT that knows ON CONFLICT (Postgres in production, SQLite in the demo)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

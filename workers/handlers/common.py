@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db.models import Image
+from app.db.session import upsert_insert
 from app.storage import image_key
 from workers.runtime import Runtime
 
@@ -22,12 +22,11 @@ def png(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def store_generated(rt: Runtime, session: Session, rows: Sequence[dict[str, Any]]) -> int:
+def store_generated(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert generated images, skipping any (job, generator, prompt, seed) already stored."""
     if not rows:
         return 0
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(Image).values(list(rows)).on_conflict_do_nothing().returning(Image.id)
+    stmt = upsert_insert(session)(Image).values(list(rows)).on_conflict_do_nothing().returning(Image.id)
     return len(list(session.scalars(stmt)))
 
 
@@ -47,7 +46,3 @@ def image_row(rt: Runtime, *, data: bytes, prompt_id: int, prompt_set_id: int, j
 def existing_keys(session: Session, job_id: int, generator_version_id: int) -> set[tuple[int, int]]:
     return set(session.execute(select(Image.prompt_id, Image.seed).where(
         Image.job_id == job_id, Image.generator_version_id == generator_version_id)).all())
-
-
-def load_images(rt: Runtime, keys: Sequence[str]) -> list[bytes]:
-    return [rt.storage.get(k) for k in keys]

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db.models import Comparison, Evaluation, Image, Job, ModelVersion, Prompt, PromptSet
+from app.db.session import upsert_insert
 from app.jobs.schemas import EvaluateParams
 from workers.handlers.embeddings import image_vectors, text_vectors
 from workers.handlers.generate import draw
@@ -50,9 +50,8 @@ def _images(s: Any, job_id: int, version_id: int) -> dict[tuple[int, int], int]:
 def _pairs(s: Any, evaluation_id: int, votes: int, pairs: list[tuple[int, int, int]]) -> int:
     if not pairs:
         return 0
-    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(Comparison)
+        upsert_insert(s)(Comparison)
         .values(
             [
                 {

@@ -51,7 +51,7 @@ def draw(ctx: JobContext, job: Job, version: ModelVersion, prompts: list[tuple[i
             for (pid, _, seed), img in zip(batch, result.images, strict=True)
         ]
         with rt.tx() as s:
-            made += store_generated(rt, s, rows)
+            made += store_generated(s, rows)
         finished = len(done) + start + len(batch)
         ctx.progress(lo + (hi - lo) * finished / total, f"{finished}/{total} {label}")
     return made

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db.models import Image, Job, ModelVersion, Prompt, PromptSet, Rating, RewardScore
+from app.db.session import upsert_insert
 from app.jobs import loop
 from app.jobs import service as jobs
 from app.jobs.schemas import TrainRewardParams
@@ -108,8 +108,7 @@ def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk
         txt = text_vectors(rt, [r.text for r in part])
         scores = score(model, img, txt)
         with rt.tx() as s:
-            insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-            s.execute(insert(RewardScore).values([
+            s.execute(upsert_insert(s)(RewardScore).values([
                 {"image_id": r.id, "reward_version_id": version_id, "score": float(np.clip(v, 0.0, 1.0))}
                 for r, v in zip(part, scores, strict=True)
             ]).on_conflict_do_nothing())
