@@ -25,6 +25,9 @@ class Settings(BaseSettings):
         description="postgresql+psycopg://user:pass@host/db or sqlite:///path",
     )
     database_pool_size: int = Field(20, ge=1, description="connections kept per API process")
+    hotpath_pool_size: int = Field(
+        8, ge=1, le=200, description="asyncpg connections per API process for the annotation loop's two calls"
+    )
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
     storage_url: str = Field("./data/storage", description="folder or fsspec URL (s3://bucket/prefix)")
     secret_key: str = Field(DEV_SECRET_KEY, description="signs session cookies; required in production")

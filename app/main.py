@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import swagger_ui_bundle
@@ -12,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.admin import pages as admin_pages
 from app.annotation import api as annotation_api
+from app.annotation import hotpath
 from app.annotation import pages as annotation_pages
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
@@ -44,22 +47,44 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    if session_factory is None:
+        session_factory = make_sessionmaker(engine_for(settings.database_url, settings.database_pool_size))
+    factory = session_factory
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the annotation loop's async Postgres path (app/annotation/hotpath.py), one pool per process
+        engine = factory.kw["bind"]
+        hot = None
+        if engine.dialect.name == "postgresql":
+            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, lambda: hotpath_sweep(factory, settings.lease_sweep_seconds))
+            await hot.start()
+        app.state.hotpath = hot
+        try:
+            yield
+        finally:
+            app.state.hotpath = None
+            if hot is not None:
+                await hot.close()
+
     app = FastAPI(
         title="t2i-feedback",
         version="0.1.0",
         description=API_DESCRIPTION,
         docs_url=None,  # served below from vendored assets: no CDN, no inline script
         redoc_url=None,
+        lifespan=lifespan,
     )
-    if session_factory is None:
-        session_factory = make_sessionmaker(engine_for(settings.database_url, settings.database_pool_size))
     if dispatcher is None:
         dispatcher = CeleryDispatcher(settings.broker_url)
     install_after_commit(session_factory, dispatcher)
     app.state.settings = settings
     app.state.sessionmaker = session_factory
     app.state.dispatcher = dispatcher
+    app.state.hotpath = None
 
+    # added first = inside the request-context middleware: hot answers get the same headers and log line
+    app.add_middleware(hotpath.HotPathMiddleware)
     app.add_middleware(RequestContextMiddleware, hsts=settings.env == "production")
     install_error_handlers(app)
 
@@ -81,3 +106,13 @@ def create_app(
         return render(request, "docs.html")
 
     return app
+
+
+def hotpath_sweep(factory: sessionmaker[Session], min_interval: float) -> None:
+    """Return expired rating leases to the pool (the portable sweep, rate-limited per process)."""
+    from app.annotation import leases
+    from app.db.base import utcnow
+    from app.db.session import transaction
+
+    with transaction(factory) as session:
+        leases.sweep_expired(session, leases.RATING, utcnow(), min_interval=min_interval)

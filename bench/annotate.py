@@ -151,9 +151,44 @@ async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float
     await asyncio.gather(*(client(tokens[i]) for i in range(n_clients)))
     elapsed = time.perf_counter() - started
     lat["_rounds"] = [rounds / elapsed]
+    lat["_count"] = [rounds]
     lat["_errors"] = [errors]
     lat["_done"] = [done]
     return lat
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_by_group(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server (uvicorn and its workers), Postgres and this process."""
+    groups = {"server": 0.0, "postgres": 0.0, "loadgen": _cpu_seconds(os.getpid())}
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        if comm.startswith("postgres"):
+            groups["postgres"] += _cpu_seconds(int(entry))
+    todo = [server_pid]
+    while todo:
+        pid = todo.pop()
+        groups["server"] += _cpu_seconds(pid)
+        todo += children.get(pid, [])
+    return groups
 
 
 def pct(values: list[float], p: float) -> float:
@@ -228,7 +263,8 @@ def main() -> None:
           f"K={args.k} labels per image")
     print(
         f"{'images':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
-        f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}"
+        f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}  CPU ms per round trip: "
+        f"server / postgres / loadgen"
     )
     try:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -237,12 +273,16 @@ def main() -> None:
             try:
                 for n in clients:
                     reset_pool(url)
+                    cpu0 = cpu_by_group(proc.pid)
                     lat = asyncio.run(run_level(args.port, tokens, n, args.seconds))
+                    cpu1 = cpu_by_group(proc.pid)
+                    rounds = max(1.0, lat["_count"][0])
+                    cpu = " / ".join(f"{(cpu1[g] - cpu0[g]) / rounds * 1000:.2f}" for g in cpu0)
                     print(
                         f"{size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
                         f"{pct(lat['next'], 95):>6.1f}m {pct(lat['next'], 99):>6.1f}m "
                         f"{pct(lat['submit'], 50):>10.1f}m {pct(lat['submit'], 95):>6.1f}m "
-                        f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}",
+                        f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}  {cpu}",
                         flush=True,
                     )
             finally:

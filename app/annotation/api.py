@@ -97,14 +97,17 @@ _NEXT_PARAMS = [
             openapi_extra={"parameters": _NEXT_PARAMS})
 async def next_rating_task(request: Request, caller: AnnotatorCaller) -> Response:
     settings = request.app.state.settings
+    gold_draws = getattr(request.state, "gold_draws", None)  # drawn by the hot path before it handed over
 
     def work(uow: UnitOfWork, principal: Principal) -> list[RatingTask]:
         q = _parse_query(request)
         if uow.raw:
             return fastpath.next_tasks(uow, principal.user.id, prompt_set_id=q.prompt_set_id,
-                                       prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds)
+                                       prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
+                                       gold_draws=gold_draws)
         return ratings.next_tasks(uow.session, settings, principal.user, prompt_set_id=q.prompt_set_id,  # type: ignore[arg-type]
-                                  prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds)
+                                  prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
+                                  gold_draws=gold_draws)
 
     tasks = await caller.run(work)
     if not tasks:

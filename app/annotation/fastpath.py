@@ -143,7 +143,8 @@ def _task(aid: int, image_id: int, expires: datetime, text: str, category: str, 
 
 
 def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = None, prefetch: int = 1,
-               sweep_interval: float = 1.0, rng: random.Random | None = None) -> list[RatingTask]:
+               sweep_interval: float = 1.0, rng: random.Random | None = None,
+               gold_draws: int | None = None) -> list[RatingTask]:
     """ratings.next_tasks on Postgres: the caller's live leases first, topped up to `prefetch`."""
     now = utcnow()
     if leases.sweep_due(RATING, sweep_interval):
@@ -161,7 +162,10 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
     need = max(0, prefetch - len(held))
     fresh: list[RatingTask] = []
     for ps_id, gold_rate, lease_seconds in sets if need else []:
-        n_gold = leases.gold_draws(need, gold_rate, rng) if gold_rate > 0 else 0
+        if gold_draws is not None:  # drawn by the hot path, for the first set
+            n_gold, gold_draws = min(gold_draws, need), None
+        else:
+            n_gold = leases.gold_draws(need, gold_rate, rng) if gold_rate > 0 else 0
         if n_gold:
             from app.annotation.ratings import lease_gold  # the portable code; gold is the rare case
 

@@ -53,8 +53,11 @@ def _candidate_sets(session: Session, prompt_set_id: int | None) -> list[PromptS
 
 
 def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_id: int | None = None,
-               prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None) -> list[RatingTask]:
-    """The caller's live leases first (no hoarding), topped up with new ones to `prefetch`."""
+               prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None,
+               gold_draws: int | None = None) -> list[RatingTask]:
+    """The caller's live leases first (no hoarding), topped up with new ones to `prefetch`.
+
+    `gold_draws`: gold items to serve from the first candidate set, already drawn (by the hot path)."""
     now = utcnow()
     leases.sweep_expired(session, RATING, now, min_interval=sweep_interval)
     set_filter = [Image.prompt_set_id == prompt_set_id] if prompt_set_id is not None else []
@@ -62,7 +65,10 @@ def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_i
     need = max(0, prefetch - len(held))
     new_ids: list[int] = []
     for ps in _candidate_sets(session, prompt_set_id) if need else []:
-        n_gold = leases.gold_draws(need, ps.gold_rate, rng) if ps.gold_rate > 0 else 0
+        if gold_draws is not None:
+            n_gold, gold_draws = min(gold_draws, need), None
+        else:
+            n_gold = leases.gold_draws(need, ps.gold_rate, rng) if ps.gold_rate > 0 else 0
         if n_gold:
             gold_ids = lease_gold(session, user.id, ps.id, ps.lease_seconds, n_gold, now)
             new_ids += gold_ids

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from app.annotation import fastpath
+from app.annotation import fastpath, hotpath
 from app.db.models import Image, Rating
 from tests.annotation.conftest import make_pool
 from tests.conftest import TEST_SECRET, Account, bearer
@@ -39,6 +39,8 @@ def rating_flow(client, make_user: Callable[[str], Account], count: Callable[[st
     bad = client.post("/api/v1/ratings", headers={"Authorization": "Bearer t2if_nope"}, content=b"{")
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "not_authenticated"
     assert client.get("/api/v1/rating-tasks/next", headers={"Authorization": "Basic x"}).status_code == 401
+    unknown = client.get("/api/v1/rating-tasks/next", headers={"Authorization": "Bearer t2if_nope"})
+    assert unknown.status_code == 401 and "invalid, expired or revoked" in unknown.json()["error"]["message"]
     invalid = client.post("/api/v1/ratings", headers=bearer(a), json={"assignment_id": 1, "label": "meh"})
     assert invalid.status_code == 422 and "label" in invalid.json()["error"]["message"]
     assert client.post("/api/v1/ratings", headers=bearer(a)).status_code == 422
@@ -88,9 +90,10 @@ def rating_flow(client, make_user: Callable[[str], Account], count: Callable[[st
     assert count("SELECT count(*) FROM rating_assignment WHERE state = 'leased'") == 0
 
 
-@pytest.fixture(params=["fast", "portable"])
+@pytest.fixture(params=["hot", "fast", "portable"])
 def engine_path(request, monkeypatch) -> str:
-    monkeypatch.setattr(fastpath, "ENABLED", request.param == "fast")
+    monkeypatch.setattr(fastpath, "ENABLED", request.param != "portable")
+    monkeypatch.setattr(hotpath, "ENABLED", request.param == "hot")
     return request.param
 
 
@@ -107,6 +110,14 @@ def test_rating_flow_on_postgres(engine_path, client, app, make_user, db):
         db.commit()
 
     rating_flow(client, make_user, count, expire)
+    hot = app.state.hotpath.counts
+    if engine_path == "hot":
+        # the common cases were answered by the hot path, the rest by the route (same answers)
+        assert hot["/api/v1/rating-tasks/next"] >= 6 and hot["/api/v1/ratings"] >= 4
+        assert hot["route: caller to check"] >= 1 and hot["route: body to validate"] >= 2
+        assert hot["route: not the caller's live lease"] >= 4 and hot["route: query to validate"] == 1
+    else:
+        assert not hot
     assert db.scalar(select(func.count()).select_from(Rating)) == 4
     assert db.scalar(select(func.min(Image.ratings_open))) == 0
 

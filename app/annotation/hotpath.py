@@ -1,0 +1,377 @@
+"""The annotation loop's two calls served straight from ASGI on Postgres, one statement each.
+
+`GET /api/v1/rating-tasks/next` and `POST /api/v1/ratings` are most of the service's traffic. On
+Postgres, `HotPathMiddleware` answers the common case of each itself, before FastAPI's routing:
+
+- one asyncpg statement per call (a prepared, generic plan; its own transaction, so the commit
+  rides in the same round trip), which checks the bearer token, and
+    - next:   returns the caller's live leases, or picks the fullest open images of the first
+              candidate prompt set (`FOR UPDATE SKIP LOCKED` on `ix_image_pool`), takes their
+              slots and leases them (the engine's rules, see leases.py and fastpath.py);
+    - submit: locks the image (item first, as everywhere), turns the caller's live lease into
+              the answer, gives a skip's slot back and stores the rating.
+- no threadpool hop, no ORM, no dependency solving; a 2xx is sent after the commit.
+
+Everything else is handed to the FastAPI route (the sync fast path on Postgres, the portable
+engine elsewhere), which gives the same answers and every error message:
+a cookie session instead of a bearer token, a bad token or role (401 / 403), a query or body that
+does not validate (422), a submit that is not the caller's live lease (an identical repeat, a
+conflicting one, a lost lease, someone else's: 200 / 409 / 404), a gold draw (the number drawn is
+passed on in `scope["state"]`, so the route serves exactly that many gold items), a prompt set
+that ran dry for this annotator while other sets or gold remain, and any database error here
+(submit is idempotent per assignment, so a retry in the route is safe). Leases a `next`
+statement took before handing over are committed and come back to the route as held leases.
+
+Expired leases are swept by the portable code, rate-limited per process as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.annotation import fastpath, leases
+from app.annotation.leases import RATING
+from app.annotation.ratings import MAX_PREFETCH
+from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
+from app.auth.secrets import TOKEN_PREFIX
+from app.auth.service import TOUCH_INTERVAL
+from app.config import Settings
+from app.db.enums import Role
+from app.images.service import image_url
+
+log = logging.getLogger("t2if.hotpath")
+
+# switched off by tests to exercise the route's sync fast path (fastpath.ENABLED switches off both)
+ENABLED = True
+
+NEXT_PATH = "/api/v1/rating-tasks/next"
+SUBMIT_PATH = "/api/v1/ratings"
+MAX_BODY = 16 * 1024  # a rating is ~100 bytes; anything bigger goes to the route (and its limits)
+ANNOTATING_ROLES = [r.value for r in Role if r.rank >= Role.annotator.rank]
+
+# The caller, as deps.Caller resolves a bearer token (fastpath.TOKEN_SQL), and the rate-limited
+# touch of last_used_at. $1 token hash, $2 now, $3 touch if last used before this.
+_CALLER = """
+caller AS (
+    SELECT u.id AS uid, u.role, t.id AS tid, t.last_used_at
+    FROM api_token t JOIN user_account u ON u.id = t.user_id
+    WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)
+      AND u.is_active
+), touch AS (
+    UPDATE api_token SET last_used_at = $2
+    WHERE id = (SELECT tid FROM caller) AND (last_used_at IS NULL OR last_used_at < $3)
+)"""
+
+# $4 prompt set (NULL: every training set), $5 prefetch, $6 roles that may annotate.
+# Scalar sub-selects (InitPlans) feed the index scans their keys, so the generic plan is an ordered
+# range scan of ix_image_pool stopped by the LIMIT at any table size; the per-image "seen it"
+# check is a sub-plan probing uq_rating_assignment_image_id_annotator_id.
+# Output: one header row (kind 0: caller, first candidate set, slots wanted, gold drawn), then the
+# held leases (kind 1), then the new ones (kind 2), each with its prompt.
+NEXT_SQL = f"""
+WITH {_CALLER}, held AS (
+    SELECT a.id, a.image_id, a.lease_expires_at, a.leased_at, i.prompt_set_id, i.prompt_id
+    FROM rating_assignment a JOIN image i ON i.id = a.image_id
+    WHERE a.annotator_id = (SELECT uid FROM caller) AND a.state = 'leased' AND a.lease_expires_at > $2
+      AND ($4::bigint IS NULL OR i.prompt_set_id = $4)
+    ORDER BY a.leased_at, a.id
+    LIMIT $5
+), sets AS (
+    SELECT ps.id, ps.gold_rate, ps.lease_seconds, count(*) OVER () AS n_sets FROM prompt_set ps
+    WHERE CASE WHEN $4::bigint IS NULL THEN ps.purpose = 'training' ELSE ps.id = $4 END
+    ORDER BY ps.id
+    LIMIT 1
+), want AS (
+    SELECT CASE WHEN (SELECT role FROM caller) = ANY($6::text[])
+                THEN greatest($5 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
+), gold AS (
+    SELECT count(*) FILTER (WHERE random() < s.gold_rate) AS n FROM sets s, want, generate_series(1, want.n)
+), pick AS (
+    SELECT i.id, i.prompt_id, i.ratings_open FROM image i
+    WHERE i.prompt_set_id = (SELECT id FROM sets) AND i.ratings_open > 0 AND i.gold_label IS NULL
+      AND (SELECT n FROM gold) = 0
+      AND coalesce((SELECT a.state FROM rating_assignment a
+                    WHERE a.image_id = i.id AND a.annotator_id = (SELECT uid FROM caller)), 'released')
+          = 'released'
+    ORDER BY i.ratings_open, i.id
+    LIMIT (SELECT n FROM want)
+    FOR UPDATE OF i SKIP LOCKED
+), take AS (
+    UPDATE image SET ratings_open = image.ratings_open - 1 WHERE image.id = ANY(ARRAY(SELECT id FROM pick))
+), lease AS (
+    INSERT INTO rating_assignment AS ra
+        (image_id, annotator_id, state, is_gold, leased_at, lease_expires_at, submitted_at)
+    SELECT pick.id, (SELECT uid FROM caller), 'leased', false, $2,
+           $2 + make_interval(secs => (SELECT lease_seconds FROM sets)), NULL
+    FROM pick
+    ON CONFLICT (image_id, annotator_id) DO UPDATE
+        SET state = excluded.state, is_gold = excluded.is_gold, leased_at = excluded.leased_at,
+            lease_expires_at = excluded.lease_expires_at, submitted_at = excluded.submitted_at
+        WHERE ra.state = 'released'
+    RETURNING ra.id, ra.image_id, ra.lease_expires_at
+)
+SELECT 0 AS kind, c.uid AS id, NULL::bigint AS image_id, NULL::timestamptz AS expires, c.role AS text,
+       NULL::text AS category, s.id AS prompt_set_id, s.gold_rate, s.n_sets,
+       (SELECT n FROM want) AS want, (SELECT n FROM gold) AS gold
+FROM (SELECT 1) one LEFT JOIN caller c ON true LEFT JOIN sets s ON true
+UNION ALL
+(SELECT 1, h.id, h.image_id, h.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = h.prompt_id),
+        (SELECT p.category FROM prompt p WHERE p.id = h.prompt_id), h.prompt_set_id, NULL, NULL, NULL, NULL
+ FROM held h ORDER BY h.leased_at, h.id)
+UNION ALL
+(SELECT 2, l.id, l.image_id, l.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = pick.prompt_id),
+        (SELECT p.category FROM prompt p WHERE p.id = pick.prompt_id), (SELECT id FROM sets), NULL, NULL,
+        NULL, NULL
+ FROM lease l JOIN pick ON pick.id = l.image_id
+ ORDER BY pick.ratings_open, pick.id)
+"""
+
+# fastpath.SUBMIT_SQL behind the caller check: $4 assignment, $5 label, $6 skip reason, $7 duration,
+# $8 whether the answer gives its slot back (a skip), $9 roles that may annotate.
+# Output: (caller id, role, new rating id or NULL, image id).
+SUBMIT_SQL = f"""
+WITH {_CALLER}, item AS (
+    SELECT i.id, i.prompt_set_id FROM image i
+    WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = $4)
+      AND (SELECT role FROM caller) = ANY($9::text[])
+    FOR UPDATE OF i
+), a AS (
+    UPDATE rating_assignment ra SET state = 'submitted', submitted_at = $2
+    WHERE ra.id = $4 AND ra.image_id = (SELECT id FROM item) AND ra.annotator_id = (SELECT uid FROM caller)
+      AND ra.state = 'leased'
+    RETURNING ra.id, ra.image_id, ra.is_gold
+), slot AS (
+    UPDATE image SET ratings_open = image.ratings_open + 1
+    WHERE image.id = (SELECT id FROM item) AND $8 AND (SELECT NOT is_gold FROM a)
+), r AS (
+    INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, skip_reason, duration_ms,
+                        created_at)
+    SELECT a.id, a.image_id, (SELECT prompt_set_id FROM item), (SELECT uid FROM caller), $5, $6, $7, $2
+    FROM a
+    RETURNING id
+)
+SELECT c.uid, c.role, (SELECT id FROM r), (SELECT id FROM item)
+FROM (SELECT 1) one LEFT JOIN caller c ON true
+"""
+
+# Plans that do not depend on the values: no planning per call, the same plan at any table size.
+SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "jit": "off", "application_name": "t2if-hotpath"}
+
+
+class Fallback(Exception):
+    """This request is the route's to answer (see the module docstring)."""
+
+    def __init__(self, reason: str, state: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.state = state or {}
+
+
+def _token_hash(scope: Scope) -> str:
+    """sha256 of a well-formed bearer token, or Fallback (no token, cookie session, bad scheme)."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            token = credentials.strip()
+            if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+                raise Fallback("not a bearer token")
+            return hashlib.sha256(token.encode()).hexdigest()
+    raise Fallback("no bearer token")
+
+
+def _int_param(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise Fallback("query to validate")
+    return int(raw)
+
+
+def _next_params(query_string: bytes) -> tuple[int | None, int]:
+    prompt_set_id: int | None = None
+    prefetch = 1
+    if query_string:
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if key == "prompt_set_id":
+                prompt_set_id = _int_param(value)
+            elif key == "prefetch":
+                prefetch = _int_param(value)
+                if not 1 <= prefetch <= MAX_PREFETCH:
+                    raise Fallback("query to validate")
+    return prompt_set_id, prefetch
+
+
+def _task_json(aid: int, image_id: int, expires: datetime, text: str, category: str, ps_id: int) -> RatingTask:
+    return RatingTask.model_construct(
+        assignment_id=aid, image_id=image_id, image_url=image_url(image_id), prompt=text, prompt_set_id=ps_id,
+        category=category, lease_expires_at=expires, highlights=list(fastpath.highlights(text)))
+
+
+class HotPath:
+    """The asyncpg pool and the two statements, for one API process (created in the app's lifespan)."""
+
+    def __init__(self, dsn: str, settings: Settings, sweep: Callable[[], None]) -> None:
+        self.dsn, self.settings, self.sweep = dsn, settings, sweep
+        self.pool: Any = None
+        # what this process answered itself and what it handed to the route, by reason
+        self.counts: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        import asyncpg
+
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.settings.hotpath_pool_size,
+                                              server_settings=SERVER_SETTINGS, command_timeout=60)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        import asyncpg
+
+        try:
+            async with self.pool.acquire() as conn:
+                return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("hot path statement failed, the route answers instead: %s", exc)
+            raise Fallback("database error") from exc
+
+    async def next(self, scope: Scope) -> bytes | None:
+        """The JSON body of a `next` answer, None for 204, or Fallback."""
+        token_hash = _token_hash(scope)
+        prompt_set_id, prefetch = _next_params(scope["query_string"])
+        if leases.sweep_due(RATING, self.settings.lease_sweep_seconds):
+            await run_in_threadpool(self.sweep)  # the portable sweep, in its own transaction
+        now = datetime.now(UTC)
+        rows = await self._fetch(NEXT_SQL, token_hash, now, now - TOUCH_INTERVAL, prompt_set_id, prefetch,
+                                 ANNOTATING_ROLES)
+        head = rows[0]
+        if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
+            raise Fallback("caller to check")  # the route answers 401 / 403 with its messages
+        tasks = [_task_json(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
+                 for r in rows[1:]]
+        if head["gold"]:
+            raise Fallback("gold drawn", {"gold_draws": int(head["gold"])})
+        short = len(tasks) < prefetch and head["want"] > 0
+        if short and head["prompt_set_id"] is not None and (head["n_sets"] > 1 or head["gold_rate"] > 0):
+            raise Fallback("first set ran dry")  # other sets, or gold not seen yet, may still serve
+        if not tasks:
+            return None
+        first, rest = tasks[0], tasks[1:]
+        batch = RatingTaskBatch.model_construct(**dict(first), prefetched=rest)
+        return batch.__pydantic_serializer__.to_json(batch)  # type: ignore[no-any-return]
+
+    async def submit(self, scope: Scope, raw: bytes) -> bytes:
+        """The JSON body of a 201 answer, or Fallback."""
+        token_hash = _token_hash(scope)
+        try:
+            body = RatingSubmit.model_validate_json(raw)
+        except ValidationError:
+            raise Fallback("body to validate") from None
+        reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
+        now = datetime.now(UTC)
+        rows = await self._fetch(SUBMIT_SQL, token_hash, now, now - TOUCH_INTERVAL, body.assignment_id,
+                                 body.label, reason, body.duration_ms, body.label == "skip", ANNOTATING_ROLES)
+        uid, role, rating_id, image_id = rows[0]
+        if uid is None or role not in ANNOTATING_ROLES or rating_id is None:
+            raise Fallback("not the caller's live lease")  # repeat, lost, foreign, unknown: the route decides
+        out = RatingRead.model_construct(id=rating_id, assignment_id=body.assignment_id, image_id=image_id,
+                                         label=body.label, skip_reason=reason, duration_ms=body.duration_ms,
+                                         created_at=now)
+        return out.__pydantic_serializer__.to_json(out)  # type: ignore[no-any-return]
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """(what was read, whether that is the whole body): reading stops once it passes MAX_BODY."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), True
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+        if size > MAX_BODY:
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive, more: bool = False) -> Receive:
+    """A receive that hands the route the body already read, then whatever follows."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    return replayed
+
+
+async def _send_json(send: Send, status: int, body: bytes | None) -> None:
+    if body is None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HotPathMiddleware:
+    """Answers the common case of the two hot calls itself; everything else goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hot: HotPath | None = getattr(scope["app"].state, "hotpath", None)
+        path, method = scope["path"], scope["method"]
+        if hot is None or hot.pool is None or not (ENABLED and fastpath.ENABLED) or (
+                path != NEXT_PATH and path != SUBMIT_PATH):
+            await self.app(scope, receive, send)
+            return
+        handler: Callable[[], Awaitable[bytes | None]]
+        if path == NEXT_PATH and method == "GET":
+            status, handler = 200, lambda: hot.next(scope)
+        elif path == SUBMIT_PATH and method == "POST":
+            raw, whole = await _read_body(receive)
+            if not whole:  # too big for a rating: the route reads the rest and refuses it
+                await self.app(scope, _replay(raw, receive, more=True), send)
+                return
+            receive = _replay(raw, receive)
+            status, handler = 201, lambda: hot.submit(scope, raw)
+        else:
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await handler()
+        except Fallback as fb:
+            hot.counts[f"route: {fb}"] += 1
+            if fb.state:
+                scope.setdefault("state", {}).update(fb.state)
+            await self.app(scope, receive, send)
+            return
+        hot.counts[path] += 1
+        await _send_json(send, status, body)
+
+
+def asyncpg_dsn(sqlalchemy_url: Any) -> str:
+    """postgresql+psycopg://... -> postgresql://... for asyncpg (same host, user, password, database)."""
+    return str(sqlalchemy_url.set(drivername="postgresql").render_as_string(hide_password=False))
+
