@@ -57,7 +57,8 @@ def create_app(
         engine = factory.kw["bind"]
         hot = None
         if engine.dialect.name == "postgresql":
-            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, lambda: hotpath_sweep(factory, settings.lease_sweep_seconds))
+            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings,
+                                  lambda: hotpath_sweep(factory, settings.lease_sweep_seconds))
             await hot.start()
         app.state.hotpath = hot
         try:

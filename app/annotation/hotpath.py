@@ -4,7 +4,8 @@
 Postgres, `HotPathMiddleware` answers the common case of each itself, before FastAPI's routing:
 
 - one asyncpg statement per call (a prepared, generic plan; its own transaction, so the commit
-  rides in the same round trip), which checks the bearer token, and
+  rides in the same round trip), which checks the caller (bearer token, or browser session and
+  its CSRF token), and
     - next:   returns the caller's live leases, or picks the fullest open images of the first
               candidate prompt set (`FOR UPDATE SKIP LOCKED` on `ix_image_pool`), takes their
               slots and leases them (the engine's rules, see leases.py and fastpath.py);
@@ -14,7 +15,7 @@ Postgres, `HotPathMiddleware` answers the common case of each itself, before Fas
 
 Everything else is handed to the FastAPI route (the sync fast path on Postgres, the portable
 engine elsewhere), which gives the same answers and every error message:
-a cookie session instead of a bearer token, a bad token or role (401 / 403), a query or body that
+no credentials or a bad cookie, a bad token, session, CSRF token or role (401 / 403), a query or body that
 does not validate (422), a submit that is not the caller's live lease (an identical repeat, a
 conflicting one, a lost lease, someone else's: 200 / 409 / 404), a gold draw (the number drawn is
 passed on in `scope["state"]`, so the route serves exactly that many gold items), a prompt set
@@ -36,7 +37,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi.concurrency import run_in_threadpool
+from itsdangerous import BadSignature
 from pydantic import ValidationError
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.annotation import fastpath, leases
@@ -47,6 +50,7 @@ from app.auth.secrets import TOKEN_PREFIX
 from app.auth.service import TOUCH_INTERVAL
 from app.config import Settings
 from app.db.enums import Role
+from app.deps import SESSION_COOKIE, cookie_signer
 from app.images.service import image_url
 
 log = logging.getLogger("t2if.hotpath")
@@ -59,9 +63,9 @@ SUBMIT_PATH = "/api/v1/ratings"
 MAX_BODY = 16 * 1024  # a rating is ~100 bytes; anything bigger goes to the route (and its limits)
 ANNOTATING_ROLES = [r.value for r in Role if r.rank >= Role.annotator.rank]
 
-# The caller, as deps.Caller resolves a bearer token (fastpath.TOKEN_SQL), and the rate-limited
-# touch of last_used_at. $1 token hash, $2 now, $3 touch if last used before this.
-_CALLER = """
+# The caller, as deps.Caller resolves it, and the rate-limited touch of last used / last seen.
+# $1 sha256 of the bearer token or session secret, $2 now, $3 touch if last used before this.
+_TOKEN_CALLER = """
 caller AS (
     SELECT u.id AS uid, u.role, t.id AS tid, t.last_used_at
     FROM api_token t JOIN user_account u ON u.id = t.user_id
@@ -71,6 +75,19 @@ caller AS (
     UPDATE api_token SET last_used_at = $2
     WHERE id = (SELECT tid FROM caller) AND (last_used_at IS NULL OR last_used_at < $3)
 )"""
+# A browser session (signed cookie, checked before): a state-changing call must also bring the
+# session's CSRF token ($CSRF), compared as digests so the comparison takes the same time whatever
+# the guess. A wrong one finds no caller, and the route answers 403 csrf_failed.
+_SESSION_CALLER = """
+caller AS (
+    SELECT u.id AS uid, u.role, s.id AS sid, s.last_seen_at
+    FROM user_session s JOIN user_account u ON u.id = s.user_id
+    WHERE s.id = $1 AND s.expires_at > $2 AND u.is_active {csrf}
+), touch AS (
+    UPDATE user_session SET last_seen_at = $2
+    WHERE id = (SELECT sid FROM caller) AND (last_seen_at IS NULL OR last_seen_at < $3)
+)"""
+_CSRF = "AND sha256(convert_to(s.csrf_token, 'UTF8')) = sha256(convert_to(${n}::text, 'UTF8'))"
 
 # $4 prompt set (NULL: every training set), $5 prefetch, $6 roles that may annotate.
 # Scalar sub-selects (InitPlans) feed the index scans their keys, so the generic plan is an ordered
@@ -78,8 +95,8 @@ caller AS (
 # check is a sub-plan probing uq_rating_assignment_image_id_annotator_id.
 # Output: one header row (kind 0: caller, first candidate set, slots wanted, gold drawn), then the
 # held leases (kind 1), then the new ones (kind 2), each with its prompt.
-NEXT_SQL = f"""
-WITH {_CALLER}, held AS (
+_NEXT = """
+WITH {caller}, held AS (
     SELECT a.id, a.image_id, a.lease_expires_at, a.leased_at, i.prompt_set_id, i.prompt_id
     FROM rating_assignment a JOIN image i ON i.id = a.image_id
     WHERE a.annotator_id = (SELECT uid FROM caller) AND a.state = 'leased' AND a.lease_expires_at > $2
@@ -139,8 +156,8 @@ UNION ALL
 # fastpath.SUBMIT_SQL behind the caller check: $4 assignment, $5 label, $6 skip reason, $7 duration,
 # $8 whether the answer gives its slot back (a skip), $9 roles that may annotate.
 # Output: (caller id, role, new rating id or NULL, image id).
-SUBMIT_SQL = f"""
-WITH {_CALLER}, item AS (
+_SUBMIT = """
+WITH {caller}, item AS (
     SELECT i.id, i.prompt_set_id FROM image i
     WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = $4)
       AND (SELECT role FROM caller) = ANY($9::text[])
@@ -164,6 +181,11 @@ SELECT c.uid, c.role, (SELECT id FROM r), (SELECT id FROM item)
 FROM (SELECT 1) one LEFT JOIN caller c ON true
 """
 
+NEXT_SQL = _NEXT.format(caller=_TOKEN_CALLER)
+NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=""))  # GET: no CSRF token needed
+SUBMIT_SQL = _SUBMIT.format(caller=_TOKEN_CALLER)
+SUBMIT_SESSION_SQL = _SUBMIT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=10)))
+
 # Plans that do not depend on the values: no planning per call, the same plan at any table size.
 SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "jit": "off", "application_name": "t2if-hotpath"}
 
@@ -176,16 +198,29 @@ class Fallback(Exception):
         self.state = state or {}
 
 
-def _token_hash(scope: Scope) -> str:
-    """sha256 of a well-formed bearer token, or Fallback (no token, cookie session, bad scheme)."""
+def _credentials(scope: Scope, settings: Settings) -> tuple[str, str | None]:
+    """(sha256 of the bearer token or session secret, CSRF token sent or None for a bearer token),
+    or Fallback where the route must decide (no credentials, another scheme, a bad cookie)."""
+    cookie = csrf = None
     for key, value in scope["headers"]:
-        if key == b"authorization":
+        if key == b"authorization":  # a bearer token wins over a cookie, as in deps.Caller
             scheme, _, credentials = value.decode("latin-1").partition(" ")
             token = credentials.strip()
             if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
                 raise Fallback("not a bearer token")
-            return hashlib.sha256(token.encode()).hexdigest()
-    raise Fallback("no bearer token")
+            return hashlib.sha256(token.encode()).hexdigest(), None
+        if key == b"cookie":
+            cookie = value.decode("latin-1")
+        elif key == b"x-csrf-token":
+            csrf = value.decode("latin-1")
+    raw = cookie_parser(cookie).get(SESSION_COOKIE) if cookie else None
+    if not raw:
+        raise Fallback("no credentials")
+    try:
+        secret = cookie_signer(settings, "session").loads(raw, max_age=settings.session_hours * 3600)
+    except BadSignature:
+        raise Fallback("session to check") from None
+    return hashlib.sha256(str(secret).encode()).hexdigest(), csrf or ""
 
 
 def _int_param(raw: str) -> int:
@@ -246,13 +281,13 @@ class HotPath:
 
     async def next(self, scope: Scope) -> bytes | None:
         """The JSON body of a `next` answer, None for 204, or Fallback."""
-        token_hash = _token_hash(scope)
+        key, csrf = _credentials(scope, self.settings)
         prompt_set_id, prefetch = _next_params(scope["query_string"])
         if leases.sweep_due(RATING, self.settings.lease_sweep_seconds):
             await run_in_threadpool(self.sweep)  # the portable sweep, in its own transaction
         now = datetime.now(UTC)
-        rows = await self._fetch(NEXT_SQL, token_hash, now, now - TOUCH_INTERVAL, prompt_set_id, prefetch,
-                                 ANNOTATING_ROLES)
+        rows = await self._fetch(NEXT_SQL if csrf is None else NEXT_SESSION_SQL, key, now, now - TOUCH_INTERVAL,
+                                 prompt_set_id, prefetch, ANNOTATING_ROLES)
         head = rows[0]
         if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
             raise Fallback("caller to check")  # the route answers 401 / 403 with its messages
@@ -271,17 +306,21 @@ class HotPath:
 
     async def submit(self, scope: Scope, raw: bytes) -> bytes:
         """The JSON body of a 201 answer, or Fallback."""
-        token_hash = _token_hash(scope)
+        key, csrf = _credentials(scope, self.settings)
         try:
             body = RatingSubmit.model_validate_json(raw)
         except ValidationError:
             raise Fallback("body to validate") from None
         reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
         now = datetime.now(UTC)
-        rows = await self._fetch(SUBMIT_SQL, token_hash, now, now - TOUCH_INTERVAL, body.assignment_id,
-                                 body.label, reason, body.duration_ms, body.label == "skip", ANNOTATING_ROLES)
+        args = [key, now, now - TOUCH_INTERVAL, body.assignment_id, body.label, reason, body.duration_ms,
+                body.label == "skip", ANNOTATING_ROLES]
+        rows = await self._fetch(SUBMIT_SQL, *args) if csrf is None else await self._fetch(
+            SUBMIT_SESSION_SQL, *args, csrf)
         uid, role, rating_id, image_id = rows[0]
-        if uid is None or role not in ANNOTATING_ROLES or rating_id is None:
+        if uid is None or role not in ANNOTATING_ROLES:
+            raise Fallback("caller to check")  # the route answers 401 / 403 (csrf_failed, role)
+        if rating_id is None:
             raise Fallback("not the caller's live lease")  # repeat, lost, foreign, unknown: the route decides
         out = RatingRead.model_construct(id=rating_id, assignment_id=body.assignment_id, image_id=image_id,
                                          label=body.label, skip_reason=reason, duration_ms=body.duration_ms,

@@ -189,3 +189,122 @@ def test_browser_session_on_the_hot_path(engine_path, client, make_user, db):
     assert db.scalar(select(func.count()).select_from(Rating)) == 1
     client.cookies.clear()
     assert client.get("/api/v1/rating-tasks/next").status_code == 401
+
+
+def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
+    """The pages' calls (session cookie + X-CSRF-Token) are answered by the hot path too; a missing
+    or wrong CSRF token on submit stores nothing and gets the route's 403, a logged-out cookie 401."""
+    from tests.conftest import browser_login
+
+    pool = make_pool(client, make_user("researcher"), n_images=2, k=1)
+    ann = make_user("annotator")
+    csrf = browser_login(client, ann.username, ann.password)
+
+    task = client.get("/api/v1/rating-tasks/next")
+    assert task.status_code == 200 and task.json()["image_id"] in pool.image_ids
+    answer = {"assignment_id": task.json()["assignment_id"], "label": "bad", "duration_ms": 900}
+    for headers in ({}, {"X-CSRF-Token": "forged"}, {"X-CSRF-Token": csrf[:-1]}):
+        refused = client.post("/api/v1/ratings", json=answer, headers=headers)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+    assert db.scalar(select(func.count()).select_from(Rating)) == 0
+    stored = client.post("/api/v1/ratings", json=answer, headers={"X-CSRF-Token": csrf})
+    assert stored.status_code == 201 and stored.json()["label"] == "bad"
+    assert db.scalar(select(Rating.annotator_id)) == ann.id
+
+    hot = app.state.hotpath.counts
+    assert hot["/api/v1/rating-tasks/next"] == 1 and hot["/api/v1/ratings"] == 1
+    assert hot["route: caller to check"] == 3 and hot["route: not the caller's live lease"] == 0
+
+    assert client.post("/logout", headers={"X-CSRF-Token": csrf}).status_code in (200, 303)
+    assert client.get("/api/v1/rating-tasks/next").status_code == 401
+
+
+def _hot(app) -> dict[str, int]:
+    return app.state.hotpath.counts
+
+
+def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make_user, db):
+    """The hot statement draws gold (rate 0.5 here); each draw goes to the route, which serves
+    exactly that many gold items instead of drawing again (a second draw would halve the rate)."""
+    researcher = make_user("researcher")
+    pool = make_pool(client, researcher, n_images=90, k=1, gold_rate=0.5)
+    gold_ids = set(pool.image_ids[:40])
+    for image_id in gold_ids:
+        r = client.patch(f"/api/v1/images/{image_id}", headers=bearer(researcher), json={"gold_label": "good"})
+        assert r.status_code == 200
+    a = make_user("annotator")
+    served_gold = 0
+    for _ in range(40):
+        t = _next(client, a)
+        assert t.status_code == 200
+        served_gold += t.json()["image_id"] in gold_ids
+        assert _rate(client, a, t.json()["assignment_id"]).status_code == 201
+    handed = _hot(app)["route: gold drawn"]
+    assert served_gold == handed  # one gold item per hand-over, none anywhere else
+    assert 8 <= served_gold <= 32  # 40 draws at 0.5: mean 20, sd 3.2
+    assert _hot(app)["/api/v1/rating-tasks/next"] == 40 - handed
+
+
+def test_a_set_that_ran_dry_hands_over_to_the_next_set(client, app, make_user):
+    researcher = make_user("researcher")
+    first = make_pool(client, researcher, n_images=1, k=1, name="first")
+    second = make_pool(client, researcher, n_images=2, k=1, name="second")
+    a = make_user("annotator")
+    t = _next(client, a).json()
+    assert t["prompt_set_id"] == first.prompt_set_id
+    assert _rate(client, a, t["assignment_id"]).status_code == 201
+    t = _next(client, a, prefetch=2).json()
+    assert {t["image_id"], t["prefetched"][0]["image_id"]} == set(second.image_ids)
+    assert _hot(app)["route: first set ran dry"] == 1
+
+
+def test_a_connection_lost_mid_statement_hands_over_and_loses_nothing(client, app, make_user, db):
+    """The hot submit waits on the image's lock; its connection is killed while it waits. The route
+    answers the same call (the submit is idempotent), and the pool reconnects for the next one."""
+    import threading
+    import time
+
+    pool = make_pool(client, make_user("researcher"), n_images=3, k=1)
+    a = make_user("annotator")
+    t = _next(client, a).json()
+    holder = db.get_bind().connect()
+    holder.execute(text("SELECT id FROM image WHERE id = :i FOR UPDATE"), {"i": t["image_id"]})
+    killed: list[int] = []
+
+    def kill_the_waiting_statement() -> None:
+        with db.get_bind().connect() as c:
+            for _ in range(200):
+                pids = c.execute(text(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 't2if-hotpath' "
+                    "AND datname = current_database() AND wait_event_type = 'Lock'")).scalars().all()
+                if pids:
+                    killed.extend(c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pids[0]}).scalars())
+                    break
+                time.sleep(0.05)
+        holder.rollback()  # lets the route's transaction have the image
+
+    killer = threading.Thread(target=kill_the_waiting_statement)
+    killer.start()
+    try:
+        stored = _rate(client, a, t["assignment_id"], "good")
+    finally:
+        killer.join(15)
+        holder.close()
+    assert killed == [True]
+    assert stored.status_code == 201 and stored.json()["image_id"] in pool.image_ids
+    assert _hot(app)["route: database error"] == 1
+    again = _rate(client, a, t["assignment_id"], "good")
+    assert again.status_code == 200 and again.json() == stored.json()
+    assert db.scalar(select(func.count()).select_from(Rating)) == 1
+    assert _next(client, a).status_code == 200
+    assert _hot(app)["/api/v1/rating-tasks/next"] == 2
+
+
+def test_an_oversized_body_goes_to_the_route(client, app, make_user):
+    make_pool(client, make_user("researcher"), n_images=1, k=1)
+    a = make_user("annotator")
+    t = _next(client, a).json()
+    big = client.post("/api/v1/ratings", headers=bearer(a),
+                      json={"assignment_id": t["assignment_id"], "label": "skip", "skip_reason": "x" * 40_000})
+    assert big.status_code == 422 and "skip_reason" in big.json()["error"]["message"]
+    assert _rate(client, a, t["assignment_id"], "skip", skip_reason="too dark").status_code == 201
