@@ -63,33 +63,32 @@ SUBMIT_PATH = "/api/v1/ratings"
 MAX_BODY = 16 * 1024  # a rating is ~100 bytes; anything bigger goes to the route (and its limits)
 ANNOTATING_ROLES = [r.value for r in Role if r.rank >= Role.annotator.rank]
 
-# The caller, as deps.Caller resolves it, and the rate-limited touch of last used / last seen.
-# $1 sha256 of the bearer token or session secret, $2 now, $3 touch if last used before this.
+# The caller, as deps.Caller resolves it. $1 sha256 of the bearer token or session secret, $2 now.
+# `cred` / `seen` let the caller touch last_used_at / last_seen_at (at most once a minute) in a
+# separate statement, so the hot statements do not carry an UPDATE of api_token / user_session.
 _TOKEN_CALLER = """
 caller AS (
-    SELECT u.id AS uid, u.role, t.id AS tid, t.last_used_at
+    SELECT u.id AS uid, u.role, t.id::text AS cred, t.last_used_at AS seen
     FROM api_token t JOIN user_account u ON u.id = t.user_id
     WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)
       AND u.is_active
-), touch AS (
-    UPDATE api_token SET last_used_at = $2
-    WHERE id = (SELECT tid FROM caller) AND (last_used_at IS NULL OR last_used_at < $3)
 )"""
 # A browser session (signed cookie, checked before): a state-changing call must also bring the
-# session's CSRF token ($CSRF), compared as digests so the comparison takes the same time whatever
-# the guess. A wrong one finds no caller, and the route answers 403 csrf_failed.
+# session's CSRF token, compared as digests so the comparison takes the same time whatever the
+# guess. A wrong one finds no caller, and the route answers 403 csrf_failed.
 _SESSION_CALLER = """
 caller AS (
-    SELECT u.id AS uid, u.role, s.id AS sid, s.last_seen_at
+    SELECT u.id AS uid, u.role, s.id AS cred, s.last_seen_at AS seen
     FROM user_session s JOIN user_account u ON u.id = s.user_id
     WHERE s.id = $1 AND s.expires_at > $2 AND u.is_active {csrf}
-), touch AS (
-    UPDATE user_session SET last_seen_at = $2
-    WHERE id = (SELECT sid FROM caller) AND (last_seen_at IS NULL OR last_seen_at < $3)
 )"""
 _CSRF = "AND sha256(convert_to(s.csrf_token, 'UTF8')) = sha256(convert_to(${n}::text, 'UTF8'))"
+TOUCH_TOKEN_SQL = ("UPDATE api_token SET last_used_at = $2 "
+                   "WHERE id = $1::bigint AND (last_used_at IS NULL OR last_used_at < $3)")
+TOUCH_SESSION_SQL = ("UPDATE user_session SET last_seen_at = $2 "
+                     "WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $3)")
 
-# $4 prompt set (NULL: every training set), $5 prefetch, $6 roles that may annotate.
+# $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate.
 # Scalar sub-selects (InitPlans) feed the index scans their keys, so the generic plan is an ordered
 # range scan of ix_image_pool stopped by the LIMIT at any table size; the per-image "seen it"
 # check is a sub-plan probing uq_rating_assignment_image_id_annotator_id.
@@ -100,17 +99,17 @@ WITH {caller}, held AS (
     SELECT a.id, a.image_id, a.lease_expires_at, a.leased_at, i.prompt_set_id, i.prompt_id
     FROM rating_assignment a JOIN image i ON i.id = a.image_id
     WHERE a.annotator_id = (SELECT uid FROM caller) AND a.state = 'leased' AND a.lease_expires_at > $2
-      AND ($4::bigint IS NULL OR i.prompt_set_id = $4)
+      AND ($3::bigint IS NULL OR i.prompt_set_id = $3)
     ORDER BY a.leased_at, a.id
-    LIMIT $5
+    LIMIT $4
 ), sets AS (
     SELECT ps.id, ps.gold_rate, ps.lease_seconds, count(*) OVER () AS n_sets FROM prompt_set ps
-    WHERE CASE WHEN $4::bigint IS NULL THEN ps.purpose = 'training' ELSE ps.id = $4 END
+    WHERE CASE WHEN $3::bigint IS NULL THEN ps.purpose = 'training' ELSE ps.id = $3 END
     ORDER BY ps.id
     LIMIT 1
 ), want AS (
-    SELECT CASE WHEN (SELECT role FROM caller) = ANY($6::text[])
-                THEN greatest($5 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
+    SELECT CASE WHEN (SELECT role FROM caller) = ANY($5::text[])
+                THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
 ), gold AS (
     SELECT count(*) FILTER (WHERE random() < s.gold_rate) AS n FROM sets s, want, generate_series(1, want.n)
 ), pick AS (
@@ -137,8 +136,8 @@ WITH {caller}, held AS (
         WHERE ra.state = 'released'
     RETURNING ra.id, ra.image_id, ra.lease_expires_at
 )
-SELECT 0 AS kind, c.uid AS id, NULL::bigint AS image_id, NULL::timestamptz AS expires, c.role AS text,
-       NULL::text AS category, s.id AS prompt_set_id, s.gold_rate, s.n_sets,
+SELECT 0 AS kind, c.uid AS id, NULL::bigint AS image_id, c.seen AS expires, c.role AS text,
+       c.cred AS category, s.id AS prompt_set_id, s.gold_rate, s.n_sets,
        (SELECT n FROM want) AS want, (SELECT n FROM gold) AS gold
 FROM (SELECT 1) one LEFT JOIN caller c ON true LEFT JOIN sets s ON true
 UNION ALL
@@ -153,38 +152,42 @@ UNION ALL
  ORDER BY pick.ratings_open, pick.id)
 """
 
-# fastpath.SUBMIT_SQL behind the caller check: $4 assignment, $5 label, $6 skip reason, $7 duration,
-# $8 whether the answer gives its slot back (a skip), $9 roles that may annotate.
-# Output: (caller id, role, new rating id or NULL, image id).
+# fastpath.SUBMIT_SQL behind the caller check: $3 assignment, $4 label, $5 skip reason, $6 duration,
+# $7 roles that may annotate (a session's CSRF token is $8). A good / bad answer keeps the slot its
+# lease holds; only the skip variant carries the UPDATE that gives the slot back.
+# Output: (caller id, role, credential id, last seen, new rating id or NULL, image id).
 _SUBMIT = """
 WITH {caller}, item AS (
     SELECT i.id, i.prompt_set_id FROM image i
-    WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = $4)
-      AND (SELECT role FROM caller) = ANY($9::text[])
+    WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = $3)
+      AND (SELECT role FROM caller) = ANY($7::text[])
     FOR UPDATE OF i
 ), a AS (
     UPDATE rating_assignment ra SET state = 'submitted', submitted_at = $2
-    WHERE ra.id = $4 AND ra.image_id = (SELECT id FROM item) AND ra.annotator_id = (SELECT uid FROM caller)
+    WHERE ra.id = $3 AND ra.image_id = (SELECT id FROM item) AND ra.annotator_id = (SELECT uid FROM caller)
       AND ra.state = 'leased'
     RETURNING ra.id, ra.image_id, ra.is_gold
-), slot AS (
-    UPDATE image SET ratings_open = image.ratings_open + 1
-    WHERE image.id = (SELECT id FROM item) AND $8 AND (SELECT NOT is_gold FROM a)
-), r AS (
+){slot}, r AS (
     INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, skip_reason, duration_ms,
                         created_at)
-    SELECT a.id, a.image_id, (SELECT prompt_set_id FROM item), (SELECT uid FROM caller), $5, $6, $7, $2
+    SELECT a.id, a.image_id, (SELECT prompt_set_id FROM item), (SELECT uid FROM caller), $4, $5, $6, $2
     FROM a
     RETURNING id
 )
-SELECT c.uid, c.role, (SELECT id FROM r), (SELECT id FROM item)
+SELECT c.uid, c.role, c.cred, c.seen, (SELECT id FROM r), (SELECT id FROM item)
 FROM (SELECT 1) one LEFT JOIN caller c ON true
 """
+_SLOT = """, slot AS (
+    UPDATE image SET ratings_open = image.ratings_open + 1
+    WHERE image.id = (SELECT id FROM item) AND (SELECT NOT is_gold FROM a)
+)"""
 
 NEXT_SQL = _NEXT.format(caller=_TOKEN_CALLER)
 NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=""))  # GET: no CSRF token needed
-SUBMIT_SQL = _SUBMIT.format(caller=_TOKEN_CALLER)
-SUBMIT_SESSION_SQL = _SUBMIT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=10)))
+_SESSION_CSRF = _SESSION_CALLER.format(csrf=_CSRF.format(n=8))
+SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER,
+                                              slot=_SLOT if skip else "")
+              for session in (False, True) for skip in (False, True)}
 
 # Plans that do not depend on the values: no planning per call, the same plan at any table size.
 SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "jit": "off", "application_name": "t2if-hotpath"}
@@ -249,6 +252,12 @@ def _task_json(aid: int, image_id: int, expires: datetime, text: str, category: 
         category=category, lease_expires_at=expires, highlights=list(fastpath.highlights(text)))
 
 
+async def _keep_session(conn: Any) -> None:
+    """Pool release without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL:
+    one more round trip and parse per call). The two statements leave no session state behind; an
+    open transaction is still rolled back by the pool before this is called."""
+
+
 class HotPath:
     """The asyncpg pool and the two statements, for one API process (created in the app's lifespan)."""
 
@@ -262,7 +271,8 @@ class HotPath:
         import asyncpg
 
         self.pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.settings.hotpath_pool_size,
-                                              server_settings=SERVER_SETTINGS, command_timeout=60)
+                                              server_settings=SERVER_SETTINGS, command_timeout=60,
+                                              reset=_keep_session)
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -279,6 +289,19 @@ class HotPath:
             log.warning("hot path statement failed, the route answers instead: %s", exc)
             raise Fallback("database error") from exc
 
+    async def _touch(self, session: bool, cred: str, seen: datetime | None, now: datetime) -> None:
+        """last_used_at / last_seen_at, at most once a minute per token or session, as deps.Caller does."""
+        if seen is not None and now - seen <= TOUCH_INTERVAL:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                if session:
+                    await conn.execute(TOUCH_SESSION_SQL, cred, now, now - TOUCH_INTERVAL)
+                else:
+                    await conn.execute(TOUCH_TOKEN_SQL, int(cred), now, now - TOUCH_INTERVAL)
+        except Exception as exc:  # bookkeeping only: never fail the annotator's call over it
+            log.warning("could not record when a credential was last used: %s", exc)
+
     async def next(self, scope: Scope) -> bytes | None:
         """The JSON body of a `next` answer, None for 204, or Fallback."""
         key, csrf = _credentials(scope, self.settings)
@@ -286,11 +309,12 @@ class HotPath:
         if leases.sweep_due(RATING, self.settings.lease_sweep_seconds):
             await run_in_threadpool(self.sweep)  # the portable sweep, in its own transaction
         now = datetime.now(UTC)
-        rows = await self._fetch(NEXT_SQL if csrf is None else NEXT_SESSION_SQL, key, now, now - TOUCH_INTERVAL,
-                                 prompt_set_id, prefetch, ANNOTATING_ROLES)
+        rows = await self._fetch(NEXT_SQL if csrf is None else NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch,
+                                 ANNOTATING_ROLES)
         head = rows[0]
         if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
             raise Fallback("caller to check")  # the route answers 401 / 403 with its messages
+        await self._touch(csrf is not None, head["category"], head["expires"], now)
         tasks = [_task_json(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
                  for r in rows[1:]]
         if head["gold"]:
@@ -313,13 +337,14 @@ class HotPath:
             raise Fallback("body to validate") from None
         reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
         now = datetime.now(UTC)
-        args = [key, now, now - TOUCH_INTERVAL, body.assignment_id, body.label, reason, body.duration_ms,
-                body.label == "skip", ANNOTATING_ROLES]
-        rows = await self._fetch(SUBMIT_SQL, *args) if csrf is None else await self._fetch(
-            SUBMIT_SESSION_SQL, *args, csrf)
-        uid, role, rating_id, image_id = rows[0]
+        args = [key, now, body.assignment_id, body.label, reason, body.duration_ms, ANNOTATING_ROLES]
+        if csrf is not None:
+            args.append(csrf)
+        rows = await self._fetch(SUBMIT_SQL[csrf is not None, body.label == "skip"], *args)
+        uid, role, cred, seen, rating_id, image_id = rows[0]
         if uid is None or role not in ANNOTATING_ROLES:
             raise Fallback("caller to check")  # the route answers 401 / 403 (csrf_failed, role)
+        await self._touch(csrf is not None, cred, seen, now)
         if rating_id is None:
             raise Fallback("not the caller's live lease")  # repeat, lost, foreign, unknown: the route decides
         out = RatingRead.model_construct(id=rating_id, assignment_id=body.assignment_id, image_id=image_id,

@@ -308,3 +308,27 @@ def test_an_oversized_body_goes_to_the_route(client, app, make_user):
                       json={"assignment_id": t["assignment_id"], "label": "skip", "skip_reason": "x" * 40_000})
     assert big.status_code == 422 and "skip_reason" in big.json()["error"]["message"]
     assert _rate(client, a, t["assignment_id"], "skip", skip_reason="too dark").status_code == 201
+
+
+def test_hot_calls_record_when_a_token_was_last_used_at_most_once_a_minute(client, app, make_user, db):
+    make_pool(client, make_user("researcher"), n_images=2, k=1)
+    a = make_user("annotator")
+
+    def last_used():
+        db.rollback()
+        return db.execute(text("SELECT last_used_at FROM api_token WHERE user_id = :u"), {"u": a.id}).scalar()
+
+    assert last_used() is None
+    t = _next(client, a).json()
+    first = last_used()
+    assert first is not None
+    recent = db.execute(text("UPDATE api_token SET last_used_at = now() - interval '10 seconds' "
+                             "WHERE user_id = :u RETURNING last_used_at"), {"u": a.id}).scalar()
+    db.commit()
+    assert _rate(client, a, t["assignment_id"]).status_code == 201
+    assert last_used() == recent  # touched less than a minute ago: left alone
+    db.execute(text("UPDATE api_token SET last_used_at = '2000-01-01' WHERE user_id = :u"), {"u": a.id})
+    db.commit()
+    assert _next(client, a).status_code == 200
+    assert last_used() > recent
+    assert _hot(app)["/api/v1/rating-tasks/next"] == 2 and _hot(app)["/api/v1/ratings"] == 1
