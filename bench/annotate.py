@@ -110,7 +110,8 @@ def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
     return tokens
 
 
-async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float) -> dict[str, list[float]]:
+async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float,
+                    max_rounds: int) -> dict[str, list[float]]:
     lat: dict[str, list[float]] = {"next": [], "submit": []}
     stop = time.perf_counter() + seconds
     rounds = 0
@@ -121,8 +122,9 @@ async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float
         nonlocal rounds, errors, done
         conn = Conn("127.0.0.1", port, {"Authorization": f"Bearer {token}"})
         await conn.open()
+        mine = 0
         try:
-            while time.perf_counter() < stop:
+            while time.perf_counter() < stop and mine < max_rounds:
                 t0 = time.perf_counter()
                 status, task = await conn.request("GET", "/api/v1/rating-tasks/next")
                 t1 = time.perf_counter()
@@ -144,6 +146,7 @@ async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float
                 lat["next"].append(t1 - t0)
                 lat["submit"].append(t2 - t1)
                 rounds += 1
+                mine += 1
         finally:
             await conn.close()
 
@@ -189,6 +192,15 @@ def cpu_by_group(server_pid: int) -> dict[str, float]:
         groups["server"] += _cpu_seconds(pid)
         todo += children.get(pid, [])
     return groups
+
+
+def wal_stats(url: str) -> tuple[int, int]:
+    """(WAL bytes, full-page images) written so far by the whole Postgres cluster."""
+    eng = create_engine(url)
+    with eng.connect() as c:
+        row = c.execute(text("SELECT wal_bytes, wal_fpi FROM pg_stat_wal")).one()
+    eng.dispose()
+    return int(row[0]), int(row[1])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -249,10 +261,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--port", type=int, default=8791)
-    ap.add_argument("--k", type=int, default=10,
+    ap.add_argument("--k", type=int, default=20,
                     help="labels wanted per image; the pool is reset before each level so it never runs dry")
+    ap.add_argument("--max-rounds", type=int, default=None,
+                    help="round trips per client per level (default: the smallest pool size, so that every "
+                         "level sees the same annotator histories: one annotator can answer each image once)")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
+    max_rounds = args.max_rounds or min(int(s) for s in args.sizes.split(","))
     name = f"t2if_bench_{uuid.uuid4().hex[:8]}"
     sh(args.pg, f'CREATE DATABASE "{name}"')
     url = make_url(args.pg).set(database=name).render_as_string(hide_password=False)
@@ -264,7 +280,7 @@ def main() -> None:
     print(
         f"{'images':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
         f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}  CPU ms per round trip: "
-        f"server / postgres / loadgen"
+        f"server / postgres / loadgen; WAL per round trip"
     )
     try:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -273,16 +289,20 @@ def main() -> None:
             try:
                 for n in clients:
                     reset_pool(url)
+                    wal0 = wal_stats(url)
                     cpu0 = cpu_by_group(proc.pid)
-                    lat = asyncio.run(run_level(args.port, tokens, n, args.seconds))
+                    lat = asyncio.run(run_level(args.port, tokens, n, args.seconds, max_rounds))
                     cpu1 = cpu_by_group(proc.pid)
+                    wal1 = wal_stats(url)
                     rounds = max(1.0, lat["_count"][0])
                     cpu = " / ".join(f"{(cpu1[g] - cpu0[g]) / rounds * 1000:.2f}" for g in cpu0)
+                    wal = f"{(wal1[0] - wal0[0]) / rounds / 1024:.1f} KiB, {(wal1[1] - wal0[1]) / rounds:.2f} FPI"
                     print(
                         f"{size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
                         f"{pct(lat['next'], 95):>6.1f}m {pct(lat['next'], 99):>6.1f}m "
                         f"{pct(lat['submit'], 50):>10.1f}m {pct(lat['submit'], 95):>6.1f}m "
-                        f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}  {cpu}",
+                        f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}"
+                        f"  {cpu}  {wal}",
                         flush=True,
                     )
             finally:
