@@ -190,7 +190,12 @@ SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session el
               for session in (False, True) for skip in (False, True)}
 
 # Plans that do not depend on the values: no planning per call, the same plan at any table size.
-SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "jit": "off", "application_name": "t2if-hotpath"}
+# A generic plan is made once per connection from the statistics of that moment; on a young,
+# small table a sequential scan looks cheapest (the "seen it" probe would then read the whole
+# rating_assignment table for every candidate image once it has grown). Every access here has
+# an index, so sequential scans are ruled out for these connections.
+SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off",
+                   "application_name": "t2if-hotpath"}
 
 
 class Fallback(Exception):

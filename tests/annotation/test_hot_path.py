@@ -332,3 +332,48 @@ def test_hot_calls_record_when_a_token_was_last_used_at_most_once_a_minute(clien
     assert _next(client, a).status_code == 200
     assert last_used() > recent
     assert _hot(app)["/api/v1/rating-tasks/next"] == 2 and _hot(app)["/api/v1/ratings"] == 1
+
+
+def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app, make_user, db):
+    """A connection builds its generic plan once, from the statistics of that moment. On a young,
+    small, analysed table a sequential scan looks cheapest, and the per-image "seen it" probe
+    would then read all of rating_assignment for every candidate as it grows. The hot path's
+    connection settings must keep every access on its index whatever the statistics say."""
+    import asyncio
+
+    import asyncpg
+
+    make_pool(client, make_user("researcher"), n_images=3, k=2)
+    a = make_user("annotator")
+    assert _rate(client, a, _next(client, a).json()["assignment_id"]).status_code == 201
+    db.commit()
+    for table in ("image", "rating_assignment", "rating", "prompt", "prompt_set", "api_token", "user_session"):
+        db.connection().exec_driver_sql(f"ANALYZE {table}")
+    db.commit()
+
+    async def plans() -> dict[str, str]:
+        conn = await asyncpg.connect(app.state.hotpath.dsn, server_settings=hotpath.SERVER_SETTINGS)
+        try:
+            out = {}
+            statements = {"next": hotpath.NEXT_SQL, "next (session)": hotpath.NEXT_SESSION_SQL,
+                          **{f"submit {key}": sql for key, sql in hotpath.SUBMIT_SQL.items()}}
+            for name, sql in statements.items():
+                stmt = await conn.prepare(sql)
+                types = ", ".join([await conn.fetchval("SELECT format_type($1::oid, NULL)", t.oid)
+                                   for t in stmt.get_parameters()])
+                await conn.execute(f"PREPARE q({types}) AS {sql}")
+                nulls = ", ".join("NULL" for _ in stmt.get_parameters())
+                plan = await conn.fetch(f"EXPLAIN (COSTS OFF) EXECUTE q({nulls})")
+                out[name] = "\n".join(r[0] for r in plan)
+                await conn.execute("DEALLOCATE q")
+            return out
+        finally:
+            await conn.close()
+
+    found = asyncio.run(plans())
+    assert len(found) == 6
+    for name, plan in found.items():
+        for table in ("image", "rating_assignment", "rating", "api_token", "user_session", "user_account"):
+            assert f"Seq Scan on {table} " not in plan, f"{name}:\n{plan}"
+    assert "Index Scan using ix_image_pool on image" in found["next"]
+    assert "Index Scan using uq_rating_assignment_image_id_annotator_id" in found["next"]
