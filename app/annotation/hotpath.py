@@ -91,15 +91,20 @@ TOUCH_SESSION_SQL = ("UPDATE user_session SET last_seen_at = $2 "
 # $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate.
 # Scalar sub-selects (InitPlans) feed the index scans their keys, so the generic plan is an ordered
 # range scan of ix_image_pool stopped by the LIMIT at any table size; the per-image "seen it"
-# check is a sub-plan probing uq_rating_assignment_image_id_annotator_id.
+# check is a sub-plan probing uq_rating_assignment_image_id_annotator_id. The held leases: the
+# OFFSET 0 fence keeps the expiry test out of the index choice, which otherwise preferred a range
+# scan of ix_rating_assignment_leased (every live lease of every annotator) to the caller's own
+# entries in ix_rating_assignment_annotator_id_state. (Cached plans are rebuilt when ANALYZE
+# updates a table's statistics, and when a pooled connection is replaced.)
 # Output: one header row (kind 0: caller, first candidate set, slots wanted, gold drawn), then the
 # held leases (kind 1), then the new ones (kind 2), each with its prompt.
 _NEXT = """
 WITH {caller}, held AS (
     SELECT a.id, a.image_id, a.lease_expires_at, a.leased_at, i.prompt_set_id, i.prompt_id
-    FROM rating_assignment a JOIN image i ON i.id = a.image_id
-    WHERE a.annotator_id = (SELECT uid FROM caller) AND a.state = 'leased' AND a.lease_expires_at > $2
-      AND ($3::bigint IS NULL OR i.prompt_set_id = $3)
+    FROM (SELECT * FROM rating_assignment a
+          WHERE a.annotator_id = (SELECT uid FROM caller) AND a.state = 'leased' OFFSET 0) a
+    JOIN image i ON i.id = a.image_id
+    WHERE a.lease_expires_at > $2 AND ($3::bigint IS NULL OR i.prompt_set_id = $3)
     ORDER BY a.leased_at, a.id
     LIMIT $4
 ), sets AS (
