@@ -317,7 +317,10 @@ class HotPath:
         key, csrf = _credentials(scope, self.settings)
         prompt_set_id, prefetch = _next_params(scope["query_string"])
         if leases.sweep_due(RATING, self.settings.lease_sweep_seconds):
-            await run_in_threadpool(self.sweep)  # the portable sweep, in its own transaction
+            try:
+                await run_in_threadpool(self.sweep)  # the portable sweep, in its own transaction
+            except Exception as exc:  # housekeeping: the next due sweep tries again
+                log.warning("lease sweep failed: %s", exc)
         now = datetime.now(UTC)
         rows = await self._fetch(NEXT_SQL if csrf is None else NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch,
                                  ANNOTATING_ROLES)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from app.auth import service as auth
 from app.auth.schemas import TokenCreate
@@ -141,6 +141,12 @@ def test_exact_counts_under_64_concurrent_clients(pg_url, session_factory, db):
         with ThreadPoolExecutor(CLIENTS) as pool:
             list(pool.map(lambda i: annotator(tokens[i], 1000 + i, base, False), range(CLIENTS)))
         assert not errors, errors[:5]
+        # the ratings went through the hot path (app/annotation/hotpath.py): its pools are still open
+        db.rollback()
+        hot_connections = db.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 't2if-hotpath' "
+            "AND datname = current_database()")).scalar()
+        assert hot_connections >= 2
 
     usable = db.execute(
         select(Rating.image_id, func.count(), func.count(func.distinct(Rating.annotator_id)))
