@@ -340,6 +340,7 @@ def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app,
     would then read all of rating_assignment for every candidate as it grows. The hot path's
     connection settings must keep every access on its index whatever the statistics say."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     import asyncpg
 
@@ -370,7 +371,9 @@ def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app,
         finally:
             await conn.close()
 
-    found = asyncio.run(plans())
+    # in a thread of its own: the browser tests' Playwright loop may be running in this one
+    with ThreadPoolExecutor(1) as thread:
+        found = thread.submit(asyncio.run, plans()).result()
     assert len(found) == 6
     for name, plan in found.items():
         for table in ("image", "rating_assignment", "rating", "api_token", "user_session", "user_account"):
