@@ -209,7 +209,8 @@ def write_tiny_sd(out_dir: str | Path, config: TinyConfig | None = None) -> Path
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(out)
+    # mypy resolves diffusers' lazy top-level export to its dummy placeholder class, which lacks the method
+    pipe.save_pretrained(out)  # type: ignore[attr-defined]
     return out
 
 
