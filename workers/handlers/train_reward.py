@@ -81,7 +81,10 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         version_id = version.id
     scored = score_prompt_set(ctx, version_id, p.prompt_set_id)
     with rt.tx() as s:
-        next_job = loop.chain_after(s, rt.settings, s.get(Job, job.id), s.get(ModelVersion, version_id))
+        this_job = s.get(Job, job.id)
+        if this_job is None:
+            raise JobFailed(f"job {job.id} no longer exists")
+        next_job = loop.chain_after(s, rt.settings, this_job, s.get(ModelVersion, version_id))
     return {"reward_version_id": version_id, "label_snapshot": snapshot, "images_scored": scored,
             "metrics": _jsonable(result.metrics), "next_job_id": next_job}
 
