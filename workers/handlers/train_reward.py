@@ -96,6 +96,8 @@ def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk
     rt = ctx.rt
     with rt.tx() as s:
         version = s.get(ModelVersion, version_id)
+        if version is None:
+            raise JobFailed(f"reward version {version_id} no longer exists")
         s.expunge(version)
         images = s.execute(
             select(Image.id, Image.content_hash, Image.storage_key, Prompt.text)
