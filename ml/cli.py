@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,17 +70,22 @@ def prompts(out: str, parse_file: str | None, categories: tuple, splits: tuple, 
             raise click.ClickException(f"{len(bad)} line(s) are not probe prompts, e.g. {bad[:3]}")
         rows = [p.attributes() for _, p in parsed if p is not None]
     else:
-        fixed = {k: v for k, v in (("categories", categories), ("splits", splits)) if v}
+        fixed: dict[str, Any] = {k: v for k, v in (("categories", categories), ("splits", splits)) if v}
         rows = [p.attributes() for p in generate_prompt_set(build_config(PromptSetConfig, kw, **fixed))]
     write_jsonl(out, rows)
     click.echo(f"{len(rows)} prompts", err=True)
 
 
 def _prompt_texts(path: str) -> list[str]:
-    rows = read_jsonl(path)
-    texts = [r.get("text") or r.get("prompt") for r in rows]
-    if not texts or any(not t for t in texts):
-        raise click.ClickException(f"{path}: every line needs a 'text' (or 'prompt') field")
+    missing = click.ClickException(f"{path}: every line needs a 'text' (or 'prompt') field")
+    texts: list[str] = []
+    for r in read_jsonl(path):
+        text = r.get("text") or r.get("prompt")
+        if not text:
+            raise missing
+        texts.append(text)
+    if not texts:
+        raise missing
     return texts
 
 

@@ -97,14 +97,21 @@ def load_clip(model: str | Path, device: str | None = None, model_id: str | None
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    clip = CLIPModel.from_pretrained(str(model), dtype=dtype).to(device).eval()
+    loaded = CLIPModel.from_pretrained(str(model), dtype=dtype)
+    dim = loaded.config.projection_dim
+    if dim is None:  # CLIPModel cannot even be built without it; only a broken config gets here
+        raise ValueError(f"{model}: the CLIP config has no projection_dim")
+    # PreTrainedModel.to is wrapped with functools.wraps, which mypy reads as a function still wanting
+    # `self`; calling it through the nn.Module type runs the same method.
+    module: torch.nn.Module = loaded
+    clip = module.to(device).eval()
     return Clip(
         model=clip,
         tokenizer=CLIPTokenizer.from_pretrained(str(model)),
         image_processor=AutoImageProcessor.from_pretrained(str(model)),
         model_id=model_id or str(model),
         device=device,
-        dim=clip.config.projection_dim,
+        dim=dim,
     )
 
 

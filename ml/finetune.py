@@ -237,6 +237,8 @@ def finetune(
             )
         )
         if state:
+            if not resume_from:  # state is only ever read from resume_from
+                raise RuntimeError("resume state without a folder to resume from")
             from peft.utils import set_peft_model_state_dict
             from safetensors.torch import load_file
 

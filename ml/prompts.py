@@ -13,6 +13,7 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 COLORS = ("red", "yellow", "green", "blue", "black", "pink", "purple", "white", "brown")
 COUNTS = (1, 2, 3, 4, 5, 6)
@@ -356,14 +357,14 @@ def perturb(
     if n_negatives <= 0:
         return []
     v = vocabulary
-    choices = {
+    choices: dict[str, list[int] | list[str]] = {
         "count": [c for c in v.counts if c != prompt.count] if prompt.count else [],
         "color": [c for c in v.colors if c != prompt.color] if prompt.color else [],
         "background": [b for b in v.backgrounds if b != prompt.background] if prompt.background else [],
         "object": [o for o in v.objects if o != prompt.object],
     }
     rng = random.Random(zlib.crc32(prompt.text.encode()) ^ seed)
-    base = {
+    base: dict[str, Any] = {  # keyword arguments of make_prompt
         "obj": prompt.object,
         "count": prompt.count,
         "color": prompt.color,
@@ -373,7 +374,7 @@ def perturb(
     out: list[Prompt] = []
     seen = {prompt.text.lower()}
     for n_swaps in (1, 2):
-        candidates = []
+        candidates: list[dict[str, Any]] = []
         for attrs in itertools.combinations([a for a, c in choices.items() if c], n_swaps):
             for values in itertools.product(*(choices[a] for a in attrs)):
                 candidates.append({**base, **{key[a]: val for a, val in zip(attrs, values, strict=True)}})

@@ -332,9 +332,10 @@ def _group_metrics(module: RewardMLP, texts: torch.Tensor, d: _Data) -> dict:
     parsed = {p: parse_prompt(p) for p in set(d.prompts)}
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(d.prompts):
-        if parsed[p] is not None:
-            groups.setdefault(parsed[p].split, []).append(i)
-            groups.setdefault(parsed[p].category, []).append(i)
+        prompt = parsed[p]
+        if prompt is not None:
+            groups.setdefault(prompt.split, []).append(i)
+            groups.setdefault(prompt.category, []).append(i)
     out = {}
     for name, rows in sorted(groups.items()):
         r = np.asarray(rows)

@@ -15,6 +15,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -101,11 +102,20 @@ def _token_ids(tokenizer_dir: Path) -> tuple[int, int, int]:
     return len(vocab), vocab[_BOS], vocab[_EOS]
 
 
+class _TextSizes(TypedDict):
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    vocab_size: int
+    projection_dim: int
+
+
 def _text_config(config: TinyConfig, vocab: int, bos: int, eos: int, projection_dim: int | None = None):
     from transformers import CLIPTextConfig
 
     if config.full_size:
-        sizes = dict(
+        sizes = _TextSizes(
             hidden_size=768,
             intermediate_size=3072,
             num_hidden_layers=12,
@@ -114,7 +124,7 @@ def _text_config(config: TinyConfig, vocab: int, bos: int, eos: int, projection_
             projection_dim=projection_dim or 768,
         )
     else:
-        sizes = dict(
+        sizes = _TextSizes(
             hidden_size=32,
             intermediate_size=37,
             num_hidden_layers=2,
@@ -199,7 +209,8 @@ def write_tiny_sd(out_dir: str | Path, config: TinyConfig | None = None) -> Path
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(out)
+    # mypy resolves diffusers' lazy top-level export to its dummy placeholder class, which lacks the method
+    pipe.save_pretrained(out)  # type: ignore[attr-defined]
     return out
 
 

@@ -165,8 +165,8 @@ def lease(session: Session, kind: LeaseKind, annotator_id: int, item_ids: Sequen
 
 
 def gold_draws(n: int, rate: float, rng: random.Random | None = None) -> int:
-    rng = rng or random
-    return sum(1 for _ in range(n) if rng.random() < rate)
+    draw = rng.random if rng is not None else random.random  # the module's shared generator by default
+    return sum(1 for _ in range(n) if draw() < rate)
 
 
 # ---- answering ----------------------------------------------------------------------------------

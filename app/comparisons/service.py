@@ -73,7 +73,9 @@ def next_tasks(
     held = leases.held_leases(session, COMPARISON, user.id, now, *filters)
     need = max(0, prefetch - len(held))
     new_ids: list[int] = []
-    sides = {"extra": lambda _id: {"left_is_a": rng.random() < 0.5}}  # blind: drawn per lease, recorded
+
+    def sides(_id: int) -> dict[str, bool]:  # blind: drawn per lease, recorded
+        return {"left_is_a": rng.random() < 0.5}
 
     def lease_gold(n: int) -> list[int]:
         gold_ids = list(
@@ -94,7 +96,9 @@ def next_tasks(
                 .limit(n)
             )
         )
-        return leases.lease(session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True, **sides)
+        return leases.lease(
+            session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True, extra=sides
+        )
 
     rate = settings.comparison_gold_rate
     n_gold = leases.gold_draws(need, rate, rng) if rate else 0
@@ -113,7 +117,7 @@ def next_tasks(
             Comparison.gold_fidelity.is_(None),
         )
         leases.take_slots(session, COMPARISON, picked)
-        new_ids += leases.lease(session, COMPARISON, user.id, picked, now, settings.lease_seconds, **sides)
+        new_ids += leases.lease(session, COMPARISON, user.id, picked, now, settings.lease_seconds, extra=sides)
         need -= len(picked)
     if need and rate:
         new_ids += lease_gold(need)  # nothing open is left: unseen gold pairs still measure the annotator

@@ -17,7 +17,8 @@ ROLE_RANK = {Role.annotator: 0, Role.researcher: 1, Role.admin: 2}
 
 
 class PromptCategory(StrEnum):
-    count = "count"
+    # the member shadows str.count; its value is stored under a CHECK constraint, so it keeps the name
+    count = "count"  # type: ignore[assignment]
     color = "color"
     background = "background"
     combination = "combination"

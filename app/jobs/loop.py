@@ -71,7 +71,9 @@ def chain_after(session: Session, settings: Settings, job: Job, version: ModelVe
     if job.trigger.get("type") not in ("auto", "chain") or job.prompt_set_id is None or version is None:
         return None
     ps = session.get(PromptSet, job.prompt_set_id)
-    chain = (ps.auto_chain or {}) if ps else {}
+    if ps is None:  # no prompt set, no chain settings: nothing follows
+        return None
+    chain = ps.auto_chain or {}
     if job.kind == "train_reward" and "finetune" in chain:
         kind, params = "finetune", {**chain["finetune"], "prompt_set_id": ps.id, "reward_version_id": version.id}
     elif job.kind == "finetune" and "evaluate" in chain:

@@ -6,14 +6,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Category = Literal["count", "color", "background", "combination"]
+Split = Literal["seen", "unseen"]
+
+
+def _all_categories() -> list[Category]:
+    return ["count", "color", "background", "combination"]
+
+
+def _all_splits() -> list[Split]:
+    return ["seen", "unseen"]
 
 
 class TemplateSpec(BaseModel):
     size: int | None = Field(2774, ge=1, le=100_000, description="number of prompts (None: every template prompt)")
     seed: int = Field(0, description="seed of the deterministic sampling")
-    categories: list[Category] = Field(default_factory=lambda: ["count", "color", "background", "combination"],
-                                       min_length=1)
-    splits: list[Literal["seen", "unseen"]] = Field(default_factory=lambda: ["seen", "unseen"], min_length=1)
+    categories: list[Category] = Field(default_factory=_all_categories, min_length=1)
+    splits: list[Split] = Field(default_factory=_all_splits, min_length=1)
 
 
 class PromptSetCreate(BaseModel):

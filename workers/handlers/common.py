@@ -43,6 +43,6 @@ def image_row(rt: Runtime, *, data: bytes, prompt_id: int, prompt_set_id: int, j
                 ratings_open=wanted)
 
 
-def existing_keys(session: Session, job_id: int, generator_version_id: int) -> set[tuple[int, int]]:
+def existing_keys(session: Session, job_id: int, generator_version_id: int) -> set[tuple[int, int | None]]:
     return set(session.execute(select(Image.prompt_id, Image.seed).where(
         Image.job_id == job_id, Image.generator_version_id == generator_version_id)).all())

@@ -84,6 +84,9 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             s.add(version)
             s.flush()
         version_id = version.id
-        next_job = loop.chain_after(s, rt.settings, s.get(Job, job.id), version)
+        this_job = s.get(Job, job.id)
+        if this_job is None:
+            raise JobFailed(f"job {job.id} no longer exists")
+        next_job = loop.chain_after(s, rt.settings, this_job, version)
     return {"generator_version_id": version_id, "steps": result.steps, "images": len(samples),
             "warnings": result.warnings, "next_job_id": next_job}

@@ -81,7 +81,10 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         version_id = version.id
     scored = score_prompt_set(ctx, version_id, p.prompt_set_id)
     with rt.tx() as s:
-        next_job = loop.chain_after(s, rt.settings, s.get(Job, job.id), s.get(ModelVersion, version_id))
+        this_job = s.get(Job, job.id)
+        if this_job is None:
+            raise JobFailed(f"job {job.id} no longer exists")
+        next_job = loop.chain_after(s, rt.settings, this_job, s.get(ModelVersion, version_id))
     return {"reward_version_id": version_id, "label_snapshot": snapshot, "images_scored": scored,
             "metrics": _jsonable(result.metrics), "next_job_id": next_job}
 
@@ -93,6 +96,8 @@ def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk
     rt = ctx.rt
     with rt.tx() as s:
         version = s.get(ModelVersion, version_id)
+        if version is None:
+            raise JobFailed(f"reward version {version_id} no longer exists")
         s.expunge(version)
         images = s.execute(
             select(Image.id, Image.content_hash, Image.storage_key, Prompt.text)
