@@ -53,8 +53,8 @@ def cookie_signer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
 
 async def _csrf_candidate(request: Request) -> str | None:
     """The CSRF token a state-changing browser request brought: header (fetch) or form field."""
-    if request.method in SAFE_METHODS:
-        return None
+    if request.method in SAFE_METHODS or request.headers.get("authorization"):
+        return None  # a bearer token needs no CSRF token (and its body must stay unread here)
     header = request.headers.get("x-csrf-token")
     if header:
         return header

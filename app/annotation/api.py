@@ -62,6 +62,9 @@ def _parse_body(raw: bytes, model: type[M]) -> M:
                                        "input": None}])
     try:
         data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "Body is not UTF-8 JSON",
+                                       "input": {}}]) from None
     except json.JSONDecodeError as exc:
         error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {},
                  "ctx": {"error": exc.msg}}

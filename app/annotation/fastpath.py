@@ -101,7 +101,7 @@ HELD_AND_SETS_SQL = _HELD.format(held_filter="", set_filter="ps.purpose = 'train
 HELD_AND_SET_SQL = _HELD.format(held_filter="AND i.prompt_set_id = %(ps)s", set_filter="ps.id = %(ps)s")
 
 # The pick is the engine's pick_open_items (an ordered range scan of the partial index ix_image_pool,
-# so its cost does not grow with the table), then take_slots and lease, in one round trip.
+# so its cost does not grow with the table), then lease_and_take, in one round trip.
 PICK_SQL = """
 WITH pick AS (
     SELECT i.id, i.prompt_id, i.ratings_open
@@ -112,8 +112,6 @@ WITH pick AS (
     ORDER BY i.ratings_open, i.id
     LIMIT %(n)s
     FOR UPDATE OF i SKIP LOCKED
-), take AS (
-    UPDATE image SET ratings_open = image.ratings_open - 1 FROM pick WHERE image.id = pick.id
 ), lease AS (
     INSERT INTO rating_assignment AS ra
         (image_id, annotator_id, state, is_gold, leased_at, lease_expires_at, submitted_at)
@@ -123,6 +121,8 @@ WITH pick AS (
             lease_expires_at = excluded.lease_expires_at, submitted_at = excluded.submitted_at
         WHERE ra.state = 'released'
     RETURNING ra.id, ra.image_id, ra.lease_expires_at
+), take AS (  -- a slot for each lease made (see leases.lease_and_take)
+    UPDATE image SET ratings_open = image.ratings_open - 1 FROM lease WHERE image.id = lease.image_id
 )
 SELECT lease.id, lease.image_id, lease.lease_expires_at, p.text, p.category
 FROM lease JOIN pick ON pick.id = lease.image_id JOIN prompt p ON p.id = pick.prompt_id
@@ -194,7 +194,16 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
                 need -= len(gold_ids)
         if not need:
             break
-    return (held + fresh)[:max(prefetch, 1)]
+    mine = held + fresh
+    if len(mine) < prefetch:
+        # a call of the same annotator may have leased after this transaction's snapshot: answer
+        # with what they hold now (each statement sees the latest commits)
+        known = {t.assignment_id for t in mine}
+        cur.execute(HELD_AND_SETS_SQL if prompt_set_id is None else HELD_AND_SET_SQL, params)
+        mine += [_task(aid, image_id, expires, text, category, ps_id)
+                 for kind, aid, image_id, expires, text, category, ps_id, *_ in cur.fetchall()
+                 if kind == 0 and aid not in known]
+    return mine[:max(prefetch, 1)]
 
 
 # ---- submit -------------------------------------------------------------------------------------

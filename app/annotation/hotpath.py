@@ -96,8 +96,8 @@ TOUCH_SESSION_SQL = ("UPDATE user_session SET last_seen_at = $2 "
 # scan of ix_rating_assignment_leased (every live lease of every annotator) to the caller's own
 # entries in ix_rating_assignment_annotator_id_state. (Cached plans are rebuilt when ANALYZE
 # updates a table's statistics, and when a pooled connection is replaced.)
-# Output: one header row (kind 0: caller, first candidate set, slots wanted, gold drawn), then the
-# held leases (kind 1), then the new ones (kind 2), each with its prompt.
+# Output: one header row (kind 0: caller, images picked, first candidate set, slots wanted, gold
+# drawn), then the held leases (kind 1), then the new ones (kind 2), each with its prompt.
 _NEXT = """
 WITH {caller}, held AS (
     SELECT a.id, a.image_id, a.lease_expires_at, a.leased_at, i.prompt_set_id, i.prompt_id
@@ -127,8 +127,6 @@ WITH {caller}, held AS (
     ORDER BY i.ratings_open, i.id
     LIMIT (SELECT n FROM want)
     FOR UPDATE OF i SKIP LOCKED
-), take AS (
-    UPDATE image SET ratings_open = image.ratings_open - 1 WHERE image.id = ANY(ARRAY(SELECT id FROM pick))
 ), lease AS (
     INSERT INTO rating_assignment AS ra
         (image_id, annotator_id, state, is_gold, leased_at, lease_expires_at, submitted_at)
@@ -140,8 +138,13 @@ WITH {caller}, held AS (
             lease_expires_at = excluded.lease_expires_at, submitted_at = excluded.submitted_at
         WHERE ra.state = 'released'
     RETURNING ra.id, ra.image_id, ra.lease_expires_at
+), take AS (
+    -- a slot for each lease actually made: a call of the same caller that committed after this
+    -- statement's snapshot may already hold one of the picked images (the lock sees it, the
+    -- "seen it" probe does not), and then the upsert above makes nothing
+    UPDATE image SET ratings_open = image.ratings_open - 1 WHERE image.id = ANY(ARRAY(SELECT image_id FROM lease))
 )
-SELECT 0 AS kind, c.uid AS id, NULL::bigint AS image_id, c.seen AS expires, c.role AS text,
+SELECT 0 AS kind, c.uid AS id, (SELECT count(*) FROM pick) AS image_id, c.seen AS expires, c.role AS text,
        c.cred AS category, s.id AS prompt_set_id, s.gold_rate, s.n_sets,
        (SELECT n FROM want) AS want, (SELECT n FROM gold) AS gold
 FROM (SELECT 1) one LEFT JOIN caller c ON true LEFT JOIN sets s ON true
@@ -224,7 +227,7 @@ def _credentials(scope: Scope, settings: Settings) -> tuple[str, str | None]:
             return hashlib.sha256(token.encode()).hexdigest(), None
         if key == b"cookie":
             cookie = value.decode("latin-1")
-        elif key == b"x-csrf-token":
+        elif key == b"x-csrf-token" and csrf is None:  # the first one, as Starlette's headers.get
             csrf = value.decode("latin-1")
     raw = cookie_parser(cookie).get(SESSION_COOKIE) if cookie else None
     if not raw:
@@ -237,7 +240,7 @@ def _credentials(scope: Scope, settings: Settings) -> tuple[str, str | None]:
 
 
 def _int_param(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²", "٣": the route's 422
         raise Fallback("query to validate")
     return int(raw)
 
@@ -332,9 +335,14 @@ class HotPath:
                  for r in rows[1:]]
         if head["gold"]:
             raise Fallback("gold drawn", {"gold_draws": int(head["gold"])})
+        if sum(1 for r in rows if r["kind"] == 2) < head["image_id"]:
+            # another call of this caller leased one of the picked images meanwhile: the route
+            # answers with what the caller now holds (this statement's leases are committed)
+            raise Fallback("raced with the caller's own call", {"gold_draws": 0})
         short = len(tasks) < prefetch and head["want"] > 0
         if short and head["prompt_set_id"] is not None and (head["n_sets"] > 1 or head["gold_rate"] > 0):
-            raise Fallback("first set ran dry")  # other sets, or gold not seen yet, may still serve
+            # other sets, or gold not seen yet, may still serve; this set's gold was drawn above
+            raise Fallback("first set ran dry", {"gold_draws": 0})
         if not tasks:
             return None
         first, rest = tasks[0], tasks[1:]
@@ -366,14 +374,15 @@ class HotPath:
         return out.__pydantic_serializer__.to_json(out)  # type: ignore[no-any-return]
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """(what was read, whether that is the whole body): reading stops once it passes MAX_BODY."""
+async def _read_body(receive: Receive) -> tuple[bytes, bool] | None:
+    """(what was read, whether that is the whole body): reading stops once it passes MAX_BODY.
+    None: the client went away before the body was complete (nothing is stored, nothing sent)."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), True
+            return None
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
@@ -427,7 +436,10 @@ class HotPathMiddleware:
         if path == NEXT_PATH and method == "GET":
             status, handler = 200, lambda: hot.next(scope)
         elif path == SUBMIT_PATH and method == "POST":
-            raw, whole = await _read_body(receive)
+            read = await _read_body(receive)
+            if read is None:
+                return
+            raw, whole = read
             if not whole:  # too big for a rating: the route reads the rest and refuses it
                 await self.app(scope, _replay(raw, receive, more=True), send)
                 return

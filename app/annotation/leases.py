@@ -148,6 +148,14 @@ def lease(session: Session, kind: LeaseKind, annotator_id: int, item_ids: Sequen
     """
     if not item_ids:
         return []
+    return [aid for aid, _ in _upsert_leases(session, kind, annotator_id, item_ids, now, lease_seconds, is_gold,
+                                             extra)]
+
+
+def _upsert_leases(session: Session, kind: LeaseKind, annotator_id: int, item_ids: Sequence[int], now: datetime,
+                   lease_seconds: int, is_gold: bool, extra: Any) -> list[tuple[int, int]]:
+    """(assignment id, item id) of the leases made or revived; an item the annotator already
+    holds or answered gets none."""
     expires = now + timedelta(seconds=lease_seconds)
     values = [
         {kind.item_fk: item_id, "annotator_id": annotator_id, "state": "leased", "is_gold": is_gold,
@@ -160,8 +168,24 @@ def lease(session: Session, kind: LeaseKind, annotator_id: int, item_ids: Sequen
     revive = {k: stmt.excluded[k] for k in values[0] if k not in (kind.item_fk, "annotator_id")}
     stmt = stmt.on_conflict_do_update(
         index_elements=[kind.item_fk, "annotator_id"], set_=revive, where=(A.state == "released")
-    ).returning(A.id)
-    return list(session.scalars(stmt))
+    ).returning(A.id, kind.fk)
+    return [(aid, item_id) for aid, item_id in session.execute(stmt)]
+
+
+def lease_and_take(session: Session, kind: LeaseKind, annotator_id: int, item_ids: Sequence[int], now: datetime,
+                   lease_seconds: int, *, extra: Any = None) -> list[int]:
+    """Lease locked open items (pick_open_items) and take a slot on each item actually leased.
+
+    A call of the same annotator that committed after this transaction's snapshot may already
+    hold one of the items: the row lock sees the item's new count, the "seen it" check does not
+    see that lease, and the upsert then makes nothing. Taking the slot anyway would leave the
+    item one answer short for good, so slots follow the leases made, not the items picked.
+    """
+    if not item_ids:
+        return []
+    rows = _upsert_leases(session, kind, annotator_id, item_ids, now, lease_seconds, False, extra)
+    take_slots(session, kind, [item_id for _, item_id in rows])
+    return [aid for aid, _ in rows]
 
 
 def gold_draws(n: int, rate: float, rng: random.Random | None = None) -> int:

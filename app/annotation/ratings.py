@@ -76,9 +76,9 @@ def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_i
         if need:
             picked = leases.pick_open_items(session, RATING, user.id, need, Image.prompt_set_id == ps.id,
                                             Image.gold_label.is_(None))
-            leases.take_slots(session, RATING, picked)
-            new_ids += leases.lease(session, RATING, user.id, picked, now, ps.lease_seconds)
-            need -= len(picked)
+            leased = leases.lease_and_take(session, RATING, user.id, picked, now, ps.lease_seconds)
+            new_ids += leased
+            need -= len(leased)
         if need and ps.gold_rate > 0:
             # nothing open is left for this annotator: gold items not seen yet still measure them
             gold_ids = lease_gold(session, user.id, ps.id, ps.lease_seconds, need, now)
@@ -88,7 +88,13 @@ def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_i
             break
     fresh = list(session.scalars(select(RatingAssignment).where(RatingAssignment.id.in_(new_ids)))) if new_ids else []
     fresh.sort(key=lambda a: new_ids.index(a.id))
-    return _tasks(session, held + fresh)[:max(prefetch, 1)] if (held or fresh) else []
+    mine = held + fresh
+    if len(mine) < prefetch:
+        # a call of the same annotator may have leased after this transaction's snapshot: answer
+        # with what they hold now rather than "nothing left" (each statement sees the latest commits)
+        known = {a.id for a in mine}
+        mine += [a for a in leases.held_leases(session, RATING, user.id, now, *set_filter) if a.id not in known]
+    return _tasks(session, mine)[:max(prefetch, 1)] if mine else []
 
 
 def lease_gold(session: Session, user_id: int, prompt_set_id: int, lease_seconds: int, n_gold: int,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Highlight(BaseModel):
@@ -33,6 +33,13 @@ class RatingSubmit(BaseModel):
     label: Literal["good", "bad", "skip"]
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000, description="time on item")
     skip_reason: str | None = Field(None, max_length=500)
+
+    @field_validator("skip_reason")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class RatingRead(BaseModel):

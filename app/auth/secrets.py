@@ -44,7 +44,8 @@ def sha256_hex(value: str) -> str:
 
 
 def same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+    """Constant-time equality of two secrets; any text (compare_digest refuses non-ASCII str)."""
+    return bool(a) and bool(b) and hmac.compare_digest(str(a).encode(), str(b).encode())
 
 
 def new_pseudonym() -> str:

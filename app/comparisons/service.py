@@ -116,9 +116,10 @@ def next_tasks(
             Comparison.gold_alignment.is_(None),
             Comparison.gold_fidelity.is_(None),
         )
-        leases.take_slots(session, COMPARISON, picked)
-        new_ids += leases.lease(session, COMPARISON, user.id, picked, now, settings.lease_seconds, extra=sides)
-        need -= len(picked)
+        leased = leases.lease_and_take(session, COMPARISON, user.id, picked, now, settings.lease_seconds,
+                                       extra=sides)
+        new_ids += leased
+        need -= len(leased)
     if need and rate:
         new_ids += lease_gold(need)  # nothing open is left: unseen gold pairs still measure the annotator
     fresh = (
@@ -127,7 +128,12 @@ def next_tasks(
         else []
     )
     fresh.sort(key=lambda a: new_ids.index(a.id))
-    return _tasks(session, held + fresh)[: max(prefetch, 1)]
+    mine = held + fresh
+    if len(mine) < prefetch:
+        # a call of the same annotator may have leased after this transaction's snapshot
+        known = {a.id for a in mine}
+        mine += [a for a in leases.held_leases(session, COMPARISON, user.id, now, *filters) if a.id not in known]
+    return _tasks(session, mine)[: max(prefetch, 1)]
 
 
 def as_batch(tasks: list[ComparisonTask]) -> ComparisonTaskBatch:

@@ -36,11 +36,15 @@ def make_engine(url: str, pool_size: int = 20, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # timestamps come back in UTC whatever the server's TimeZone, as asyncpg's do on the hot path,
+    # so an API answer reads the same whichever path produced it
+    connect_args = {"options": "-c timezone=UTC", **kwargs.pop("connect_args", {})}
     engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        connect_args=connect_args,
         **kwargs,
     )
     _ping_idle_connections(engine)

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.base import utcnow
 from app.db.enums import ImageSource
 from app.db.models import Image, Rating, RatingAssignment
 from app.errors import AppError, Invalid, NotFound
@@ -129,15 +128,15 @@ def read_file(settings: Settings, image: Image) -> bytes:
 
 def recount_open_slots(session: Session, image: Image) -> None:
     """ratings_open = wanted - usable labels - live leases (used when an image's gold mark changes)."""
-    now = utcnow()
     usable = session.scalar(
         select(func.count()).where(Rating.image_id == image.id, Rating.label.in_(("good", "bad")))
     ) or 0
+    # every lease still in state 'leased' holds its slot, expired or not: the sweep gives it back
+    # when it releases the lease, and until then a late answer on it may still be accepted
     live = session.scalar(
         select(func.count()).where(
             RatingAssignment.image_id == image.id,
             RatingAssignment.state == "leased",
-            RatingAssignment.lease_expires_at > now,
             RatingAssignment.is_gold.is_(False),
         )
     ) or 0

@@ -381,3 +381,102 @@ def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app,
     for name in ("next", "next (session)"):
         assert "Index Scan using ix_image_pool on image" in found[name]
         assert "Index Scan using uq_rating_assignment_image_id_annotator_id" in found[name]
+
+
+def test_a_pick_that_loses_a_race_with_the_same_annotator_takes_no_slot(client, app, make_user, db, monkeypatch):
+    """Two tabs of one annotator: call 2's statement takes its snapshot, call 1 leases image X and
+    commits, then call 2 reaches X. The row lock sees X's new count, the "seen it" check (old
+    snapshot) does not see call 1's lease, and the lease upsert makes nothing. Before, the slot was
+    taken anyway (X one answer short for good) and call 2 answered 204. Now only leases made take
+    slots, and call 2 answers with the lease the annotator holds. A pg_sleep at the start of call
+    2's statement opens the window deterministically. (The route's two engines take slots the same
+    way, leases.lease_and_take and fastpath.PICK_SQL; a stress run of 8 threads of one annotator
+    left 0 wrong counts there, against 293 and 128 before.)"""
+    import threading
+    import time
+
+    app.state.settings.lease_sweep_seconds = 3600
+    make_pool(client, make_user("researcher"), n_images=3, k=3)
+    a = make_user("annotator")
+    normal = hotpath.NEXT_SQL
+    monkeypatch.setattr(hotpath, "NEXT_SQL",
+                        normal.replace("AND u.is_active", "AND u.is_active AND (SELECT true FROM pg_sleep(1))", 1))
+    slow: list = []
+    second = threading.Thread(target=lambda: slow.append(_next(client, a)))
+    second.start()
+    for _ in range(100):  # until call 2 sleeps inside its statement
+        db.rollback()
+        if db.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                           "AND datname = current_database()")).scalar():
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("the slow call never started its statement")
+    monkeypatch.setattr(hotpath, "NEXT_SQL", normal)
+    first = _next(client, a)
+    assert first.status_code == 200
+    second.join(10)
+    assert slow and slow[0].status_code == 200, slow and slow[0].text
+    assert slow[0].json()["assignment_id"] == first.json()["assignment_id"]  # the lease it holds
+    db.rollback()
+    opens = dict(db.execute(text("SELECT id, ratings_open FROM image")).all())
+    assert opens[first.json()["image_id"]] == 2 and sorted(opens.values()) == [2, 3, 3]
+    assert db.scalar(text("SELECT count(*) FROM rating_assignment")) == 1
+
+
+def test_odd_inputs_get_the_routes_answers(client, app, make_user, db):
+    """Found in review: non-ASCII digits, a body that is not UTF-8, a bearer call with a form
+    content type, a NUL in the skip reason, a non-ASCII CSRF token."""
+    from tests.conftest import browser_login
+
+    make_pool(client, make_user("researcher"), n_images=2, k=1)
+    a = make_user("annotator")
+    for digits in ("%C2%B2", "%D9%A3", "%EF%BC%92"):  # superscript two, Arabic-Indic three, fullwidth two
+        bad_caller = client.get(f"/api/v1/rating-tasks/next?prefetch={digits}",
+                                headers={"Authorization": "Bearer t2if_nope"})
+        assert bad_caller.status_code == 401
+        assert client.get(f"/api/v1/rating-tasks/next?prefetch={digits}", headers=bearer(a)).status_code == 422
+    t = _next(client, a).json()
+    latin1 = client.post("/api/v1/ratings", headers={**bearer(a), "Content-Type": "application/json"},
+                         content=b'{"assignment_id": 1, "label": "\xe9"}')
+    assert latin1.status_code == 422
+    nul = _rate(client, a, t["assignment_id"], "skip", skip_reason="bad\x00byte")
+    assert nul.status_code == 422 and "NUL" in nul.json()["error"]["message"]
+    as_form = client.post("/api/v1/ratings", headers={**bearer(a), "Content-Type": "application/x-www-form-urlencoded"},
+                          content=f'{{"assignment_id": {t["assignment_id"]}, "label": "good"}}'.encode())
+    assert as_form.status_code == 201
+    assert db.scalar(select(func.count()).select_from(Rating)) == 1
+
+    b = make_user("annotator")
+    browser_login(client, b.username, b.password)
+    tb = client.get("/api/v1/rating-tasks/next").json()
+    odd = client.post("/api/v1/ratings", json={"assignment_id": tb["assignment_id"], "label": "good"},
+                      headers={"X-CSRF-Token": "\xe9t\xe9".encode("latin-1")})
+    assert odd.status_code == 403 and odd.json()["error"]["code"] == "csrf_failed"
+    assert db.scalar(select(func.count()).select_from(Rating)) == 1
+
+
+def test_a_client_gone_before_its_body_was_complete_stores_nothing(client, app, make_user, db):
+    make_pool(client, make_user("researcher"), n_images=1, k=1)
+    a = make_user("annotator")
+    t = _next(client, a).json()
+    sent: list[dict] = []
+    chunks = [{"type": "http.request", "body": b'{"assignment_id": %d, "label": "good"}' % t["assignment_id"],
+               "more_body": True},
+              {"type": "http.disconnect"}]
+
+    async def receive():
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/api/v1/ratings", "raw_path": b"/api/v1/ratings", "root_path": "",
+             "query_string": b"", "server": ("testserver", 80), "client": ("testclient", 1),
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                         *[(k.lower().encode(), v.encode()) for k, v in bearer(a).items()]]}
+    client.portal.call(app, scope, receive, send)
+    assert not any(m["type"] == "http.response.start" and m["status"] < 300 for m in sent)
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(Rating)) == 0
