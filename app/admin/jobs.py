@@ -89,14 +89,36 @@ def _views(session: Session, jobs: list[Job]) -> list[JobView]:
     return [JobView(j, describe_trigger(j.trigger or {}, names)) for j in jobs]
 
 
-def recent_jobs(session: Session, limit: int = LIST_LIMIT) -> list[JobView]:
-    return _views(session, list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))))
+@dataclass(frozen=True)
+class JobPage:
+    """One page of the jobs list, newest first: ids below `before`, filtered by state and kind."""
+
+    views: list[JobView]
+    older: int | None  # `before` of the next (older) page, None on the last one
+    before: int | None
+    state: str | None
+    kind: str | None
 
 
-def job_views(session: Session, job_id: int | None = None) -> list[JobView]:
-    """The recent jobs, or just the one asked for (the detail page polls its own job)."""
+def recent_jobs(session: Session, limit: int = LIST_LIMIT, *, before: int | None = None, state: str | None = None,
+                kind: str | None = None) -> JobPage:
+    """Keyset paging on the primary key: a page stays the same while new jobs arrive."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(Job.id < before)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    rows = list(session.scalars(query))
+    older = rows[limit - 1].id if len(rows) > limit else None
+    return JobPage(_views(session, rows[:limit]), older, before, state, kind)
+
+
+def job_views(session: Session, job_id: int | None = None, **page: Any) -> list[JobView]:
+    """A page of jobs (as the list shows it), or just the one asked for (the detail page)."""
     if job_id is None:
-        return recent_jobs(session)
+        return recent_jobs(session, **page).views
     job = session.get(Job, job_id)
     return _views(session, [job]) if job else []
 

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.admin import actions, annotators, evaluations, jobs, models, overview
-from app.db.enums import Role
+from app.db.enums import JobKind, JobState, Role, values
 from app.deps import Principal, ResearcherDep, SessionDep
+from app.errors import Invalid
 from app.web import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -51,17 +52,31 @@ def annotators_page(
     )
 
 
+def _job_filters(before: int | None, state: str | None, kind: str | None) -> dict[str, Any]:
+    """The list's query: an empty select ("any") means no filter; anything else must be a known value."""
+    state, kind = state or None, kind or None
+    if state is not None and state not in values(JobState):
+        raise Invalid(f"Unknown job state {state!r}; use one of {', '.join(values(JobState))}.")
+    if kind is not None and kind not in values(JobKind):
+        raise Invalid(f"Unknown job kind {kind!r}; use one of {', '.join(values(JobKind))}.")
+    return {"before": before, "state": state, "kind": kind}
+
+
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, principal: ResearcherDep, session: SessionDep) -> Response:
-    return page(request, principal, "admin/jobs.html", {"jobs": jobs.recent_jobs(session)})
+def jobs_page(request: Request, principal: ResearcherDep, session: SessionDep, before: int | None = None,
+              state: str | None = None, kind: str | None = None) -> Response:
+    listing = jobs.recent_jobs(session, **_job_filters(before, state, kind))
+    return page(request, principal, "admin/jobs.html", {
+        "jobs": listing.views, "listing": listing, "states": values(JobState), "kinds": values(JobKind)})
 
 
 @router.get("/jobs.json")
-def jobs_json(principal: ResearcherDep, session: SessionDep, id: int | None = None) -> JSONResponse:
-    """What the jobs pages poll every 2 s to move their progress bars without a reload."""
-    return JSONResponse(
-        {"jobs": [v.as_json() for v in jobs.job_views(session, id)]}, headers={"cache-control": "no-store"}
-    )
+def jobs_json(principal: ResearcherDep, session: SessionDep, id: int | None = None, before: int | None = None,
+              state: str | None = None, kind: str | None = None) -> JSONResponse:
+    """What the jobs pages poll every 2 s to move their progress bars without a reload (the same
+    page of the list as the one shown, or the one job of a detail page)."""
+    views = jobs.job_views(session, id, **_job_filters(before, state, kind))
+    return JSONResponse({"jobs": [v.as_json() for v in views]}, headers={"cache-control": "no-store"})
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)

@@ -107,6 +107,7 @@
   function poll() {
     var url = "/admin/jobs.json";
     if (single) url += "?id=" + encodeURIComponent(table.querySelector("[data-job-id]").getAttribute("data-job-id"));
+    else if (table.getAttribute("data-query")) url += "?" + table.getAttribute("data-query").slice(1);  // this page
     return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (res) {
         if (!res.ok) throw new Error("HTTP " + res.status);

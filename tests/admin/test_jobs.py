@@ -95,3 +95,38 @@ def test_researcher_sees_jobs_without_buttons(researcher_client, db):
     db.commit()
     page = researcher_client.get("/admin/jobs").text
     assert "data-job-id" in page and "data-job-action" not in page
+
+
+def test_jobs_list_pages_past_the_first_hundred_and_filters(client, admin, db):
+    ps = f.prompt_set(db, "s")
+    made = [_job(db, ps, state="failed" if i % 10 == 0 else "succeeded", scope_key=f"k{i}",
+                 kind="train_reward" if i % 2 else "generate") for i in range(130)]
+    db.commit()
+    ids = [j.id for j in made]  # ascending
+
+    def rows(html: str) -> list[int]:
+        import re
+
+        return [int(m) for m in re.findall(r'<tr data-job-id="(\d+)"', html)]
+
+    first = client.get("/admin/jobs").text
+    assert rows(first) == ids[::-1][:100]
+    older = f"/admin/jobs?before={ids[30]}"
+    assert f'href="{older}"' in first and "Newest jobs" not in first
+    second = client.get(older).text
+    assert rows(second) == ids[::-1][100:]
+    assert "Older jobs" not in second and "Newest jobs" in second and "30 older jobs" in second
+    # the page polls its own rows
+    assert [j["id"] for j in client.get(f"/admin/jobs.json?before={ids[30]}").json()["jobs"]] == ids[::-1][100:]
+    assert f'data-query="&amp;before={ids[30]}"' in second
+
+    failed = client.get("/admin/jobs?state=failed&kind=").text
+    assert rows(failed) == [j.id for j in made[::-1] if j.state == "failed"]
+    assert '<option value="failed" selected>' in failed and "Older jobs" not in failed
+    both = client.get("/admin/jobs?state=failed&kind=generate").text
+    assert rows(both) == [j.id for j in made[::-1] if j.state == "failed" and j.kind == "generate"]
+
+    bad = client.get("/admin/jobs?state=<b>nope</b>")
+    assert bad.status_code == 422 and "Unknown job state" in bad.text and "<b>nope" not in bad.text
+    as_page_polls = client.get("/admin/jobs.json?kind=nope", headers={"Accept": "application/json"})
+    assert as_page_polls.status_code == 422 and as_page_polls.json()["error"]["code"] == "invalid"
