@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.orm import Session
 
 from app.admin import actions, annotators, evaluations, jobs, models, overview
 from app.db.enums import JobKind, JobState, Role, values
@@ -38,7 +39,15 @@ def overview_page(request: Request, principal: ResearcherDep, session: SessionDe
 def annotators_page(
     request: Request, principal: ResearcherDep, session: SessionDep, notice: str | None = None
 ) -> Response:
-    return page(
+    return annotators_view(request, principal, session, notice=actions.NOTICES.get(notice or ""))
+
+
+def annotators_view(request: Request, principal: Principal, session: Session, *, notice: str | None = None,
+                    error: str | None = None, form: dict[str, str] | None = None,
+                    status_code: int = 200) -> HTMLResponse:
+    """The annotators page; a refused admin action shows it again with the reason beside the form
+    and what was typed kept (never the password), under the refusal's status code."""
+    response = page(
         request,
         principal,
         "admin/annotators.html",
@@ -46,10 +55,14 @@ def annotators_page(
             "report": annotators.annotator_report(session),
             "me": principal.user.id,
             "roles": [r.value for r in Role],
-            "notice": actions.NOTICES.get(notice or ""),
+            "notice": notice,
+            "error": error,
+            "form": form or {},
             "limits": annotators,
         },
     )
+    response.status_code = status_code
+    return response
 
 
 def _job_filters(before: int | None, state: str | None, kind: str | None) -> dict[str, Any]:

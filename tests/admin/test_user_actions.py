@@ -44,6 +44,7 @@ def test_changing_yourself_is_refused(client, admin, db):
     me = admin.account.id
     r = client.post(f"/admin/users/{me}/role", data={"role": "annotator", "csrf_token": admin.csrf})
     assert r.status_code == 403 and "cannot deactivate yourself or change your own role" in r.text
+    assert 'role="alert"' in r.text and "Annotators" in r.text  # shown on the page itself
     r = client.post(f"/admin/users/{me}/active", data={"active": "false", "csrf_token": admin.csrf})
     assert r.status_code == 403
     u = _user(db, me)
@@ -69,9 +70,15 @@ def test_create_user(client, admin, db):
     assert r.status_code == 303
     u = db.scalar(select(User).where(User.username == "newbie"))
     assert u is not None and u.role == "researcher"
-    assert client.post("/admin/users", data=form).status_code == 409
-    r = client.post("/admin/users", data=form | {"username": "short", "password": "x"})
-    assert r.status_code == 422 and "password" in r.text
+    again = client.post("/admin/users", data=form)
+    assert again.status_code == 409
+    # refused: the page again, the reason beside the form, what was typed kept but not the password
+    assert 'role="alert"' in again.text and "already" in again.text and 'value="NewBie"' in again.text
+    assert "long-enough-1" not in again.text and '<option value="researcher" selected>' in again.text
+    r = client.post("/admin/users", data=form | {"username": "<b>x</b>", "password": "x"})
+    assert r.status_code == 422 and "password" in r.text and 'role="alert"' in r.text
+    assert 'value="&lt;b&gt;x&lt;/b&gt;"' in r.text and "<b>x</b>" not in r.text
+    assert db.scalar(select(User).where(User.username == "<b>x</b>")) is None
 
 
 def test_researcher_cannot_act(researcher_client, db, make_user):
