@@ -57,8 +57,7 @@ def create_app(
         engine = factory.kw["bind"]
         hot = None
         if engine.dialect.name == "postgresql":
-            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings,
-                                  lambda: hotpath_sweep(factory, settings.lease_sweep_seconds))
+            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory)
             await hot.start()
         app.state.hotpath = hot
         try:
@@ -108,12 +107,3 @@ def create_app(
 
     return app
 
-
-def hotpath_sweep(factory: sessionmaker[Session], min_interval: float) -> None:
-    """Return expired rating leases to the pool (the portable sweep, rate-limited per process)."""
-    from app.annotation import leases
-    from app.db.base import utcnow
-    from app.db.session import transaction
-
-    with transaction(factory) as session:
-        leases.sweep_expired(session, leases.RATING, utcnow(), min_interval=min_interval)

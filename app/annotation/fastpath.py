@@ -136,10 +136,11 @@ WHERE a.id = ANY(%(ids)s)
 """
 
 
-def _task(aid: int, image_id: int, expires: datetime, text: str, category: str, ps_id: int) -> RatingTask:
-    return RatingTask(assignment_id=aid, image_id=image_id, image_url=image_url(image_id), prompt=text,
-                      prompt_set_id=ps_id, category=category, lease_expires_at=expires,
-                      highlights=list(highlights(text)))
+def task(aid: int, image_id: int, expires: datetime, text: str, category: str, ps_id: int) -> RatingTask:
+    """A task from one lease row (both Postgres paths); the values come typed from the database."""
+    return RatingTask.model_construct(assignment_id=aid, image_id=image_id, image_url=image_url(image_id),
+                                      prompt=text, prompt_set_id=ps_id, category=category,
+                                      lease_expires_at=expires, highlights=list(highlights(text)))
 
 
 def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = None, prefetch: int = 1,
@@ -156,7 +157,7 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
     sets: list[tuple[int, float, int]] = []
     for kind, aid, image_id, expires, text, category, ps_id, gold_rate, lease_seconds, _, _ in cur.fetchall():
         if kind == 0:
-            held.append(_task(aid, image_id, expires, text, category, ps_id))
+            held.append(task(aid, image_id, expires, text, category, ps_id))
         else:
             sets.append((ps_id, gold_rate, lease_seconds))
     need = max(0, prefetch - len(held))
@@ -173,13 +174,13 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
             if gold_ids:
                 cur.execute(TASKS_SQL, {"ids": gold_ids})
                 by_id = {r[0]: r for r in cur.fetchall()}
-                fresh += [_task(*by_id[i]) for i in gold_ids]
+                fresh += [task(*by_id[i]) for i in gold_ids]
                 need -= len(gold_ids)
         if need:
             cur.execute(PICK_SQL, {"ps": ps_id, "uid": user_id, "n": need, "now": now,
                                    "exp": now + timedelta(seconds=lease_seconds)})
             picked = cur.fetchall()
-            fresh += [_task(aid, image_id, expires, text, category, ps_id)
+            fresh += [task(aid, image_id, expires, text, category, ps_id)
                       for aid, image_id, expires, text, category in picked]
             need -= len(picked)
         if need and gold_rate > 0:
@@ -190,7 +191,7 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
             if gold_ids:
                 cur.execute(TASKS_SQL, {"ids": gold_ids})
                 by_id = {r[0]: r for r in cur.fetchall()}
-                fresh += [_task(*by_id[i]) for i in gold_ids]
+                fresh += [task(*by_id[i]) for i in gold_ids]
                 need -= len(gold_ids)
         if not need:
             break
@@ -200,7 +201,7 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
         # with what they hold now (each statement sees the latest commits)
         known = {t.assignment_id for t in mine}
         cur.execute(HELD_AND_SETS_SQL if prompt_set_id is None else HELD_AND_SET_SQL, params)
-        mine += [_task(aid, image_id, expires, text, category, ps_id)
+        mine += [task(aid, image_id, expires, text, category, ps_id)
                  for kind, aid, image_id, expires, text, category, ps_id, *_ in cur.fetchall()
                  if kind == 0 and aid not in known]
     return mine[:max(prefetch, 1)]

@@ -36,22 +36,25 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import asyncpg
 from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.annotation import fastpath, leases
 from app.annotation.leases import RATING
 from app.annotation.ratings import MAX_PREFETCH
-from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
+from app.annotation.schemas import RatingRead, RatingSubmit, RatingTaskBatch
 from app.auth.secrets import TOKEN_PREFIX
 from app.auth.service import TOUCH_INTERVAL
 from app.config import Settings
+from app.db.base import utcnow
 from app.db.enums import Role
+from app.db.session import transaction
 from app.deps import SESSION_COOKIE, cookie_signer
-from app.images.service import image_url
 
 log = logging.getLogger("t2if.hotpath")
 
@@ -259,12 +262,6 @@ def _next_params(query_string: bytes) -> tuple[int | None, int]:
     return prompt_set_id, prefetch
 
 
-def _task_json(aid: int, image_id: int, expires: datetime, text: str, category: str, ps_id: int) -> RatingTask:
-    return RatingTask.model_construct(
-        assignment_id=aid, image_id=image_id, image_url=image_url(image_id), prompt=text, prompt_set_id=ps_id,
-        category=category, lease_expires_at=expires, highlights=list(fastpath.highlights(text)))
-
-
 async def _keep_session(conn: Any) -> None:
     """Pool release without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL:
     one more round trip and parse per call). The two statements leave no session state behind; an
@@ -274,15 +271,13 @@ async def _keep_session(conn: Any) -> None:
 class HotPath:
     """The asyncpg pool and the two statements, for one API process (created in the app's lifespan)."""
 
-    def __init__(self, dsn: str, settings: Settings, sweep: Callable[[], None]) -> None:
-        self.dsn, self.settings, self.sweep = dsn, settings, sweep
+    def __init__(self, dsn: str, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+        self.dsn, self.settings, self.session_factory = dsn, settings, session_factory
         self.pool: Any = None
         # what this process answered itself and what it handed to the route, by reason
         self.counts: Counter[str] = Counter()
 
     async def start(self) -> None:
-        import asyncpg
-
         self.pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.settings.hotpath_pool_size,
                                               server_settings=SERVER_SETTINGS, command_timeout=60,
                                               reset=_keep_session)
@@ -293,14 +288,17 @@ class HotPath:
             self.pool = None
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        import asyncpg
-
         try:
             async with self.pool.acquire() as conn:
                 return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("hot path statement failed, the route answers instead: %s", exc)
             raise Fallback("database error") from exc
+
+    def _sweep(self) -> None:
+        """Expired leases back to the pool: the portable sweep, in its own transaction."""
+        with transaction(self.session_factory) as session:
+            leases.sweep_expired(session, RATING, utcnow(), min_interval=self.settings.lease_sweep_seconds)
 
     async def _touch(self, session: bool, cred: str, seen: datetime | None, now: datetime) -> None:
         """last_used_at / last_seen_at, at most once a minute per token or session, as deps.Caller does."""
@@ -321,7 +319,7 @@ class HotPath:
         prompt_set_id, prefetch = _next_params(scope["query_string"])
         if leases.sweep_due(RATING, self.settings.lease_sweep_seconds):
             try:
-                await run_in_threadpool(self.sweep)  # the portable sweep, in its own transaction
+                await run_in_threadpool(self._sweep)
             except Exception as exc:  # housekeeping: the next due sweep tries again
                 log.warning("lease sweep failed: %s", exc)
         now = datetime.now(UTC)
@@ -331,14 +329,14 @@ class HotPath:
         if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
             raise Fallback("caller to check")  # the route answers 401 / 403 with its messages
         await self._touch(csrf is not None, head["category"], head["expires"], now)
-        tasks = [_task_json(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
-                 for r in rows[1:]]
         if head["gold"]:
             raise Fallback("gold drawn", {"gold_draws": int(head["gold"])})
         if sum(1 for r in rows if r["kind"] == 2) < head["image_id"]:
             # another call of this caller leased one of the picked images meanwhile: the route
             # answers with what the caller now holds (this statement's leases are committed)
             raise Fallback("raced with the caller's own call", {"gold_draws": 0})
+        tasks = [fastpath.task(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
+                 for r in rows[1:]]
         short = len(tasks) < prefetch and head["want"] > 0
         if short and head["prompt_set_id"] is not None and (head["n_sets"] > 1 or head["gold_rate"] > 0):
             # other sets, or gold not seen yet, may still serve; this set's gold was drawn above

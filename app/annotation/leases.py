@@ -122,6 +122,17 @@ def held_leases(session: Session, kind: LeaseKind, annotator_id: int, now: datet
     ))
 
 
+def with_held_now(session: Session, kind: LeaseKind, annotator_id: int, now: datetime, mine: list[Any],
+                  prefetch: int, *filters: Any) -> list[Any]:
+    """`mine` (held + new leases) topped up, when it came up short, with the annotator's other live
+    leases: a call of the same annotator may have leased after this transaction's snapshot, and
+    that lease is the answer rather than "nothing left" (each statement sees the latest commits)."""
+    if len(mine) >= prefetch:
+        return mine
+    known = {a.id for a in mine}
+    return mine + [a for a in held_leases(session, kind, annotator_id, now, *filters) if a.id not in known]
+
+
 def pick_open_items(session: Session, kind: LeaseKind, annotator_id: int, n: int, *filters: Any) -> list[int]:
     """Lock up to n open items this annotator has not answered or held, fullest first."""
     A = kind.assignment

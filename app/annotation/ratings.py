@@ -88,12 +88,7 @@ def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_i
             break
     fresh = list(session.scalars(select(RatingAssignment).where(RatingAssignment.id.in_(new_ids)))) if new_ids else []
     fresh.sort(key=lambda a: new_ids.index(a.id))
-    mine = held + fresh
-    if len(mine) < prefetch:
-        # a call of the same annotator may have leased after this transaction's snapshot: answer
-        # with what they hold now rather than "nothing left" (each statement sees the latest commits)
-        known = {a.id for a in mine}
-        mine += [a for a in leases.held_leases(session, RATING, user.id, now, *set_filter) if a.id not in known]
+    mine = leases.with_held_now(session, RATING, user.id, now, held + fresh, prefetch, *set_filter)
     return _tasks(session, mine)[:max(prefetch, 1)] if mine else []
 
 

@@ -128,11 +128,7 @@ def next_tasks(
         else []
     )
     fresh.sort(key=lambda a: new_ids.index(a.id))
-    mine = held + fresh
-    if len(mine) < prefetch:
-        # a call of the same annotator may have leased after this transaction's snapshot
-        known = {a.id for a in mine}
-        mine += [a for a in leases.held_leases(session, COMPARISON, user.id, now, *filters) if a.id not in known]
+    mine = leases.with_held_now(session, COMPARISON, user.id, now, held + fresh, prefetch, *filters)
     return _tasks(session, mine)[: max(prefetch, 1)]
 
 
