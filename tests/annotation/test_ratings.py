@@ -190,3 +190,26 @@ def test_stats_count_today(client, researcher, make_user):
     assert stats["ratings_today"] == 1 and stats["ratings_total"] == 1
     later = client.get("/api/v1/me/stats", headers=bearer(a), params={"since": "2999-01-01T00:00:00Z"}).json()
     assert later["ratings_today"] == 0 and later["ratings_total"] == 1
+
+
+def test_a_gold_recount_keeps_the_slot_of_an_expired_unswept_lease(client, researcher, make_user, db, app,
+                                                                   monkeypatch):
+    """Until the sweep releases it, an expired lease still holds its slot (its late answer may be
+    accepted). A recount that treated the slot as free let a second annotator in: K + 1 labels."""
+    import time
+
+    from app.annotation import leases
+
+    app.state.settings.lease_sweep_seconds = 3600
+    monkeypatch.setitem(leases._last_sweep, "rating", time.monotonic())  # no sweep during the test
+    pool = make_pool(client, researcher, n_images=1, k=1)
+    a, b = make_user("annotator"), make_user("annotator")
+    held = _next(client, a).json()
+    expire_leases(db)
+    for label in ("good", None):  # marking gold and back recounts the open slots
+        r = client.patch(f"/api/v1/images/{pool.image_ids[0]}", headers=bearer(researcher), json={"gold_label": label})
+        assert r.status_code == 200
+    assert db.scalar(select(Image.ratings_open)) == 0
+    assert _next(client, b).status_code == 204
+    assert _rate(client, a, held["assignment_id"]).status_code == 201  # the late answer is the one label
+    assert db.scalar(select(func.count()).select_from(Rating)) == 1
