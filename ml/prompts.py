@@ -143,6 +143,18 @@ class Vocabulary:
 
 PAPER_VOCABULARY = Vocabulary()
 
+# The shapes world (`ml.world`): a subset of the paper's words, so that every world prompt is also a
+# paper prompt (same parser, categories and split). Objects are drawn as shapes: box (square),
+# plate (disc), donut (ring), tree (triangle) and, held out as the unseen object, rose (a flower).
+WORLD_VOCABULARY = Vocabulary(
+    colors=("red", "yellow", "green", "blue", "white", "purple"),
+    counts=(1, 2, 3, 4),
+    backgrounds=("forest", "sea", "desert", "moon"),
+    objects=("box", "plate", "donut", "tree", "rose"),
+    unseen_objects=("rose",),
+)
+VOCABULARIES = {"paper": PAPER_VOCABULARY, "world": WORLD_VOCABULARY}
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -238,7 +250,8 @@ class PromptSetConfig:
 
 def generate_prompt_set(config: PromptSetConfig) -> list[Prompt]:
     """A deterministic prompt set: by default the paper's size (575 single-attribute prompts plus
-    sampled combinations); smaller sizes sample every category in proportion to its share."""
+    sampled combinations); a set too small for every single-attribute prompt takes the categories
+    in turn, so that it stays balanced (a 40-prompt set has 10 of each where the vocabulary allows)."""
     by_cat = {
         c: [p for p in ps if p.split in config.splits]
         for c, ps in all_prompts(config.vocabulary).items()
@@ -254,7 +267,12 @@ def generate_prompt_set(config: PromptSetConfig) -> list[Prompt]:
         if len(singles) <= config.size:
             chosen = singles + rng.sample(combos, config.size - len(singles))
         else:
-            chosen = rng.sample(singles, config.size)
+            pools = [rng.sample(ps, len(ps)) for ps in by_cat.values()]
+            chosen = []
+            while len(chosen) < config.size:
+                for pool in pools:
+                    if pool and len(chosen) < config.size:
+                        chosen.append(pool.pop())
     order = {c: i for i, c in enumerate(CATEGORIES)}
     return sorted(chosen, key=lambda p: (order[p.category], p.text))
 

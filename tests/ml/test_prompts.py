@@ -116,6 +116,20 @@ def test_prompt_set_sizes_and_determinism():
     assert len(seen_only) == 20 * 6 and all(p.split == "seen" for p in seen_only)
 
 
+def test_small_prompt_sets_are_balanced_across_categories():
+    from collections import Counter
+
+    from ml.prompts import WORLD_VOCABULARY
+
+    for vocabulary in (PromptSetConfig().vocabulary, WORLD_VOCABULARY):
+        small = generate_prompt_set(PromptSetConfig(size=40, seed=1, vocabulary=vocabulary))
+        assert Counter(p.category for p in small) == {"count": 10, "color": 10, "background": 10, "combination": 10}
+    # a category that runs out leaves its turns to the others
+    unseen = generate_prompt_set(PromptSetConfig(size=40, splits=("unseen",), vocabulary=WORLD_VOCABULARY))
+    counts = Counter(p.category for p in unseen)
+    assert len(unseen) == 40 and counts["count"] == 4 and counts["combination"] > 10
+
+
 def _attrs(p):
     return (p.object, p.count, p.color, p.background)
 
