@@ -27,7 +27,7 @@ from torch import nn
 
 from ml.embeddings import clip_score
 from ml.metrics import pairwise_accuracy, roc_auc
-from ml.prompts import perturbed_texts
+from ml.prompts import VOCABULARIES, perturbed_texts
 
 LABEL_VALUES = {"good": 1.0, "bad": 0.0}
 TextVectors = Mapping[str, np.ndarray] | Callable[[Sequence[str]], np.ndarray]
@@ -48,12 +48,29 @@ class RewardConfig:
             "(a random subset: an unbiased estimate of its mean at a fraction of the cost; 1.0: all)"
         },
     )
-    batch_size: int = field(default=2048, metadata={"help": "labelled pairs per step"})
-    max_epochs: int = field(default=5, metadata={"help": "upper bound on passes over the training set"})
+    batch_size: int = field(
+        default=2048,
+        metadata={"help": "labelled pairs per step, at most: a small set takes smaller batches (8+ steps an epoch)"},
+    )
+    max_epochs: int = field(
+        default=5, metadata={"help": "passes over the training set, unless min_steps needs more"}
+    )
+    min_steps: int = field(
+        default=400,
+        metadata={
+            "help": "optimizer steps at least, whatever the label count: a few hundred labels need "
+            "hundreds of small steps, not the handful that a few epochs of large batches give"
+        },
+    )
     patience: int = field(
-        default=2, metadata={"help": "stop after this many epochs without a better val MSE"}
+        default=5,
+        metadata={"help": "stop after this many validations without a better val MSE (about 20 per run)"},
     )
     val_fraction: float = field(default=0.15, metadata={"help": "share of prompts held out for validation"})
+    vocabulary: str = field(
+        default="paper",
+        metadata={"help": "words the perturbed prompts are drawn from: 'paper' or 'world' (ml.prompts.VOCABULARIES)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed of split, init, batching and perturbations"})
     precision: str = field(
         default="auto",
@@ -124,7 +141,7 @@ class RewardModel:
 class RewardResult:
     model: RewardModel
     metrics: dict  # validation metrics, including the CLIP-score baseline on the same split
-    history: list[dict]  # per epoch: train loss, val MSE
+    history: list[dict]  # per validation: epoch, step, train loss, val MSE
     best_epoch: int
     n_train: int
     n_val: int
@@ -144,6 +161,15 @@ def _text_fn(text_vectors: TextVectors) -> Callable[[Sequence[str]], np.ndarray]
     if callable(text_vectors):
         return text_vectors
     return lambda texts: np.stack([np.asarray(text_vectors[t], np.float32) for t in texts])
+
+
+def schedule(config: RewardConfig, n: int) -> tuple[int, int, int]:
+    """(batch size, epochs, epochs between validations) for n training rows: at least `min_steps`
+    steps and `max_epochs` epochs, batches small enough for 8 steps an epoch, about 20 validations."""
+    batch = max(1, min(config.batch_size, max(32, math.ceil(n / 8))))
+    per_epoch = math.ceil(n / batch)
+    epochs = max(config.max_epochs, math.ceil(config.min_steps / per_epoch))
+    return batch, epochs, max(1, epochs // 20)
 
 
 def split_prompts(prompts: Sequence[str], val_fraction: float, seed: int) -> set[str]:
@@ -207,7 +233,10 @@ def train_reward(
         raise ValueError("n_prompts counts the original prompt too: it must be at least 2")
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     prompts = sorted({r.prompt for r in used})
-    negatives = perturbed_texts(prompts, config.n_prompts - 1, config.seed)
+    if config.vocabulary not in VOCABULARIES:
+        raise ValueError(f"unknown vocabulary {config.vocabulary!r}; choose from {sorted(VOCABULARIES)}")
+    vocabulary = VOCABULARIES[config.vocabulary]
+    negatives = perturbed_texts(prompts, config.n_prompts - 1, config.seed, vocabulary)
     texts = list(dict.fromkeys(prompts + [t for ns in negatives.values() if ns for t in ns]))
     tpos = {t: i for i, t in enumerate(texts)}
     text_mat = torch.from_numpy(np.asarray(_text_fn(text_vectors)(texts), np.float32)).to(device)
@@ -253,12 +282,13 @@ def train_reward(
         history: list[dict] = []
         best = (math.inf, 0, {k: v.clone() for k, v in module.state_dict().items()})
         n = len(train_rows)
-        for epoch in range(1, config.max_epochs + 1):
+        batch, epochs, every = schedule(config, n)
+        for epoch in range(1, epochs + 1):
             module.train()
             perm = torch.randperm(n, device=device)
             total = 0.0
-            for start in range(0, n, config.batch_size):
-                idx = perm[start : start + config.batch_size]
+            for start in range(0, n, batch):
+                idx = perm[start : start + batch]
                 with autocast:
                     s0, s_all = _batch_scores(
                         module, text_mat, train, idx, config.pc_fraction if config.lambda_pc > 0 else 0.0
@@ -272,14 +302,17 @@ def train_reward(
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
-            with autocast:  # early stopping compares epochs: bf16 resolves that, at a third of the cost
-                val_mse = _val_mse(module, text_mat, val) if val else total / n
-            history.append({"epoch": epoch, "train_loss": total / n, "val_mse": val_mse})
             if progress:
-                progress(epoch, config.max_epochs)
+                progress(epoch, epochs)
+            if epoch % every and epoch != epochs:
+                continue
+            with autocast:  # early stopping compares validations: bf16 resolves that, at a third of the cost
+                val_mse = _val_mse(module, text_mat, val) if val else total / n
+            history.append({"epoch": epoch, "step": epoch * math.ceil(n / batch), "train_loss": total / n,
+                            "val_mse": val_mse})
             if val_mse < best[0]:
                 best = (val_mse, epoch, {k: v.clone() for k, v in module.state_dict().items()})
-            elif epoch - best[1] >= config.patience:
+            elif epoch - best[1] >= config.patience * every:
                 break
         module.load_state_dict(best[2])
         module.eval()
