@@ -216,8 +216,7 @@ def write_tiny_sd(out_dir: str | Path, config: TinyConfig | None = None) -> Path
 
 def write_tiny_clip(out_dir: str | Path, config: TinyConfig | None = None) -> Path:
     """A CLIP model + processor folder with random weights (tiny: 32 px input, 32-d embeddings)."""
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer, CLIPVisionConfig
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
 
     config = config or TinyConfig()
     out = Path(out_dir)
@@ -253,7 +252,22 @@ def write_tiny_clip(out_dir: str | Path, config: TinyConfig | None = None) -> Pa
         vision_config=vision.to_dict(),
         projection_dim=dim,
     )
-    CLIPModel(clip_config).save_pretrained(out)
+    return save_clip_folder(CLIPModel(clip_config), out, out, image_size)
+
+
+def save_clip_folder(model, tokenizer_dir: str | Path, out_dir: str | Path, image_size: int) -> Path:
+    """Write a CLIP model with its tokenizer and image processor in openai/clip-vit-* layout."""
+    import shutil
+
+    from transformers import CLIPTokenizer
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if Path(tokenizer_dir).resolve() != out.resolve():
+        for name in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
+            shutil.copy(Path(tokenizer_dir) / name, out / name)
+    model.save_pretrained(out)
     # Saved under the canonical class name so AutoImageProcessor picks the backend that is installed.
     processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
