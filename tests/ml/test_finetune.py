@@ -158,3 +158,14 @@ def test_pretrain_folder_formats(tmp_path, samples):
     assert [(p.image.name, p.caption) for p in read_pretrain_folder(b)] == [("img.png", "a cup")]
     with pytest.raises(ValueError):
         read_pretrain_folder(tmp_path)
+
+
+def test_min_snr_weights_cap_only_the_low_noise_steps():
+    from ml.finetune import min_snr_weights
+
+    sched = DDPMScheduler(num_train_timesteps=1000)
+    t = torch.tensor([0, 100, 500, 999])
+    w = min_snr_weights(sched, t, 5.0)
+    snr = sched.alphas_cumprod[t] / (1 - sched.alphas_cumprod[t])
+    assert torch.allclose(w, torch.clamp(snr, max=5.0) / snr)
+    assert w[0] < w[1] < 1.0 and w[2] == w[3] == 1.0  # high noise keeps its full weight
