@@ -32,10 +32,14 @@ class RewardParams(BaseModel):
     lambda_pc: float = Field(0.5, ge=0.0, le=100.0)
     temperature: float = Field(2.0, gt=0.0, le=100.0)
     n_prompts: int = Field(10, ge=2, le=100)
-    max_epochs: int = Field(5, ge=1, le=1000)
-    patience: int = Field(2, ge=1, le=100)
+    max_epochs: int = Field(5, ge=1, le=1000, description="passes over the labels, unless min_steps needs more")
+    min_steps: int = Field(1500, ge=0, le=1_000_000,
+                           description="optimizer steps at least: small label sets get more epochs")
+    patience: int = Field(20, ge=1, le=100, description="validations without improvement before stopping")
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     lr: float = Field(2e-3, gt=0.0, le=1.0)
+    vocabulary: Literal["paper", "world"] | None = Field(
+        None, description="words of the perturbed prompts; default: the prompt set's template vocabulary")
     seed: int = 0
 
 
@@ -53,6 +57,9 @@ class FinetuneParams(BaseModel):
     prompt_set_id: int = Field(description="its generated images (labelled and unlabelled) are D_model")
     generator_version_id: int | None = Field(None, description="default: the base generator")
     reward_version_id: int | None = Field(None, description="default: the newest reward model of the set")
+    preset: Literal["world"] | None = Field(
+        None, description="start from a named set of settings (fields given here still win): 'world' is what "
+                          "moves the shapes-world models in one round")
     mode: Literal["lora", "full"] = "lora"
     lora_rank: int = Field(8, ge=1, le=256)
     lr: float | None = Field(None, gt=0.0, le=1.0)
@@ -60,6 +67,10 @@ class FinetuneParams(BaseModel):
     max_steps: int = Field(1000, ge=1, le=1_000_000)
     batch_size: int = Field(4, ge=1, le=4096)
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    caption_dropout: float = Field(0.0, ge=0.0, le=1.0,
+                                   description="share of generated samples trained with the empty prompt")
+    snr_gamma: float | None = Field(None, gt=0.0, le=1000.0,
+                                    description="min-SNR-γ timestep weighting of the loss (e.g. 5); null: none")
     pretrain_dir: str | None = Field(None, max_length=1000,
                                      description="folder of image + caption pairs (default: the configured one)")
     seed: int = 0
