@@ -58,3 +58,7 @@ class EvaluationRead(BaseModel):
     complete: int
     votes: int
     results: list[GroupResult] = Field(default_factory=list)
+    oracle: dict[str, Any] | None = Field(
+        None, description="shapes-world models only: what the pixel oracle measured of both sides' images "
+                          "(aligned share per side, overall and per category, and the paired gain with its "
+                          "standard error), with a sentence saying what it means")

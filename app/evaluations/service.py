@@ -115,7 +115,7 @@ def evaluation_results(session: Session, evaluation_id: int) -> EvaluationRead:
         baseline_version_id=ev.baseline_version_id, candidate_version_id=ev.candidate_version_id,
         candidate_kind=ev.candidate_kind, votes_per_comparison=ev.votes_per_comparison,
         agreement_threshold=threshold, params=ev.params, created_at=ev.created_at,
-        comparisons=len(comps), complete=complete, votes=votes, results=results,
+        comparisons=len(comps), complete=complete, votes=votes, results=results, oracle=ev.oracle,
     )
 
 

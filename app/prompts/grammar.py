@@ -19,8 +19,10 @@ def describe(text: str) -> tuple[str, str, dict[str, Any]]:
     return parsed.category, parsed.split, attrs
 
 
-def from_template(size: int | None, seed: int, categories: list[str], splits: list[str]) -> list[dict[str, Any]]:
-    config = _grammar.PromptSetConfig(size=size, seed=seed, categories=tuple(categories), splits=tuple(splits))
+def from_template(size: int | None, seed: int, categories: list[str], splits: list[str],
+                  vocabulary: str = "paper") -> list[dict[str, Any]]:
+    config = _grammar.PromptSetConfig(size=size, seed=seed, categories=tuple(categories), splits=tuple(splits),
+                                      vocabulary=_grammar.VOCABULARIES[vocabulary])
     out = []
     for p in _grammar.generate_prompt_set(config):
         attrs = {k: v for k, v in p.attributes().items() if k not in ("text", "category", "split") and v is not None}

@@ -22,6 +22,8 @@ class TemplateSpec(BaseModel):
     seed: int = Field(0, description="seed of the deterministic sampling")
     categories: list[Category] = Field(default_factory=_all_categories, min_length=1)
     splits: list[Split] = Field(default_factory=_all_splits, min_length=1)
+    vocabulary: Literal["paper", "world"] = Field(
+        "paper", description="the paper's words, or the shapes world's (for the world models and their oracle)")
 
 
 class PromptSetCreate(BaseModel):

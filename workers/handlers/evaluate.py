@@ -3,6 +3,7 @@ baseline's best-of-n by reward as a third arm) -> comparisons that want N votes 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -128,10 +129,56 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         a, b = _images(s, job.id, base.id), _images(s, job.id, cand.id)
         made = _pairs(s, main_id, votes, [(pid, a[(pid, sd)], b[(pid, sd)]) for pid, _ in prompts for sd in seeds])
     result: dict[str, Any] = {"evaluation_ids": [main_id], "comparisons": made}
+    if is_world_model(rt, base) or is_world_model(rt, cand):
+        oracle = oracle_measure(ctx, main_id, [(text, a[(pid, sd)], b[(pid, sd)]) for pid, text in prompts
+                                               for sd in seeds])
+        result["oracle"] = {"gain": oracle["gain"], "sentence": oracle["sentence"]}
     if p.best_of_n and bon_id is not None and reward is not None:
         result["comparisons"] += best_of_n_arm(ctx, job, p, base, reward, prompts, seeds, bon_id, votes)
         result["evaluation_ids"].append(bon_id)
     return result
+
+
+def is_world_model(rt: Any, version: ModelVersion) -> bool:
+    """A generator of the shapes world (its folder carries world.json): the oracle can judge its images."""
+    from pathlib import Path
+
+    folder, _ = rt.generator_source(version)
+    return (Path(folder) / "world.json").exists()
+
+
+def oracle_measure(ctx: JobContext, evaluation_id: int, pairs: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """The world oracle's verdict on both sides' images (pairs: prompt, baseline image, candidate image),
+    stored on the evaluation beside the raters' votes."""
+    from ml.world.measure import compare, verdict_sentence
+
+    rt = ctx.rt
+    ctx.progress(0.97, "the world oracle judges both sides", force=True)
+    with rt.tx() as s:
+        keys = dict(s.execute(select(Image.id, Image.storage_key).where(
+            Image.id.in_([i for _, a, b in pairs for i in (a, b)]))).all())
+    measured = compare([rt.storage.get(keys[a]) for _, a, _ in pairs], [rt.storage.get(keys[b]) for _, _, b in pairs],
+                       [text for text, _, _ in pairs])
+    measured["sentence"] = verdict_sentence(measured["gain"], measured["baseline"]["aligned"]["rate"],
+                                            measured["candidate"]["aligned"]["rate"])
+    measured = _finite(measured)
+    with rt.tx() as s:
+        ev = s.get(Evaluation, evaluation_id)
+        if ev is not None:
+            ev.oracle = measured
+    ctx.log(measured["sentence"])
+    return measured
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: store them as null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def best_of_n_arm(

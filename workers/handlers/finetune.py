@@ -23,8 +23,20 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def finetune_config(p: FinetuneParams) -> Any:
+    """The job's settings over its preset's (ml.finetune.PRESETS): what the job names wins."""
+    from ml.finetune import PRESETS, FinetuneConfig
+
+    fields = ("mode", "lora_rank", "lr", "beta", "max_steps", "batch_size", "gradient_accumulation_steps",
+              "caption_dropout", "snr_gamma", "seed")
+    values = {**(PRESETS[p.preset] if p.preset else {}),
+              **{k: getattr(p, k) for k in fields if k in p.model_fields_set or not p.preset}}
+    steps = values.get("max_steps", p.max_steps)
+    return FinetuneConfig(**values, checkpoint_every=max(1, min(500, steps // 4 or 1)))
+
+
 def run(ctx: JobContext, job: Job) -> dict[str, Any]:
-    from ml.finetune import FinetuneConfig, ModelSample, finetune
+    from ml.finetune import ModelSample, finetune
 
     rt = ctx.rt
     p = FinetuneParams.model_validate(job.params)
@@ -55,9 +67,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     resume = latest_checkpoint(out)
     if resume is not None:
         ctx.log(f"resuming from {resume.name}")
-    config = FinetuneConfig(mode=p.mode, lora_rank=p.lora_rank, lr=p.lr, beta=p.beta, max_steps=p.max_steps,
-                            batch_size=p.batch_size, gradient_accumulation_steps=p.gradient_accumulation_steps,
-                            seed=p.seed, checkpoint_every=max(1, min(500, p.max_steps // 4 or 1)))
+    config = finetune_config(p)
     result = finetune(
         config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
         progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
@@ -71,9 +81,10 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         version = s.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
         if version is None:
             version = ModelVersion(
-                kind="generator", mode=p.mode, name=f"{p.mode} of #{gv.id} on {ps.name} #{job.id}", parent_id=gv.id,
+                kind="generator", mode=config.mode, name=f"{config.mode} of #{gv.id} on {ps.name} #{job.id}",
+                parent_id=gv.id,
                 job_id=job.id, prompt_set_id=ps.id, artifact_url=url,
-                hyperparams={**asdict(config), "base_model": gv.artifact_url if p.mode == "lora" else url,
+                hyperparams={**asdict(config), "base_model": gv.artifact_url if config.mode == "lora" else url,
                              "pretrain_dir": pretrain, "reward_version_id": rv.id},
                 label_snapshot={**(rv.label_snapshot or {}), "reward_version_id": rv.id, "images": len(samples),
                                 "labelled_images": n_labelled},

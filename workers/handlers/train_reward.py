@@ -37,6 +37,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         ).all()
         previous = jobs.latest_reward(s, ps.id)
         previous_id = previous.id if previous else None
+        vocabulary = p.reward.vocabulary or (ps.source or {}).get("template", {}).get("vocabulary", "paper")
     counts = {k: sum(1 for r in rows if r.label == k) for k in ("good", "bad", "skip")}
     usable = counts["good"] + counts["bad"]
     snapshot = {"prompt_set_id": p.prompt_set_id, "max_rating_id": snap, "labels": usable, **counts}
@@ -48,8 +49,9 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     ctx.progress(0.05, "embedding images", force=True)
     vectors = image_vectors(rt, [(r.content_hash, r.storage_key) for r in rows if r.label != "skip"])
     config = RewardConfig(lambda_pc=p.reward.lambda_pc, temperature=p.reward.temperature, n_prompts=p.reward.n_prompts,
-                          max_epochs=p.reward.max_epochs, patience=p.reward.patience,
-                          val_fraction=p.reward.val_fraction, lr=p.reward.lr, seed=p.reward.seed)
+                          max_epochs=p.reward.max_epochs, min_steps=p.reward.min_steps, patience=p.reward.patience,
+                          val_fraction=p.reward.val_fraction, lr=p.reward.lr, vocabulary=vocabulary,
+                          seed=p.reward.seed)
     ctx.progress(0.2, "training", force=True)
     try:
         result = train_reward(

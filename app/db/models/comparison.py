@@ -36,6 +36,8 @@ class Evaluation(IdMixin, CreatedAtMixin, Base):
     candidate_kind: Mapped[str] = mapped_column(String(16), default="model")
     votes_per_comparison: Mapped[int] = mapped_column(Integer, default=9)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # what the shapes world's pixel oracle measured of both sides' images (world models only)
+    oracle: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 class Comparison(IdMixin, CreatedAtMixin, Base):
