@@ -41,12 +41,65 @@ def worker(queues: str, concurrency: int, loglevel: str, beat: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--data-dir", default="./demo-data", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="SQLite database, storage and models")
-def demo(host: str, port: int, data_dir: Path) -> None:
-    """Run everything in one process: SQLite, local storage, in-process worker, tiny CPU models."""
-    from workers.demo import run_demo
+              type=click.Path(file_okay=False, path_type=Path), help="SQLite database, storage and caches")
+@click.option("--models", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="a folder with sd/ and clip/ (e.g. from `ml make-world-models` or `ml make-tiny-models`) "
+                   "[default: the shipped shapes-world models]")
+@click.option("--simulated-raters", default=9, show_default=True, type=click.IntRange(0, 50),
+              help="oracle annotators that rate and vote beside you through the REST API (world models only)")
+@click.option("--rater-error", default=0.1, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="share of the simulated raters' answers that are wrong")
+def demo(host: str, port: int, data_dir: Path, models: Path | None, simulated_raters: int,
+         rater_error: float) -> None:
+    """Run everything in one process: SQLite, local storage, an in-process worker and the shipped
+    shapes-world models on the CPU; the loop runs a round by itself within minutes."""
+    from workers.demo import DemoOptions, run_demo
 
-    run_demo(host=host, port=port, data_dir=data_dir)
+    run_demo(host=host, port=port, data_dir=data_dir,
+             options=DemoOptions(models=models, simulated_raters=simulated_raters, rater_error=rater_error))
+
+
+@main.command("simulate-raters")
+@click.option("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+@click.option("--login", "logins", multiple=True, metavar="USER:PASSWORD",
+              help="an annotator account to rate as (repeatable: one thread each)")
+@click.option("--token", "tokens", multiple=True, help="an annotator's API token instead of a log-in (repeatable)")
+@click.option("--error-rate", default=0.1, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="share of answers each rater gets wrong on purpose")
+@click.option("--ratings/--no-ratings", default=True, show_default=True, help="answer rating tasks")
+@click.option("--comparisons/--no-comparisons", default=True, show_default=True, help="vote on comparisons")
+@click.option("--until-idle", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="stop after this many seconds with nothing to do")
+@click.option("--pace", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="seconds each rater waits between answers")
+@click.option("--seed", default=0, show_default=True, type=int)
+def simulate_raters(url: str, logins: tuple[str, ...], tokens: tuple[str, ...], error_rate: float, ratings: bool,
+                    comparisons: bool, until_idle: float, pace: float, seed: int) -> None:
+    """Shapes-world oracle raters that log in and rate / vote through the REST API like people."""
+    import json
+
+    from workers.simulate import SimulatedAnnotator, run_team
+
+    if not logins and not tokens:
+        raise click.UsageError("give at least one --login USER:PASSWORD or --token")
+    team = []
+    for i, login in enumerate(logins):
+        user, sep, password = login.partition(":")
+        if not sep or not user or not password:
+            raise click.BadParameter(f"{login!r} is not USER:PASSWORD", param_hint="--login")
+        team.append(SimulatedAnnotator(url, user, password, error_rate=error_rate, seed=seed + i, pace=pace,
+                                       ratings=ratings, comparisons=comparisons))
+    for j, token in enumerate(tokens):
+        team.append(SimulatedAnnotator(url, f"token-{j + 1}", token=token, error_rate=error_rate,
+                                       seed=seed + len(logins) + j, pace=pace, ratings=ratings,
+                                       comparisons=comparisons))
+    threads, _ = run_team(team, idle_wait=1.0, until_idle=until_idle)
+    for t in threads:
+        t.join()
+    stats = {a.username: vars(a.stats) for a in team}
+    click.echo(json.dumps(stats))
+    if any(a.stats.ratings + a.stats.votes == 0 and a.stats.errors for a in team):
+        raise click.ClickException("a rater answered nothing and met errors (see the log above)")
 
 
 class _LazyMlGroup(click.Group):
@@ -69,7 +122,8 @@ class _LazyMlGroup(click.Group):
 
 
 main.add_command(_LazyMlGroup("ml", help="ML stages on files alone: prompts, generate, embed, train-reward, "
-                                         "score, finetune, best-of-n, make-tiny-models."))
+                                         "score, finetune, best-of-n, make-tiny-models, make-world-models, "
+                                         "world-loop."))
 
 
 if __name__ == "__main__":
