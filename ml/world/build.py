@@ -128,10 +128,22 @@ def new_clip(tokenizer_dir: Path, width: int) -> Any:
 
     vocab = json.loads((tokenizer_dir / "vocab.json").read_text())
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
-    common = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=3, num_attention_heads=4,
-                  projection_dim=width, hidden_act="quick_gelu")
-    text = CLIPTextConfig(vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
-                          pad_token_id=eos, **common)
+    common = dict(
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        projection_dim=width,
+        hidden_act="quick_gelu",
+    )
+    text = CLIPTextConfig(
+        vocab_size=len(vocab),
+        max_position_embeddings=77,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        **common,
+    )
     vision = CLIPVisionConfig(image_size=SIZE, patch_size=4, **common)
     return CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=width))
 
@@ -156,8 +168,12 @@ def train_clip(config: WorldModelsConfig, tokenizer_dir: Path, progress: Progres
     for step in range(steps):
         scenes = [random_scene(rng) for _ in range(config.clip_batch)]
         ids = tokenizer([caption(s, CLEAN, rng) for s in scenes], padding=True, return_tensors="pt")
-        out = model(input_ids=ids.input_ids, attention_mask=ids.attention_mask,
-                    pixel_values=clip_pixels([draw(s) for s in scenes]), return_loss=True)
+        out = model(
+            input_ids=ids.input_ids,
+            attention_mask=ids.attention_mask,
+            pixel_values=clip_pixels([draw(s) for s in scenes]),
+            return_loss=True,
+        )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
@@ -184,8 +200,13 @@ def encode_texts(text_encoder: Any, tokenizer: Any, texts: list[str], batch: int
     """Token-level hidden states, padded as the pipeline pads them (max_length)."""
     out = []
     for i in range(0, len(texts), batch):
-        ids = tokenizer(texts[i : i + batch], padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            texts[i : i + batch],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         out.append(text_encoder(ids)[0])
     return torch.cat(out)
 
@@ -211,8 +232,9 @@ def noise_scheduler_config() -> dict[str, Any]:
     """DDPM's linear schedule. Stable Diffusion's scaled-linear one keeps 7% of the signal at the last
     step; in 8 x 8 latents whose mean is the background colour that leaks the background into pure
     noise, and sampling (which starts from pure noise) then collapses onto two backgrounds."""
-    return dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
-                prediction_type="epsilon")
+    return dict(
+        num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear", prediction_type="epsilon"
+    )
 
 
 @torch.no_grad()
@@ -226,8 +248,9 @@ def encode_corpus(vae: Any, scenes: list, batch: int = 512) -> tuple[torch.Tenso
     return torch.cat(means), torch.cat(stds)
 
 
-def pretrain_unet(config: WorldModelsConfig, vae: Any, text_encoder: Any, tokenizer: Any,
-                  progress: Progress | None = None) -> Any:
+def pretrain_unet(
+    config: WorldModelsConfig, vae: Any, text_encoder: Any, tokenizer: Any, progress: Progress | None = None
+) -> Any:
     """Train the UNet on the noisy-caption corpus; sets the VAE's scaling factor; returns the EMA UNet."""
     from diffusers import DDPMScheduler
 
@@ -248,13 +271,20 @@ def pretrain_unet(config: WorldModelsConfig, vae: Any, text_encoder: Any, tokeni
     warmup = min(200, steps // 10)
     opt = torch.optim.AdamW(unet.parameters(), config.unet_lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / (warmup + 1) if s < warmup
-        else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+        opt,
+        lambda s: (
+            (s + 1) / (warmup + 1)
+            if s < warmup
+            else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+        ),
+    )
     gen = torch.Generator().manual_seed(config.seed + 2)
     unet.train()
     for step in range(steps):
         idx = torch.randint(0, len(scenes), (config.unet_batch,), generator=gen)
-        caps = ["" if rng.random() < config.uncond_rate else caption(scenes[i], config.noise, rng) for i in idx.tolist()]
+        caps = [
+            "" if rng.random() < config.uncond_rate else caption(scenes[i], config.noise, rng) for i in idx.tolist()
+        ]
         latents = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scaling
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
@@ -289,11 +319,19 @@ def save_pipeline(out: Path, vae: Any, text_encoder: Any, tokenizer: Any, unet: 
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     # "trailing" spacing starts sampling at the last training step, where the noise is pure
-    scheduler = DDIMScheduler(**noise_scheduler_config(), clip_sample=False, set_alpha_to_one=False,
-                              timestep_spacing="trailing")
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    scheduler = DDIMScheduler(
+        **noise_scheduler_config(), clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing"
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.to(torch.float16)
     pipe.save_pretrained(out)  # type: ignore[attr-defined]
     return out
@@ -306,8 +344,9 @@ class WorldModels:
     seconds: dict[str, float]
 
 
-def write_world_models(out_dir: str | Path, config: WorldModelsConfig | None = None,
-                       progress: Progress | None = None) -> WorldModels:
+def write_world_models(
+    out_dir: str | Path, config: WorldModelsConfig | None = None, progress: Progress | None = None
+) -> WorldModels:
     """Train every world model and write `out/sd`, `out/clip` and `out/world.json`."""
     from transformers import CLIPTokenizer
 
@@ -332,8 +371,10 @@ def write_world_models(out_dir: str | Path, config: WorldModelsConfig | None = N
         seconds["unet"] = time.perf_counter() - t0
         sd = save_pipeline(out / "sd", vae, text_encoder, tokenizer, unet)
         clip_dir = save_clip_folder(clip.to(torch.float16), tok_dir, out / "clip", SIZE)
-    meta = json.dumps({"kind": "shapes-world", "config": asdict(config),
-                       "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2)
+    meta = json.dumps(
+        {"kind": "shapes-world", "config": asdict(config), "seconds": {k: round(v, 1) for k, v in seconds.items()}},
+        indent=2,
+    )
     (out / "world.json").write_text(meta)
     # inside the pipeline folder too: it tells the service that the oracle can judge this model's images
     (sd / "world.json").write_text(meta)

@@ -17,6 +17,7 @@ from pathlib import Path
 from ml.prompts import render
 from ml.world.scene import Scene
 
+
 @dataclass(frozen=True)
 class CaptionNoise:
     """How pre-training captions misdescribe their images (the designed misalignment)."""

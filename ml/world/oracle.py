@@ -87,7 +87,9 @@ def _components(fg: np.ndarray) -> np.ndarray:
     labels = np.where(fg, np.arange(h * w, dtype=np.int32).reshape(1, h, w), big)
     while True:
         pad = np.pad(labels, ((0, 0), (1, 1), (1, 1)), constant_values=big)
-        nb = np.minimum.reduce([pad[:, 1:-1, 1:-1], pad[:, :-2, 1:-1], pad[:, 2:, 1:-1], pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]])
+        nb = np.minimum.reduce(
+            [pad[:, 1:-1, 1:-1], pad[:, :-2, 1:-1], pad[:, 2:, 1:-1], pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]]
+        )
         nb = np.where(fg, nb, big)
         if np.array_equal(nb, labels):
             return np.where(fg, labels, -1)
