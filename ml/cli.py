@@ -19,6 +19,8 @@ from ml.generation import GenerationConfig
 from ml.prompts import CATEGORIES, PromptSetConfig, generate_prompt_set, parse_prompt
 from ml.reward import RewardConfig
 from ml.tiny import TinyConfig
+from ml.world.build import WorldModelsConfig
+from ml.world.loop import WorldLoopConfig
 
 _clip_opt = click.option(
     "--clip", "clip_model", required=True, help="CLIP folder or hub id, e.g. openai/clip-vit-large-patch14"
@@ -397,6 +399,68 @@ def make_tiny_models(out, **kw) -> None:
     sd = write_tiny_sd(Path(out) / "sd", config)
     clip = write_tiny_clip(Path(out) / "clip", config)
     click.echo(json.dumps({"sd": str(sd), "clip": str(clip)}))
+
+
+def _stage_bars() -> tuple[dict[str, Any], Any]:
+    """One tqdm bar per stage name, created as stages start; `progress(stage, done, total, *_)`."""
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int, *_: Any) -> None:
+        if stage not in bars:
+            for b in bars.values():
+                b.close()
+            bars[stage] = tqdm(desc=stage, total=total, unit="it", leave=False)
+        b = bars[stage]
+        b.total = total
+        b.update(done - b.n)  # redraws at most every tqdm mininterval
+
+    return bars, progress
+
+
+@cli.command("make-world-models")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes <out>/sd, <out>/clip, world.json")
+@config_options(WorldModelsConfig)
+def make_world_models(out, **kw) -> None:
+    """Train the shapes world's VAE, CLIP and diffusion model from scratch (seeded; minutes on a CPU)."""
+    import time
+
+    from ml.world.build import write_world_models
+
+    config = build_config(WorldModelsConfig, kw)
+    t0 = time.perf_counter()
+    bars, progress = _stage_bars()
+    result = write_world_models(out, config, progress)
+    for b in bars.values():
+        b.close()
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+    click.echo(f"world models in {out} after {time.perf_counter() - t0:.0f} s ({times})", err=True)
+    click.echo(json.dumps({"sd": str(result.sd), "clip": str(result.clip), "seconds": result.seconds}))
+
+
+@cli.command("world-loop")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes report.json and grid.png here")
+@click.option(
+    "--models",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="world models folder (sd/ and clip/) [default: the shipped ones]",
+)
+@config_options(WorldLoopConfig)
+def world_loop(out, models, **kw) -> None:
+    """One offline round in the shapes world: pool -> oracle labels -> reward -> fine-tune -> oracle
+    evaluation of base / uniform / reward-weighted; writes report.json and grid.png."""
+    from ml.world import SHIPPED_MODELS
+    from ml.world.loop import run_world_loop, summary
+
+    config = build_config(WorldLoopConfig, kw)
+    bars, progress = _stage_bars()
+    report = run_world_loop(config, models or SHIPPED_MODELS, out, progress)
+    for b in bars.values():
+        b.close()
+    click.echo(summary(report), err=True)
+    click.echo(json.dumps({"report": str(Path(out) / "report.json"), "grid": str(Path(out) / "grid.png")}))
 
 
 if __name__ == "__main__":

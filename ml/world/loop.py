@@ -1,0 +1,369 @@
+"""One offline round of the feedback loop in the shapes world, measured by the oracle.
+
+pool (base model) -> oracle labels -> reward model -> fine-tune -> oracle evaluation, with three arms
+evaluated on the same prompts and seeds:
+- base: the pre-trained model;
+- uniform: fine-tuned on the same pool with every sample weighted alike (by the mean reward, so both
+  fine-tunes take steps of the same size): the control for "fine-tuning on its own samples";
+- reward: fine-tuned with the paper's loss, each sample weighted by the *learned* reward model
+  (the oracle only labels the pool, as human raters would).
+
+Standard errors are clustered by prompt (images of one prompt are not independent), and arm
+differences are paired by prompt and seed. The reward model is also measured on images of
+prompts with the held-out ("unseen") object, which no label touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.finetune import PRESETS
+from ml.prompts import CATEGORIES, WORLD_VOCABULARY, Prompt, PromptSetConfig, generate_prompt_set
+from ml.world.measure import arm_metrics, paired_gain
+from ml.world.raters import OracleRater
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+ARMS = ("base", "uniform", "reward")
+EVAL_SEED = 10_000  # evaluation seeds start here: never the seeds of the labelled pool
+REWARD_VAL_SEED = 20_000
+
+
+WORLD_GUIDANCE = 3.0  # the world models' guidance scale: higher drifts to four objects and blank single ones
+
+
+@dataclass
+class WorldLoopConfig:
+    seed: int = field(default=0, metadata={"help": "seed of prompt choice, labels, training and sampling"})
+    train_prompts: int = field(default=48, metadata={"help": "seen-object prompts in the labelled pool"})
+    labels_per_prompt: int = field(default=16, metadata={"help": "labelled images per pool prompt"})
+    pool_per_prompt: int = field(
+        default=32,
+        metadata={
+            "help": "images per pool prompt in the fine-tuning data (labelled ones first; the rest are "
+            "weighted by the reward model alone, as the paper's unlabelled 16K)"
+        },
+    )
+    oracle_arm: bool = field(default=False, metadata={"help": "also fine-tune with the oracle's labels as weights"})
+    label_error: float = field(default=0.0, metadata={"help": "share of oracle labels flipped (rater noise)"})
+    eval_prompts: int = field(default=60, metadata={"help": "evaluation prompts, half seen and half unseen"})
+    eval_images_per_prompt: int = field(default=8, metadata={"help": "images per evaluation prompt and arm"})
+    reward_val_prompts: int = field(default=24, metadata={"help": "unseen prompts to measure the reward on"})
+    reward_val_images: int = field(default=16, metadata={"help": "images per such prompt"})
+    sampler_steps: int = field(default=20, metadata={"help": "denoising steps"})
+    guidance_scale: float = field(default=WORLD_GUIDANCE, metadata={"help": "classifier-free guidance scale"})
+    finetune_mode: str = field(default=PRESETS["world"]["mode"], metadata={"help": "'full' or 'lora'"})
+    finetune_rank: int = field(default=PRESETS["world"].get("lora_rank", 8), metadata={"help": "LoRA rank"})
+    finetune_steps: int = field(default=PRESETS["world"]["max_steps"], metadata={"help": "optimizer steps per arm"})
+    finetune_lr: float = field(default=PRESETS["world"]["lr"], metadata={"help": "fine-tuning learning rate"})
+    finetune_batch: int = field(
+        default=PRESETS["world"]["batch_size"],
+        metadata={"help": "pool samples per step (and as many pre-training pairs)"},
+    )
+    finetune_ema: float | None = field(
+        default=PRESETS["world"].get("ema_decay"), metadata={"help": "EMA decay of the fine-tuned weights"}
+    )
+    beta: float = field(default=PRESETS["world"]["beta"], metadata={"help": "weight of the pre-training loss"})
+    caption_dropout: float = field(
+        default=PRESETS["world"].get("caption_dropout", 0.0),
+        metadata={"help": "share of pool samples trained with the empty prompt"},
+    )
+    snr_gamma: float | None = field(
+        default=PRESETS["world"].get("snr_gamma"), metadata={"help": "min-SNR-γ weighting of the fine-tune loss"}
+    )
+    pretrain_pairs: int = field(default=2000, metadata={"help": "pre-training pairs for the β term"})
+    grid_prompts: int = field(default=8, metadata={"help": "prompts in grid.png"})
+
+
+# The round the test suite runs: smaller pool, evaluation and batches, same method (about five minutes).
+REDUCED = WorldLoopConfig(train_prompts=32, labels_per_prompt=16, pool_per_prompt=24, eval_prompts=40,
+                          eval_images_per_prompt=4, reward_val_prompts=16, reward_val_images=8, finetune_steps=300,
+                          pretrain_pairs=500)
+
+
+def choose_prompts(split: str, n: int, seed: int) -> list[Prompt]:
+    """n world prompts of one split, balanced across the four categories (the service's template rule)."""
+    return generate_prompt_set(PromptSetConfig(size=n, seed=seed, splits=(split,), vocabulary=WORLD_VOCABULARY))
+
+
+def generate_images(
+    model: str | Path,
+    requests: list[tuple[str, int]],
+    config: WorldLoopConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Any]:
+    from ml.generation import GenerationConfig, generate, load_generator
+
+    gen = load_generator(model, device="cpu")
+    cfg = GenerationConfig(steps=config.sampler_steps, guidance_scale=config.guidance_scale, batch_size=256)
+    return [g.image for g in generate(gen, requests, cfg, progress=progress).images]
+
+
+def write_grid(
+    path: Path,
+    prompts: list[Prompt],
+    seeds: int,
+    images: dict[str, list[Any]],
+    verdicts: dict[str, list[Any]],
+    arms: Sequence[str] = ("base", "reward"),
+) -> None:
+    """Rows of prompts; for each arm, the same seeds side by side, framed green (aligned) or red."""
+    from PIL import Image, ImageDraw
+
+    cell, pad, text_w = 72, 4, 260
+    rows = len(prompts)
+    width = text_w + len(arms) * (seeds * (cell + pad) + 3 * pad)
+    img = Image.new("RGB", (width, 24 + rows * (cell + pad)), "white")
+    draw = ImageDraw.Draw(img)
+    for a, arm in enumerate(arms):
+        draw.text((text_w + a * (seeds * (cell + pad) + 3 * pad), 6), arm, fill="black")
+    for r, p in enumerate(prompts):
+        y = 24 + r * (cell + pad)
+        draw.text((4, y + cell // 2 - 6), p.text, fill="black")
+        for a, arm in enumerate(arms):
+            for s in range(seeds):
+                i = r * seeds + s
+                x = text_w + a * (seeds * (cell + pad) + 3 * pad) + s * (cell + pad)
+                ok = verdicts[arm][i].aligned
+                draw.rectangle((x - 2, y - 2, x + cell + 1, y + cell + 1), fill=(40, 160, 60) if ok else (200, 40, 40))
+                img.paste(images[arm][i].convert("RGB").resize((cell, cell), Image.Resampling.NEAREST), (x, y))
+    img.save(path)
+
+
+def run_world_loop(
+    config: WorldLoopConfig, models: str | Path, out_dir: str | Path, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run one round; writes `out/report.json`, `out/grid.png` and the two fine-tuned models."""
+    from ml.embeddings import clip_score, embed_images, embed_texts, load_clip
+    from ml.finetune import FinetuneConfig, ModelSample, finetune
+    from ml.metrics import roc_auc
+    from ml.reward import RewardConfig, score, train_reward
+    from ml.world.corpus import pretrain_pairs
+
+    t_start = time.perf_counter()
+    models, out = Path(models), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sd = models / "sd"
+    seconds: dict[str, float] = {}
+    rater = OracleRater(error_rate=config.label_error, seed=config.seed)
+
+    def stage_progress(stage: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total, *_: progress(stage, done, total)) if progress else None
+
+    def timed(stage: str, t0: float) -> None:
+        seconds[stage] = round(time.perf_counter() - t0, 2)
+
+    # 1. prompts: the pool and reward validation never share a split; evaluation has both
+    t0 = time.perf_counter()
+    train = choose_prompts("seen", config.train_prompts, config.seed)
+    reward_val = choose_prompts("unseen", config.reward_val_prompts, config.seed + 1)
+    half = config.eval_prompts // 2
+    evaluation = choose_prompts("seen", half, config.seed + 2) + choose_prompts(
+        "unseen", config.eval_prompts - half, config.seed + 3
+    )
+    timed("prompts", t0)
+
+    # 2. the pool and the reward's unseen validation images, from the base model
+    t0 = time.perf_counter()
+    per_prompt = max(config.pool_per_prompt, config.labels_per_prompt)
+    pool_req = [(p.text, config.seed * 1000 + s) for p in train for s in range(per_prompt)]
+    labelled = [i for i in range(len(pool_req)) if i % per_prompt < config.labels_per_prompt]
+    val_req = [(p.text, REWARD_VAL_SEED + s) for p in reward_val for s in range(config.reward_val_images)]
+    images = generate_images(sd, pool_req + val_req, config, stage_progress("generate pool"))
+    pool_images, val_images = images[: len(pool_req)], images[len(pool_req) :]
+    timed("generate_pool", t0)
+
+    # 3. oracle raters label part of the pool (with the chosen error rate); the validation images and,
+    #    for the oracle arm and the report only, the whole pool get true verdicts
+    t0 = time.perf_counter()
+    pool_labels = rater.label_many([pool_images[i] for i in labelled], [pool_req[i][0] for i in labelled])
+    pool_truth = np.array([v.aligned for v in rater.judge(pool_images, [t for t, _ in pool_req])], float)
+    val_truth = [v.aligned for v in rater.judge(val_images, [t for t, _ in val_req])]
+    timed("label", t0)
+
+    # 4. CLIP embeddings (CLIP stays frozen)
+    t0 = time.perf_counter()
+    clip = load_clip(models / "clip", device="cpu")
+    pool_vec = embed_images(clip, pool_images).vectors
+    val_vec = embed_images(clip, val_images).vectors
+
+    def text_fn(texts: Sequence[str]) -> np.ndarray:
+        return embed_texts(clip, list(texts)).vectors
+
+    timed("embed", t0)
+
+    # 5. the reward model, trained on the labels only, then scores the whole pool
+    t0 = time.perf_counter()
+    rows = [
+        {"image_key": f"pool-{i}", "prompt": pool_req[i][0], "label": lab}
+        for i, lab in zip(labelled, pool_labels, strict=True)
+    ]
+    reward = train_reward(
+        RewardConfig(vocabulary="world", seed=config.seed, device="cpu"),
+        rows,
+        {f"pool-{i}": pool_vec[i] for i in labelled},
+        text_fn,
+        progress=stage_progress("train reward"),
+    )
+    val_text = text_fn([t for t, _ in val_req])
+    val_scores = score(reward.model, val_vec, val_text)
+    truth = np.array(val_truth)
+    weights = score(reward.model, pool_vec, text_fn([t for t, _ in pool_req]))
+    unlabelled = np.ones(len(pool_req), bool)
+    unlabelled[labelled] = False
+    reward_report = {
+        "unseen": {
+            "auc": roc_auc(truth, val_scores),
+            "accuracy": float(((val_scores > 0.5) == truth).mean()),
+            "n": len(truth),
+            "good_rate": float(truth.mean()),
+            "clip_score_auc": roc_auc(truth, clip_score(val_vec, val_text)),
+        },
+        "unlabelled_pool": {
+            "auc": roc_auc(pool_truth[unlabelled] > 0.5, weights[unlabelled]),
+            "n": int(unlabelled.sum()),
+        },
+        "seen_validation": {k: reward.metrics.get(k) for k in ("auc", "accuracy", "mse")},
+        "n_train": reward.n_train,
+        "n_val": reward.n_val,
+        "best_epoch": reward.best_epoch,
+        "mean_weight": {
+            "good": float(weights[pool_truth > 0.5].mean()),
+            "bad": float(weights[pool_truth < 0.5].mean()),
+        },
+    }
+    timed("train_reward", t0)
+
+    # 6. two fine-tunes from the same base, data and seeds; only the sample weights differ
+    pre = pretrain_pairs(config.pretrain_pairs, seed=config.seed + 7)
+    arm_weights = {"uniform": np.full(len(weights), float(weights.mean())), "reward": weights}
+    if config.oracle_arm:
+        arm_weights["oracle"] = pool_truth
+    checkpoints: dict[str, Path] = {}
+    for arm, w in arm_weights.items():
+        t0 = time.perf_counter()
+        samples = [
+            ModelSample(image=im, prompt=t, reward=float(x))
+            for im, (t, _), x in zip(pool_images, pool_req, w, strict=True)
+        ]
+        ft = FinetuneConfig(
+            mode=config.finetune_mode,
+            lr=config.finetune_lr,
+            max_steps=config.finetune_steps,
+            batch_size=config.finetune_batch,
+            beta=config.beta,
+            seed=config.seed,
+            checkpoint_every=10**9,
+            mixed_precision="no",
+            ema_decay=config.finetune_ema,
+            lora_rank=config.finetune_rank,
+            caption_dropout=config.caption_dropout,
+            snr_gamma=config.snr_gamma,
+        )
+        result = finetune(
+            ft, sd, samples, out / f"finetune-{arm}", pretrain=pre, progress=stage_progress(f"finetune {arm}")
+        )
+        checkpoints[arm] = result.checkpoint
+        timed(f"finetune_{arm}", t0)
+
+    # 7. every arm draws the evaluation prompts with the same seeds; the oracle judges
+    t0 = time.perf_counter()
+    n_img = config.eval_images_per_prompt
+    eval_req = [(p.text, EVAL_SEED + s) for p in evaluation for s in range(n_img)]
+    eval_prompts = [p for p in evaluation for _ in range(n_img)]
+    sources: dict[str, tuple[Path, Path | None]] = {"base": (sd, None)}
+    for arm, ckpt in checkpoints.items():
+        sources[arm] = (ckpt, None) if config.finetune_mode == "full" else (sd, ckpt)
+    arm_images: dict[str, list[Any]] = {}
+    verdicts: dict[str, list[Any]] = {}
+    for arm, (model, lora) in sources.items():
+        from ml.generation import GenerationConfig, generate, load_generator
+
+        gen = load_generator(model, lora=lora, device="cpu")
+        cfg = GenerationConfig(steps=config.sampler_steps, guidance_scale=config.guidance_scale, batch_size=256)
+        arm_images[arm] = [
+            g.image for g in generate(gen, eval_req, cfg, progress=stage_progress(f"evaluate {arm}")).images
+        ]
+        verdicts[arm] = rater.judge(arm_images[arm], [t for t, _ in eval_req])
+    timed("evaluate", t0)
+
+    report: dict[str, Any] = {
+        "config": asdict(config),
+        "models": str(models),
+        "prompts": {
+            "train": len(train),
+            "evaluation": {"seen": half, "unseen": config.eval_prompts - half},
+            "reward_validation_unseen": len(reward_val),
+        },
+        "pool": {
+            "images": len(pool_images),
+            "labelled": len(labelled),
+            "good_rate": float(pool_truth.mean()),
+            "labels_good_rate": float(np.mean([lab == "good" for lab in pool_labels])),
+            "flipped": rater.flipped,
+        },
+        "reward_model": reward_report,
+        "arms": {arm: arm_metrics(eval_prompts, verdicts[arm]) for arm in sources},
+        "gains": {
+            "reward_vs_base": paired_gain(verdicts["reward"], verdicts["base"], eval_prompts),
+            "reward_vs_uniform": paired_gain(verdicts["reward"], verdicts["uniform"], eval_prompts),
+            "uniform_vs_base": paired_gain(verdicts["uniform"], verdicts["base"], eval_prompts),
+            **(
+                {"oracle_vs_base": paired_gain(verdicts["oracle"], verdicts["base"], eval_prompts)}
+                if "oracle" in verdicts
+                else {}
+            ),
+        },
+    }
+    k = min(config.grid_prompts, len(evaluation))
+    shown = [i for i in range(len(evaluation))][:: max(1, len(evaluation) // k)][:k]
+    seeds = min(4, n_img)
+    sel = [i * n_img + s for i in shown for s in range(seeds)]
+    write_grid(
+        out / "grid.png",
+        [evaluation[i] for i in shown],
+        seeds,
+        {a: [arm_images[a][j] for j in sel] for a in ("base", "reward")},
+        {a: [verdicts[a][j] for j in sel] for a in ("base", "reward")},
+    )
+    seconds["total"] = round(time.perf_counter() - t_start, 2)
+    report["seconds"] = seconds
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    return report
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float | np.floating):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return str(x)
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The round in a few lines, for the terminal."""
+    arms = report["arms"]
+    g = report["gains"]
+    lines = ["oracle alignment (share of images that show what the prompt says, ± SE clustered by prompt):"]
+    for arm in arms:
+        a = arms[arm]["aligned"]
+        cats = "  ".join(f"{c} {100 * arms[arm]['by_category'][c]['rate']:.0f}%" for c in CATEGORIES)
+        lines.append(f"  {arm:<8} {100 * a['rate']:5.1f}% ± {100 * a['se']:.1f}   ({cats})")
+    lines.append(f"  reward − base    {g['reward_vs_base']['points']:+.1f} points ({g['reward_vs_base']['z']:.1f} SE)")
+    lines.append(
+        f"  reward − uniform {g['reward_vs_uniform']['points']:+.1f} points ({g['reward_vs_uniform']['z']:.1f} SE)"
+    )
+    rm = report["reward_model"]["unseen"]
+    lines.append(
+        f"reward model on unseen prompts: AUC {rm['auc']:.3f}, accuracy {100 * rm['accuracy']:.1f}% "
+        f"(CLIP score AUC {rm['clip_score_auc']:.3f}), n = {rm['n']}"
+    )
+    lines.append(f"time: {report['seconds']['total']:.0f} s")
+    return "\n".join(lines)
