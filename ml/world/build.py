@@ -128,7 +128,7 @@ def new_clip(tokenizer_dir: Path, width: int) -> Any:
 
     vocab = json.loads((tokenizer_dir / "vocab.json").read_text())
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
-    common = dict(
+    common: dict[str, Any] = dict(
         hidden_size=width,
         intermediate_size=4 * width,
         num_hidden_layers=3,
@@ -265,7 +265,7 @@ def pretrain_unet(
     text_states = encode_texts(text_encoder, tokenizer, texts)
     unet = new_unet(text_states.shape[-1])
     ema = copy.deepcopy(unet).requires_grad_(False)
-    scheduler = DDPMScheduler(**noise_scheduler_config())
+    scheduler: Any = DDPMScheduler(**noise_scheduler_config())
     alphas = scheduler.alphas_cumprod
     steps = config.steps(config.unet_steps)
     warmup = min(200, steps // 10)
@@ -322,7 +322,7 @@ def save_pipeline(out: Path, vae: Any, text_encoder: Any, tokenizer: Any, unet: 
     scheduler = DDIMScheduler(
         **noise_scheduler_config(), clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing"
     )
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -333,7 +333,7 @@ def save_pipeline(out: Path, vae: Any, text_encoder: Any, tokenizer: Any, unet: 
         requires_safety_checker=False,
     )
     pipe.to(torch.float16)
-    pipe.save_pretrained(out)  # type: ignore[attr-defined]
+    pipe.save_pretrained(out)
     return out
 
 

@@ -154,7 +154,7 @@ def run_world_loop(
     seconds: dict[str, float] = {}
     rater = OracleRater(error_rate=config.label_error, seed=config.seed)
 
-    def stage_progress(stage: str) -> Callable[[int, int], None] | None:
+    def stage_progress(stage: str) -> Callable[..., None] | None:
         return (lambda done, total, *_: progress(stage, done, total)) if progress else None
 
     def timed(stage: str, t0: float) -> None:

@@ -158,7 +158,7 @@ def quality(d: Detected) -> float:
     """How cleanly a scene is drawn (0-1): mean glyph overlap of its objects, less stray marks."""
     if not d.count:
         return 0.0
-    return float(max(0.0, np.mean(d.ious) - d.stray_pixels / (GLYPH * GLYPH)))
+    return max(0.0, float(np.mean(d.ious)) - d.stray_pixels / (GLYPH * GLYPH))
 
 
 def check(prompt: Prompt, d: Detected) -> dict[str, bool]:
