@@ -93,14 +93,20 @@ class SimulatedAnnotator:
             raise SimulationError(f"image {url}: {r.status_code}")
         return r.content
 
+    def _next(self, kind: str) -> dict[str, Any] | None:
+        """The next task of `kind` ('rating-tasks' or 'comparison-tasks'); None when there is none."""
+        r = self.http.get(f"/api/v1/{kind}/next")
+        if r.status_code == 204:
+            return None
+        if r.status_code != 200:
+            raise SimulationError(f"{kind}/next: {r.status_code} {r.text[:200]}")
+        return r.json()  # type: ignore[no-any-return]
+
     def rate_one(self) -> bool:
         """Take one rating task and answer it; False when the service has none for this annotator."""
-        r = self.http.get("/api/v1/rating-tasks/next")
-        if r.status_code == 204:
+        task = self._next("rating-tasks")
+        if task is None:
             return False
-        if r.status_code != 200:
-            raise SimulationError(f"rating-tasks/next: {r.status_code} {r.text[:200]}")
-        task = r.json()
         flipped = self.rater.flipped
         label = self.rater.label(self._image(task["image_url"]), task["prompt"])
         self.stats.flipped += self.rater.flipped - flipped
@@ -116,12 +122,9 @@ class SimulatedAnnotator:
 
     def vote_one(self) -> bool:
         """Take one comparison and vote; False when there is none for this annotator."""
-        r = self.http.get("/api/v1/comparison-tasks/next")
-        if r.status_code == 204:
+        task = self._next("comparison-tasks")
+        if task is None:
             return False
-        if r.status_code != 200:
-            raise SimulationError(f"comparison-tasks/next: {r.status_code} {r.text[:200]}")
-        task = r.json()
         flipped = self.rater.flipped
         alignment, fidelity = self.rater.vote(task["prompt"], self._image(task["left"]["image_url"]),
                                               self._image(task["right"]["image_url"]))
