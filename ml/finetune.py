@@ -208,28 +208,51 @@ def _pixels(image: Any, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
-class _PairDataset(torch.utils.data.Dataset):
-    def __init__(
-        self, images: Sequence[Any], texts: Sequence[str], weights: Sequence[float], tokenizer: Any, size: int
-    ):
-        self.images, self.weights, self.size = images, weights, size
-        self.ids = tokenizer(
-            list(texts),
-            padding="max_length",
-            truncation=True,
-            max_length=tokenizer.model_max_length,
-            return_tensors="pt",
-        ).input_ids
+class _FrozenCache:
+    """What the frozen encoders make of each sample, computed the first time a batch needs it and kept:
+    the VAE's latent distribution (mean, std) of each image and the text encoder's states of each caption.
 
-    def __len__(self) -> int:
-        return len(self.images)
+    The frozen VAE and text encoder give the same answer every epoch, so each image is decoded and
+    encoded once instead of once per visit (measured on the shapes world: a step took 0.50 s, of which
+    the encoders 0.22 s). Latents are still *sampled* from the stored distribution every step, with the
+    same generator calls as encoding on the fly, so the loss curve is the same. Kept on the CPU: 2 × 4 ×
+    (H/8) × (W/8) floats per image (128 KB at 512 px in fp32).
+    """
 
-    def __getitem__(self, i: int) -> dict:
-        return {
-            "pixels": _pixels(self.images[i], self.size),
-            "ids": self.ids[i],
-            "weight": torch.tensor(float(self.weights[i])),
-        }
+    def __init__(self, vae: Any, text_encoder: Any, tokenizer: Any, images: Sequence[Any], size: int, dtype: Any):
+        self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
+        self.images, self.size, self.dtype = images, size, dtype
+        self.device = next(vae.parameters()).device
+        self.dist: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.text: dict[str, torch.Tensor] = {}  # captions of generated samples and pre-training pairs alike
+
+    @torch.no_grad()
+    def latent_dist(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [i for i in dict.fromkeys(idx) if i not in self.dist]
+        if missing:
+            pixels = torch.stack([_pixels(self.images[i], self.size) for i in missing])
+            d = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
+            for i, mean, std in zip(missing, d.mean.cpu(), d.std.cpu(), strict=True):
+                self.dist[i] = (mean, std)
+        return (
+            torch.stack([self.dist[i][0] for i in idx]).to(self.device),
+            torch.stack([self.dist[i][1] for i in idx]).to(self.device),
+        )
+
+    @torch.no_grad()
+    def text_states(self, texts: Sequence[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.text))
+        if missing:
+            ids = self.tokenizer(
+                missing,
+                padding="max_length",
+                truncation=True,
+                max_length=self.tokenizer.model_max_length,
+                return_tensors="pt",
+            ).input_ids
+            for t, states in zip(missing, self.text_encoder(ids.to(self.device))[0].cpu(), strict=True):
+                self.text[t] = states
+        return torch.stack([self.text[t] for t in texts]).to(self.device)
 
 
 def _forever(loader: Any) -> Iterator[dict]:
@@ -308,21 +331,24 @@ def finetune(
 
     size = config.resolution or unet.config.sample_size * pipe.vae_scale_factor
     loader_gen = torch.Generator().manual_seed(config.seed)
-    model_ds = _PairDataset(
-        [s.image for s in samples], [s.prompt for s in samples], [s.reward for s in samples], tokenizer, size
+    model_ds = torch.utils.data.TensorDataset(
+        torch.arange(len(samples)), torch.tensor([float(s.reward) for s in samples])
     )
     model_loader = torch.utils.data.DataLoader(
         model_ds, batch_size=config.batch_size, shuffle=True, generator=loader_gen, drop_last=False
     )
+    model_cache = _FrozenCache(vae, text_encoder, tokenizer, [s.image for s in samples], size, weight_dtype)
+    model_texts = [s.prompt for s in samples]
     pre = read_pretrain_folder(pretrain) if isinstance(pretrain, str | Path) else pretrain
-    pre_loader = None
+    pre_loader, pre_cache = None, None
     if pre:
-        pre_ds = _PairDataset(
-            [p.image for p in pre], [p.caption for p in pre], [1.0] * len(pre), tokenizer, size
-        )
         pre_loader = torch.utils.data.DataLoader(
-            pre_ds, batch_size=config.batch_size, shuffle=True, generator=loader_gen
+            torch.utils.data.TensorDataset(torch.arange(len(pre))),
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=loader_gen,
         )
+        pre_cache = _FrozenCache(vae, text_encoder, tokenizer, [p.image for p in pre], size, weight_dtype)
     elif config.beta:
         notes.append(
             "no pre-training data: the β regulariser was skipped; the model may drift "
@@ -341,8 +367,6 @@ def finetune(
     ema = _Ema(params, config.ema_decay, state.get("ema") if state else None) if config.ema_decay else None
 
     noise_gen = torch.Generator(device=acc.device).manual_seed(config.seed * 1000 + acc.process_index + step)
-    empty_ids = tokenizer([""], padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
-                          return_tensors="pt").input_ids[0]
     model_iter = _forever(model_loader)
     pre_iter = _forever(pre_loader) if pre_loader is not None else None
     unet.train()
@@ -351,18 +375,25 @@ def finetune(
     while step < config.max_steps:
         if should_cancel is not None and should_cancel():
             raise Cancelled(step, config.max_steps)
-        parts = [next(model_iter)] + ([next(pre_iter)] if pre_iter else [])
-        n_model = len(parts[0]["ids"])
-        pixels = torch.cat([p["pixels"] for p in parts]).to(acc.device, weight_dtype)
-        ids = torch.cat([p["ids"] for p in parts]).to(acc.device)
+        model_idx, model_weight = next(model_iter)
+        idx = model_idx.tolist()
+        n_model = len(idx)
+        texts = [model_texts[i] for i in idx]
         if config.caption_dropout:
             drop = torch.rand(n_model, generator=noise_gen, device=acc.device) < config.caption_dropout
-            ids[:n_model][drop] = empty_ids.to(acc.device)
+            texts = ["" if d else t for t, d in zip(texts, drop.tolist(), strict=True)]
+        mean, std = model_cache.latent_dist(idx)
+        if pre_iter is not None and pre_cache is not None and pre:
+            pre_idx = next(pre_iter)[0].tolist()
+            pre_mean, pre_std = pre_cache.latent_dist(pre_idx)
+            mean, std = torch.cat([mean, pre_mean]), torch.cat([std, pre_std])
+            texts += [pre[i].caption for i in pre_idx]
         with acc.accumulate(unet):
             with torch.no_grad():
-                latents = vae.encode(pixels).latent_dist.sample(generator=noise_gen)
-                latents = (latents * vae.config.scaling_factor).float()
-                text_emb = text_encoder(ids)[0]
+                # the same draw as AutoencoderKL's latent_dist.sample(generator)
+                eps = torch.randn(mean.shape, generator=noise_gen, device=acc.device, dtype=mean.dtype)
+                latents = ((mean + std * eps) * vae.config.scaling_factor).float()
+                text_emb = model_cache.text_states(texts)
             noise = torch.randn(latents.shape, generator=noise_gen, device=acc.device)
             t = torch.randint(
                 0,
@@ -377,7 +408,7 @@ def finetune(
                 losses = losses * min_snr_weights(noise_scheduler, t, config.snr_gamma)
             pre_losses = losses[n_model:] if pre_iter else None
             loss = reward_weighted_loss(
-                losses[:n_model], parts[0]["weight"].to(acc.device), pre_losses, config.beta
+                losses[:n_model], model_weight.to(acc.device), pre_losses, config.beta
             )
             acc.backward(loss)
             if acc.sync_gradients and config.max_grad_norm:

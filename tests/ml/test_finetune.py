@@ -169,3 +169,38 @@ def test_min_snr_weights_cap_only_the_low_noise_steps():
     snr = sched.alphas_cumprod[t] / (1 - sched.alphas_cumprod[t])
     assert torch.allclose(w, torch.clamp(snr, max=5.0) / snr)
     assert w[0] < w[1] < 1.0 and w[2] == w[3] == 1.0  # high noise keeps its full weight
+
+
+def test_frozen_cache_encodes_each_image_and_caption_once_and_matches_the_encoders(tiny_sd, samples):
+    from diffusers import StableDiffusionPipeline
+
+    from ml.finetune import _FrozenCache, _pixels
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None)
+    calls = {"vae": 0, "text": 0}
+    encode, text_forward = pipe.vae.encode, pipe.text_encoder.forward
+
+    def counted_encode(x, *a, **k):
+        calls["vae"] += len(x)
+        return encode(x, *a, **k)
+
+    def counted_text(ids, *a, **k):
+        calls["text"] += len(ids)
+        return text_forward(ids, *a, **k)
+
+    pipe.vae.encode, pipe.text_encoder.forward = counted_encode, counted_text
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    cache = _FrozenCache(pipe.vae, pipe.text_encoder, pipe.tokenizer, [s.image for s in samples], size, torch.float32)
+    for idx in ([0, 2], [2, 1, 1], [0, 1, 2]):  # epochs revisit samples; a batch may repeat one
+        mean, std = cache.latent_dist(idx)
+        with torch.no_grad():
+            direct = encode(torch.stack([_pixels(samples[i].image, size) for i in idx])).latent_dist
+        torch.testing.assert_close(mean, direct.mean, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(std, direct.std, atol=1e-5, rtol=1e-4)
+        texts = [samples[i].prompt for i in idx] + [""]
+        states = cache.text_states(texts)
+        ids = pipe.tokenizer(texts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        with torch.no_grad():
+            torch.testing.assert_close(states, text_forward(ids)[0], atol=1e-5, rtol=1e-4)
+    assert calls == {"vae": 3, "text": 4}  # three images, three prompts and the empty one: once each
