@@ -76,7 +76,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
 @click.group()
 def users() -> None:
-    """Create, list and deactivate users."""
+    """Create, list, deactivate and unlock users."""
 
 
 @users.command("create")
@@ -114,6 +114,16 @@ def users_deactivate(username: str) -> None:
         user = auth.deactivate_user(session, username)
         revoked = auth.revoke_tokens_of(session, username)
         click.echo(f"deactivated {user.username}; revoked {revoked} token(s)")
+
+
+@users.command("unlock")
+@click.option("--username", required=True)
+def users_unlock(username: str) -> None:
+    """Lift a lock-out after repeated failed log-ins (the password stays)."""
+    with unit_of_work(load_settings()) as session:
+        user = auth.get_user_by_username(session, username)
+        auth.unlock_user(session, user)
+        click.echo(f"unlocked {user.username}")
 
 
 @click.group()

@@ -1,4 +1,4 @@
-"""Admin actions (POST forms with the CSRF field): create users, change roles, (de)activate.
+"""Admin actions (POST forms with the CSRF field): create users, change roles, (de)activate, unlock.
 
 The rules (no self-change, unique names, sessions ended on deactivation) live in the auth
 service; these routes only parse the form, call it and redirect back to the page. A refusal
@@ -28,6 +28,7 @@ NOTICES = {
     "deactivated": "User deactivated; their sessions have been ended.",
     "activated": "User activated.",
     "role": "Role changed.",
+    "unlocked": "Account unlocked: its owner can log in again.",
 }
 
 
@@ -85,3 +86,12 @@ def set_role(
     except AppError as exc:
         return refused(request, principal, session, exc)
     return back("role")
+
+
+@router.post("/users/{user_id}/unlock")
+def unlock(request: Request, user_id: int, principal: AdminDep, session: SessionDep) -> Response:
+    try:
+        auth.update_user(session, user_id, UserUpdate(unlock=True), actor=principal.user)
+    except AppError as exc:
+        return refused(request, principal, session, exc)
+    return back("unlocked")

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import actions, annotators, evaluations, jobs, models, overview
+from app.db.base import utcnow
 from app.db.enums import JobKind, JobState, Role, values
 from app.deps import Principal, ResearcherDep, SessionDep
 from app.errors import Invalid
@@ -59,6 +60,7 @@ def annotators_view(request: Request, principal: Principal, session: Session, *,
             "error": error,
             "form": form or {},
             "limits": annotators,
+            "now": utcnow(),
         },
     )
     response.status_code = status_code

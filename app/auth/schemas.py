@@ -25,7 +25,13 @@ class UserUpdate(BaseModel):
     role: Role | None = None
     is_active: bool | None = None
     display_name: str | None = Field(None, max_length=128)
-    password: str | None = Field(None, min_length=8, max_length=256)
+    password: str | None = Field(
+        None,
+        min_length=8,
+        max_length=256,
+        description="a new password; ends the user's sessions and revokes their API tokens",
+    )
+    unlock: bool | None = Field(None, description="true: lift a lock-out after repeated failed log-ins")
 
 
 class UserRead(BaseModel):
@@ -39,6 +45,7 @@ class UserRead(BaseModel):
     pseudonym: str
     created_at: datetime
     last_login_at: datetime | None
+    locked_until: datetime | None = Field(None, description="log-in refused until then after repeated failures")
 
 
 class TokenCreate(BaseModel):

@@ -87,8 +87,11 @@ def update_user(session: Session, user_id: int, body: UserUpdate, *, actor: User
         user.display_name = body.display_name
     if body.password is not None:
         user.password_hash = sec.hash_password(body.password)
-        user.failed_login_count = 0
-        user.locked_until = None
+        unlock_user(session, user)
+        # a new password shuts out whoever held the old one: their sessions and API tokens alike
+        revoke_all_tokens(session, user.id)
+    if body.unlock:
+        unlock_user(session, user)
     if body.is_active is not None:
         user.is_active = body.is_active
     if body.is_active is False or body.password is not None:
@@ -109,19 +112,36 @@ def deactivate_user(session: Session, username: str) -> User:
 
 
 def authenticate(session: Session, settings: Settings, username: str, password: str) -> User | None:
-    """Check a password; repeated failures lock the account for a time that doubles each time."""
+    """Check a password; repeated failures lock the account for a time that doubles each time.
+
+    The account's row is locked (SELECT ... FOR UPDATE) before the lock-out is checked and held until
+    the caller commits, so parallel attempts on one account are checked one after another: the
+    (login_max_failures + 1)-th wrong password locks it however many arrive at once, and no attempt
+    reaches the password check after that. The counter is incremented in SQL as well, so a database
+    without row locks (SQLite) still counts every failure.
+    """
     now = utcnow()
-    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    user = session.scalar(
+        select(User).where(User.username == username.strip().lower()).with_for_update()
+    )
     if user is not None and user.locked_until is not None and user.locked_until > now:
         wait = math.ceil((user.locked_until - now).total_seconds() / 60)
         raise TooManyAttempts(
-            f"Too many failed log-ins for this account. Try again in {wait} minute{'s' if wait != 1 else ''}."
+            f"Too many failed log-ins for this account. Try again in {wait} minute{'s' if wait != 1 else ''}, "
+            "or ask an administrator to unlock it."
         )
     ok = sec.verify_password(user.password_hash if user else None, password)
     if user is None or not user.is_active:
         return None
     if not ok:
-        user.failed_login_count += 1
+        failures = session.scalar(
+            update(User)
+            .where(User.id == user.id)
+            .values(failed_login_count=User.failed_login_count + 1)
+            .returning(User.failed_login_count)
+            .execution_options(synchronize_session=False)
+        )
+        user.failed_login_count = failures or 0
         over = user.failed_login_count - settings.login_max_failures
         if over >= 0:
             seconds = min(settings.login_lock_seconds * (2**over), 24 * 3600)
@@ -135,6 +155,12 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
         user.password_hash = sec.hash_password(password)
     session.flush()
     return user
+
+
+def unlock_user(session: Session, user: User) -> None:
+    """Lift a log-in lock-out (failed attempts forgotten); the password stays as it is."""
+    user.failed_login_count = 0
+    user.locked_until = None
 
 
 def start_session(session: Session, settings: Settings, user: User, user_agent: str = "") -> tuple[str, UserSession]:
@@ -212,11 +238,16 @@ def revoke_token(session: Session, token_id: int, *, actor: User) -> TokenRead:
 
 
 def revoke_tokens_of(session: Session, username: str) -> int:
-    user = get_user_by_username(session, username)
+    return revoke_all_tokens(session, get_user_by_username(session, username).id)
+
+
+def revoke_all_tokens(session: Session, user_id: int) -> int:
+    """Revoke every live API token of a user; returns how many."""
     result = session.execute(
         update(ApiToken)
-        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

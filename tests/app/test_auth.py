@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from app.db.models import ApiToken, User, UserSession
@@ -151,3 +152,77 @@ def test_admin_manages_users_over_rest(client, make_user):
     assert bad.status_code == 422 and "username" in bad.json()["error"]["message"]
     own = client.patch(f"/api/v1/users/{admin.id}", json={"role": "annotator"}, headers=bearer(admin))
     assert own.status_code == 403
+
+
+def test_parallel_wrong_passwords_are_checked_one_by_one_and_lock_the_account(settings, session_factory, make_user):
+    """20 wrong passwords at once: only login_max_failures of them reach the password check."""
+    import threading
+
+    from app.auth import secrets as sec
+    from app.auth import service as auth
+    from app.errors import TooManyAttempts
+
+    acct = make_user("admin")
+    checks, outcomes, lock = [], [], threading.Lock()
+    verify = sec.verify_password
+    start = threading.Barrier(20)
+
+    def counted(hashed, password):
+        with lock:
+            checks.append(password)
+        return verify(hashed, password)
+
+    def attempt():
+        start.wait()
+        with session_factory() as s:
+            try:
+                outcome = "ok" if auth.authenticate(s, settings, acct.username, "wrong-guess!") else "wrong"
+            except TooManyAttempts:
+                outcome = "locked"
+            s.commit()
+        with lock:
+            outcomes.append(outcome)
+
+    sec.verify_password = counted
+    try:
+        threads = [threading.Thread(target=attempt) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sec.verify_password = verify
+    assert len(checks) == settings.login_max_failures  # 3, not 20
+    assert sorted(outcomes) == ["locked"] * 17 + ["wrong"] * 3
+    with session_factory() as s:
+        user = s.get(User, acct.id)
+        assert user.failed_login_count == 3 and user.locked_until is not None
+        with pytest.raises(TooManyAttempts, match="ask an administrator"):
+            auth.authenticate(s, settings, acct.username, acct.password)  # the right password waits too
+
+
+def test_admin_unlocks_a_locked_account_and_the_owner_logs_in(client, make_user, db):
+    acct, admin = make_user("annotator"), make_user("admin")
+    for _ in range(3):
+        csrf = CSRF_INPUT.search(client.get("/login").text).group(1)
+        client.post("/login", data={"username": acct.username, "password": "bad-guess!", "csrf_token": csrf})
+    r = client.get("/api/v1/users", headers=bearer(admin))
+    assert next(u for u in r.json() if u["id"] == acct.id)["locked_until"] is not None
+    page = client.get("/admin/annotators", headers=bearer(admin)).text
+    assert f'action="/admin/users/{acct.id}/unlock"' in page and "log-in locked" in page
+    r = client.patch(f"/api/v1/users/{acct.id}", json={"unlock": True}, headers=bearer(admin))
+    assert r.status_code == 200 and r.json()["locked_until"] is None
+    csrf = CSRF_INPUT.search(client.get("/login").text).group(1)
+    r = client.post("/login", data={"username": acct.username, "password": acct.password, "csrf_token": csrf},
+                    follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_a_new_password_revokes_the_users_api_tokens(client, make_user):
+    acct, admin = make_user("researcher"), make_user("admin")
+    assert client.get("/api/v1/me", headers=bearer(acct)).status_code == 200
+    r = client.patch(f"/api/v1/users/{acct.id}", json={"password": "a-brand-new-one-7"}, headers=bearer(admin))
+    assert r.status_code == 200
+    assert client.get("/api/v1/me", headers=bearer(acct)).status_code == 401
+    tokens = client.get("/api/v1/tokens", headers=bearer(admin)).json()  # the admin's own are untouched
+    assert tokens and all(t["revoked_at"] is None for t in tokens)
