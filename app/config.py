@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -50,7 +52,12 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1, description="failures before the account is locked")
     login_lock_seconds: int = Field(300, ge=1, description="first lock; doubles with each further failure")
 
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest image POST /images accepts")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="largest request body of the upload routes (images, prompt files)"
+    )
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="largest request body of every other route (checked before log-in)"
+    )
 
     # jobs and the closed loop
     job_max_attempts: int = Field(3, ge=1, le=20, description="tries before a job whose worker died is failed")
@@ -59,6 +66,14 @@ class Settings(BaseSettings):
     pretrain_dir: str | None = Field(None, description="folder of image + caption pairs for the β term")
 
     log_level: str = Field("INFO", description="root log level; WARNING silences the per-request access log")
+    api_docs_public: bool | None = Field(
+        None,
+        description="serve /docs and /openapi.json to anyone; None: yes, except in production, where only "
+        "researchers and admins (logged in or with a token) get them",
+    )
+    beat_schedule: str | None = Field(
+        None, description="the periodic scheduler's state file; None: celerybeat-schedule in model_cache_dir"
+    )
 
 
     @property
@@ -69,14 +84,35 @@ class Settings(BaseSettings):
     def cookie_secure(self) -> bool:
         return self.env == "production"
 
+    @property
+    def docs_public(self) -> bool:
+        return self.api_docs_public if self.api_docs_public is not None else self.env != "production"
+
+    @property
+    def beat_schedule_path(self) -> Path:
+        return Path(self.beat_schedule) if self.beat_schedule else Path(self.model_cache_dir) / "celerybeat-schedule"
+
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Settings:
-        if self.env == "production" and (self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32):
+        if self.env == "production" and (
+            self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32 or secret_bits(self.secret_key) < 128
+        ):
             raise ValueError(
-                "T2IF_SECRET_KEY must be set to a random value of at least 32 characters in production "
-                f"(for example: {secrets.token_urlsafe(32)})"
+                "T2IF_SECRET_KEY must be a random value of at least 32 characters in production; this one is "
+                f"too short or too repetitive (for example, use: {secrets.token_urlsafe(32)})"
             )
         return self
+
+
+def secret_bits(value: str) -> float:
+    """An upper estimate of a secret's entropy: its length times the Shannon entropy of its characters.
+
+    Catches repeated and patterned keys ("a" * 36 has 0 bits, "ab" * 32 has 64); a random hex key of
+    64 characters has about 250, `secrets.token_urlsafe(32)` about 210.
+    """
+    counts = Counter(value)
+    n = len(value)
+    return -n * sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
 
 
 @lru_cache

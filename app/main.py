@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import swagger_ui_bundle
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +20,7 @@ from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import engine_for, make_sessionmaker
+from app.deps import require_researcher
 from app.errors import install_error_handlers
 from app.evaluations import api as evaluations_api
 from app.exports import api as exports_api
@@ -29,7 +30,7 @@ from app.images import api as images_api
 from app.jobs import api as jobs_api
 from app.jobs.dispatch import CeleryDispatcher, Dispatcher, install_after_commit
 from app.logging import configure_logging
-from app.middleware import RequestContextMiddleware
+from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.models import api as models_api
 from app.prompts import api as prompts_api
 
@@ -73,6 +74,7 @@ def create_app(
         description=API_DESCRIPTION,
         docs_url=None,  # served below from vendored assets: no CDN, no inline script
         redoc_url=None,
+        openapi_url=None,  # served below, behind a researcher log-in where settings.docs_public is off
         lifespan=lifespan,
     )
     if dispatcher is None:
@@ -85,6 +87,9 @@ def create_app(
 
     # added first = inside the request-context middleware: hot answers get the same headers and log line
     app.add_middleware(hotpath.HotPathMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
+    )
     app.add_middleware(RequestContextMiddleware, hsts=settings.env == "production")
     install_error_handlers(app)
 
@@ -99,7 +104,14 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
-    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    # the API's description is public in development; in production only researchers and admins read it
+    docs_guard = [] if settings.docs_public else [Depends(require_researcher)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    def openapi() -> Any:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse, dependencies=docs_guard)
     def docs(request: Request) -> Any:
         from app.web import render
 

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids and security headers (cheap, no body buffering)."""
+"""Pure ASGI middleware: request ids, security and cache headers, request-size limits (no body buffering)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import AppError
 from app.logging import request_id_var
 
 log = logging.getLogger("t2if.access")
@@ -29,6 +30,12 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
+
+
+# Where a response does not say otherwise it is not stored by browsers or proxies: pages and API answers
+# show one user's data, and Back after log-out must not show a logged-in page from the cache.
+NO_STORE = (b"cache-control", b"no-store")
+CACHEABLE_PREFIXES = ("/static/",)
 
 
 class RequestContextMiddleware:
@@ -56,6 +63,8 @@ class RequestContextMiddleware:
                 for key, value in SECURITY_HEADERS + self.extra:
                     if key not in present:
                         headers.append((key, value))
+                if b"cache-control" not in present and not scope.get("path", "").startswith(CACHEABLE_PREFIXES):
+                    headers.append(NO_STORE)
                 message["headers"] = headers
             await send(message)
 
@@ -71,3 +80,78 @@ class RequestContextMiddleware:
                     (time.perf_counter() - started) * 1000,
                 )
             request_id_var.reset(token)
+
+
+class BodyTooLarge(AppError):
+    status_code = 413
+    code = "too_large"
+
+
+# routes that take files or long prompt lists (a prompt set may hold 100,000 prompts)
+UPLOAD_ROUTES = (("POST", "/api/v1/images"), ("POST", "/api/v1/prompt-sets/upload"), ("POST", "/api/v1/prompt-sets"))
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over a size limit before anything reads them, authentication included.
+
+    Upload routes (`UPLOAD_ROUTES`) may send `max_upload_bytes`, every other route `max_body_bytes`.
+    A declared Content-Length over the limit is answered 413 at once; a body that streams past it
+    (chunked, or a false length) is cut off at the limit, so no request costs more memory than that.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app, self.default, self.upload = app, max_body_bytes, max_upload_bytes
+
+    def limit_for(self, method: str, path: str) -> int:
+        upload = any(method == m and path.rstrip("/") == p for m, p in UPLOAD_ROUTES)
+        return self.upload if upload else self.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["method"], scope["path"])
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self.refuse(scope, receive, send, limit)
+            return
+        received = 0
+        state = {"over": False, "answered": False}
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    state["over"] = True
+                    raise BodyTooLarge(self.message(limit))
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # Whatever the app made of the cut-off body (a parse error, most likely), the answer is 413.
+            if state["over"]:
+                if not state["answered"] and message["type"] == "http.response.start":
+                    state["answered"] = True
+                    await self.refuse(scope, receive, send, limit)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not state["answered"]:
+                state["answered"] = True
+                await self.refuse(scope, receive, send, limit)
+
+    @staticmethod
+    def message(limit: int) -> str:
+        return f"The request body is larger than this address accepts ({limit:,} bytes)."
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        from starlette.requests import Request
+
+        from app.errors import error_response
+
+        response = error_response(Request(scope), 413, "too_large", self.message(limit), {"connection": "close"})
+        await response(scope, receive, send)

@@ -28,12 +28,15 @@ for command in COMMANDS:
               help="also run the periodic retrain check and lost-job reaper (one worker is enough)")
 def worker(queues: str, concurrency: int, loglevel: str, beat: bool) -> None:
     """Run a Celery worker (configured by T2IF_* environment variables)."""
+    from app.config import get_settings
     from workers.celery_app import celery_app
 
     args = ["worker", "-Q", queues, "--concurrency", str(concurrency), "--loglevel", loglevel,
             "--without-gossip", "--without-mingle"]
     if beat:
-        args += ["--beat", "--schedule", "/tmp/t2if-celerybeat-schedule"]
+        schedule = get_settings().beat_schedule_path  # per installation, not a path shared by every user of /tmp
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--beat", "--schedule", str(schedule)]
     celery_app.worker_main(args)
 
 
