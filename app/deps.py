@@ -51,6 +51,12 @@ def cookie_signer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt=salt)
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a body's Content-Type says JSON (none at all counts: JSON is what the API speaks)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or media.endswith("+json")
+
+
 async def _csrf_candidate(request: Request) -> str | None:
     """The CSRF token a state-changing browser request brought: header (fetch) or form field."""
     if request.method in SAFE_METHODS or request.headers.get("authorization"):
@@ -217,6 +223,11 @@ class DeferredRoleGuard(RoleGuard):
     the CSRF candidate itself rather than through a sub-dependency (one dependency to solve)."""
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        if request.method not in SAFE_METHODS:
+            # the endpoint reads the body after this guard (FastAPI has not, the route declares
+            # none): read it now, so that a form-encoded one parsed for its CSRF field below is
+            # parsed from this copy and the endpoint still gets it (else: "Stream consumed")
+            await request.body()
         return Caller(request, await _csrf_candidate(request), self.min_role)
 
 

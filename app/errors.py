@@ -2,18 +2,23 @@
 
 Under /api (and /healthz, /readyz) every error is `{"error": {"code", "message"}}`; browsers get
 an error page. A stack trace never reaches a user: unexpected exceptions are logged with the
-request id and answered with a generic 500.
+request id and answered with a generic 500. A value the database refuses to store (a number
+past its column, a NUL character) is the request's fault, not ours: it gets a 4xx (`refused_value`).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.fields import INT64_MAX, INT64_MIN
 from app.logging import request_id_var
 
 log = logging.getLogger("t2if.errors")
@@ -67,6 +72,11 @@ class Invalid(AppError):
     code = "invalid"
 
 
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class TooManyAttempts(AppError):
     status_code = 429
     code = "too_many_attempts"
@@ -109,11 +119,57 @@ def error_response(
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":  # loc: ("body", character position) or ("body",)
+            reason = (err.get("ctx") or {}).get("error") or err.get("msg") or "invalid"
+            pos = err.get("loc", ())[-1:]
+            at = f" at character {pos[0]}" if pos and isinstance(pos[0], int) else ""
+            parts.append(f"The body is not valid JSON ({reason}{at}).")
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
         field = ".".join(loc) or "request"
         msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
         parts.append(f"{field}: {msg}")
     return "; ".join(parts) or "The request is invalid."
+
+
+def _beyond_bigint(value: Any) -> bool:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return False
+    return not INT64_MIN <= number <= INT64_MAX
+
+
+def refused_value(request: Request, exc: Exception) -> tuple[int, str, str] | None:
+    """(status, code, message) when the database or its driver refused a value of the request as
+    data, else None (then it is our bug, a 500).
+
+    Request schemas bound what they accept (app/fields.py), so this is the net under every route,
+    new ones included: an id or offset past BIGINT in the path (404: nothing has it) or the query
+    (422 naming the parameter), a number past its column elsewhere, a NUL character in text
+    (Postgres stores neither). Nothing was stored: the request's transaction is rolled back."""
+    if isinstance(exc, OverflowError):  # from sqlite3 only; any other overflow is a bug of ours
+        if "SQLite" not in str(exc):  # "Python int too large to convert to SQLite INTEGER"
+            return None
+        kind = "range"
+    else:
+        orig = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        text = str(orig)
+        if getattr(orig, "sqlstate", None) == "22003":  # numeric_value_out_of_range
+            kind = "range"
+        elif "0x00" in text or "\\u0000" in text:  # psycopg's own check, or jsonb's 22P05
+            kind = "nul"
+        else:
+            return None
+    if kind == "nul":
+        return 422, "invalid", "Text in the request contains a NUL character (\\u0000), which cannot be stored."
+    for name, value in request.path_params.items():
+        if _beyond_bigint(value):
+            return 404, "not_found", f"{name}: nothing has the id {value}; ids go up to {INT64_MAX}."
+    for name, value in request.query_params.multi_items():
+        if _beyond_bigint(value):
+            return 422, "invalid", f"{name}: must be at most {INT64_MAX}."
+    return 422, "invalid", "A number in the request is too large to be stored."
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -133,7 +189,20 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = "There is nothing at this address."
         if exc.status_code == 405:
             detail = "This address does not accept that method."
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's 400 for a body json.loads gave up on
+            detail = "The JSON body is nested too deeply to be read."
         return error_response(request, exc.status_code, code, detail, getattr(exc, "headers", None))
+
+    async def _data(request: Request, exc: Exception) -> Response:
+        refused = refused_value(request, exc)
+        if refused is None:
+            raise exc  # our bug after all: on to the 500 below, as any unexpected error
+        log.info("%s %s refused: %s", request.method, request.url.path, refused[2])
+        return error_response(request, *refused)
+
+    # SQLAlchemy's (which wraps the driver's), psycopg's own (the raw fast path), sqlite3's OverflowError
+    for data_error in (DataError, psycopg.DataError, OverflowError):
+        app.add_exception_handler(data_error, _data)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

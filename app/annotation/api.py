@@ -30,7 +30,9 @@ from app.comparisons.schemas import (
     VoteSubmit,
 )
 from app.db.session import UnitOfWork
-from app.deps import AnnotatorCaller, AnnotatorDep, Principal, ResearcherDep, SessionDep, SettingsDep
+from app.deps import AnnotatorCaller, AnnotatorDep, Principal, ResearcherDep, SessionDep, SettingsDep, is_json
+from app.errors import UnsupportedMediaType
+from app.fields import Int64
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,7 +42,8 @@ Prefetch = Annotated[int, Query(ge=1, le=ratings.MAX_PREFETCH, description="leas
 
 
 class _NextQuery(BaseModel):
-    prompt_set_id: int | None = None
+    # any BIGINT: an id that names no set (0, -1) finds nothing (204), here as on the hot path
+    prompt_set_id: Int64 | None = None
     prefetch: int = Field(1, ge=1, le=ratings.MAX_PREFETCH, description="lease up to this many at once")
 
 
@@ -55,20 +58,28 @@ def _parse_query(request: Request) -> _NextQuery:
         raise _invalid(exc.errors(include_url=False), "query") from None
 
 
-def _parse_body(raw: bytes, model: type[M]) -> M:
-    """FastAPI's JSON body handling, run after the caller was checked (401/403 before 422)."""
+def _parse_body(raw: bytes, model: type[M], content_type: str | None) -> M:
+    """FastAPI's JSON body handling, run after the caller was checked (401/403 before 422).
+    A JSON body is read whatever its content type says (some clients mislabel it); a body that is
+    not JSON and says it is something else is refused as that media type (415)."""
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required",
                                        "input": None}])
     try:
         data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "Body is not UTF-8 JSON",
-                                       "input": {}}]) from None
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if not is_json(content_type):
+            raise UnsupportedMediaType(f"Send the body as JSON (Content-Type: application/json), "
+                                       f"not {(content_type or '').split(';')[0].strip()}.") from None
+        if isinstance(exc, UnicodeDecodeError):
+            raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "not UTF-8",
+                                           "input": {}}]) from None
         error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {},
                  "ctx": {"error": exc.msg}}
         raise RequestValidationError([error]) from None
+    except RecursionError:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "input": {},
+                                       "msg": "nested too deeply to be read"}]) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -130,7 +141,7 @@ async def submit_rating(request: Request, caller: AnnotatorCaller) -> Response:
     raw = await request.body()
 
     def work(uow: UnitOfWork, principal: Principal) -> tuple[RatingRead, bool]:
-        body = _parse_body(raw, RatingSubmit)
+        body = _parse_body(raw, RatingSubmit, request.headers.get("content-type"))
         if uow.raw:
             return fastpath.submit(uow, principal.user, body)  # type: ignore[arg-type]
         return ratings.submit(uow.session, principal.user, body)

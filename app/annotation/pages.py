@@ -13,11 +13,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.deps import AnnotatorDep
+from app.fields import Id
 from app.web import render
 
 router = APIRouter(include_in_schema=False)
 
-OptionalId = Annotated[int | None, Query(ge=1)]
+OptionalId = Annotated[Id | None, Query()]
 
 
 @router.get("/annotate", response_class=HTMLResponse)

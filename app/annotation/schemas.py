@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.fields import Id, OptionalText
 
 
 class Highlight(BaseModel):
@@ -29,17 +31,10 @@ class RatingTaskBatch(RatingTask):
 
 
 class RatingSubmit(BaseModel):
-    assignment_id: int
+    assignment_id: Id
     label: Literal["good", "bad", "skip"]
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000, description="time on item")
-    skip_reason: str | None = Field(None, max_length=500)
-
-    @field_validator("skip_reason")
-    @classmethod
-    def _storable(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
+    skip_reason: OptionalText = Field(None, max_length=500)
 
 
 class RatingRead(BaseModel):

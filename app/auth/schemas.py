@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.db.enums import Role
+from app.fields import OptionalText, Text
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
@@ -13,7 +14,7 @@ class UserCreate(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN, description="letters, digits, _ . @ -; stored lower-case")
     password: str = Field(min_length=8, max_length=256)
     role: Role = Role.annotator
-    display_name: str = Field("", max_length=128)
+    display_name: Text = Field("", max_length=128)
 
     @field_validator("username")
     @classmethod
@@ -24,7 +25,7 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     role: Role | None = None
     is_active: bool | None = None
-    display_name: str | None = Field(None, max_length=128)
+    display_name: OptionalText = Field(None, max_length=128)
     password: str | None = Field(
         None,
         min_length=8,
@@ -49,7 +50,7 @@ class UserRead(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    name: str = Field("", max_length=100)
+    name: Text = Field("", max_length=100)
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
 

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.fields import Id
+
 Choice = Literal["left", "right", "tie"]
 
 
@@ -25,7 +27,7 @@ class ComparisonTaskBatch(ComparisonTask):
 
 
 class VoteSubmit(BaseModel):
-    assignment_id: int
+    assignment_id: Id
     alignment: Choice = Field(description="which image follows the text better")
     fidelity: Choice = Field(description="which image looks better")
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000)
@@ -40,9 +42,9 @@ class VoteRead(BaseModel):
 
 
 class ComparisonCreate(BaseModel):
-    image_a_id: int = Field(description="baseline side")
-    image_b_id: int = Field(description="candidate side")
-    evaluation_id: int | None = None
+    image_a_id: Id = Field(description="baseline side")
+    image_b_id: Id = Field(description="candidate side")
+    evaluation_id: Id | None = None
     votes_wanted: int | None = Field(None, ge=1, le=100, description="default: the evaluation's or 9")
     gold_alignment: Literal["a", "b", "tie"] | None = None
     gold_fidelity: Literal["a", "b", "tie"] | None = None

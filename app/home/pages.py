@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth import service as auth
 from app.auth.schemas import TokenCreate
 from app.deps import AnnotatorDep, OptionalPrincipal, SessionDep
+from app.fields import NoNul
 from app.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -33,7 +34,7 @@ def account_create_token(
     request: Request,
     principal: AnnotatorDep,
     session: SessionDep,
-    name: Annotated[str, Form(max_length=100)] = "",
+    name: Annotated[str, Form(max_length=100), NoNul] = "",
 ) -> Response:
     created = auth.create_token(session, principal.user, TokenCreate(name=name))
     tokens = auth.list_tokens(session, principal.user)

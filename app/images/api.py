@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.deps import AnnotatorDep, ResearcherDep, SessionDep, SettingsDep
 from app.errors import NotFound
+from app.fields import Id, Int64, NoNul
 from app.images import service
 from app.images.schemas import ImageGoldUpdate, ImageRead
 from app.storage import StorageError
@@ -23,9 +24,9 @@ def upload_image(
     session: SessionDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="PNG, JPEG or WebP")],
-    prompt_set_id: Annotated[int, Form()],
-    prompt: Annotated[str, Form(max_length=1000)],
-    seed: Annotated[int | None, Form()] = None,
+    prompt_set_id: Annotated[Id, Form()],
+    prompt: Annotated[str, Form(max_length=1000), NoNul],
+    seed: Annotated[Int64 | None, Form()] = None,
     gold_label: Annotated[Literal["good", "bad"] | None, Form()] = None,
 ) -> Response:
     data = file.file.read(settings.max_upload_bytes + 1)

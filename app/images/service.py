@@ -19,7 +19,13 @@ from app.prompts import service as prompts
 from app.storage import image_key, storage_for
 
 FORMATS = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"), "WEBP": ("image/webp", "webp")}
-MAX_PIXELS = 64 * 1024 * 1024
+# Limits on what an uploaded image may decode to, judged from its header before any pixel is
+# decoded. A few kilobytes of PNG or JPEG can claim 60000×60000 pixels (a decompression bomb), and
+# even a real 8000×8000 image costs over a gigabyte of memory in a worker's CLIP embedding. Generated
+# images are 512–1024 px a side; 4096 leaves room for any upscaled one. The side limit stops strips
+# such as 65535×1; the pixel limit bounds the area (at 4096² it binds only if MAX_SIDE is raised).
+MAX_SIDE = 4096
+MAX_PIXELS = 4096 * 4096  # 16 megapixels
 
 
 class UnsupportedImage(AppError):
@@ -45,16 +51,22 @@ def to_read(image: Image, *, include_gold: bool) -> ImageRead:
 
 
 def inspect_image(data: bytes) -> tuple[str, str, int, int]:
-    """(mime type, extension, width, height) of a PNG / JPEG / WebP, judged by its bytes, not its name."""
+    """(mime type, extension, width, height) of a PNG / JPEG / WebP, judged by its bytes, not its name.
+    Only the header is parsed before the size is checked (PIL's open decodes no pixels)."""
+    limits = f"the limit is {MAX_SIDE} pixels a side and {MAX_PIXELS:,} pixels in all"
     try:
         with PILImage.open(io.BytesIO(data)) as im:
             fmt = im.format or ""
             width, height = im.size
             if fmt not in FORMATS:
                 raise UnsupportedImage(f"Only PNG, JPEG or WebP images are accepted; this file is {fmt or 'unknown'}.")
-            if width * height > MAX_PIXELS:
-                raise TooLarge(f"The image is {width}×{height} pixels; the limit is {MAX_PIXELS} pixels.")
+            if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+                raise TooLarge(f"The image is {width}×{height} pixels; {limits}.")
             im.verify()  # catches truncated or corrupt files
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        # PIL's own guard, raised by open() itself for headers past ~179 megapixels (its warning,
+        # from ~89 megapixels, is an error where warnings are turned into errors)
+        raise TooLarge(f"The image's header claims far more pixels than allowed; {limits}.") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise UnsupportedImage("The file is not a readable PNG, JPEG or WebP image.") from exc
     mime, ext = FORMATS[fmt]

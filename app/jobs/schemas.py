@@ -7,11 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.fields import INT32_MAX, MAX_BASE_SEED, Id, Int64, JsonDoc, OptionalText
+
 
 class SamplerParams(BaseModel):
     steps: int = Field(30, ge=1, le=500)
     guidance_scale: float = Field(7.5, ge=0.0, le=50.0)
-    scheduler: str | None = Field(None, max_length=40, description="e.g. ddim, pndm, euler; None: the model's")
+    scheduler: OptionalText = Field(None, max_length=40, description="e.g. ddim, pndm, euler; None: the model's")
     width: int | None = Field(None, ge=16, le=2048, multiple_of=8)
     height: int | None = Field(None, ge=16, le=2048, multiple_of=8)
     batch_size: int = Field(8, ge=1, le=256)
@@ -20,12 +22,13 @@ class SamplerParams(BaseModel):
 class GenerateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt_set_id: int
+    prompt_set_id: Id
     images_per_prompt: int = Field(ge=1, le=1000)
-    generator_version_id: int | None = Field(None, description="default: the base generator")
-    base_seed: int = Field(0, ge=0, description="seeds are base_seed .. base_seed + images_per_prompt - 1")
+    generator_version_id: Id | None = Field(None, description="default: the base generator")
+    base_seed: int = Field(0, ge=0, le=MAX_BASE_SEED,
+                           description="seeds are base_seed .. base_seed + images_per_prompt - 1")
     sampler: SamplerParams = Field(default_factory=SamplerParams)
-    prompt_ids: list[int] | None = Field(None, max_length=100_000, description="only these prompts of the set")
+    prompt_ids: list[Id] | None = Field(None, max_length=100_000, description="only these prompts of the set")
 
 
 class RewardParams(BaseModel):
@@ -40,23 +43,23 @@ class RewardParams(BaseModel):
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     vocabulary: Literal["paper", "world"] | None = Field(
         None, description="words of the perturbed prompts; default: the prompt set's template vocabulary")
-    seed: int = 0
+    seed: Int64 = 0
 
 
 class TrainRewardParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt_set_id: int
+    prompt_set_id: Id
     reward: RewardParams = Field(default_factory=RewardParams)
-    min_labels: int = Field(10, ge=1, description="fail clearly below this many usable labels")
+    min_labels: int = Field(10, ge=1, le=INT32_MAX, description="fail clearly below this many usable labels")
 
 
 class FinetuneParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt_set_id: int = Field(description="its generated images (labelled and unlabelled) are D_model")
-    generator_version_id: int | None = Field(None, description="default: the base generator")
-    reward_version_id: int | None = Field(None, description="default: the newest reward model of the set")
+    prompt_set_id: Id = Field(description="its generated images (labelled and unlabelled) are D_model")
+    generator_version_id: Id | None = Field(None, description="default: the base generator")
+    reward_version_id: Id | None = Field(None, description="default: the newest reward model of the set")
     preset: Literal["world"] | None = Field(
         None, description="start from a named set of settings (fields given here still win): 'world' is what "
                           "moves the shapes-world models in one round")
@@ -71,23 +74,23 @@ class FinetuneParams(BaseModel):
                                    description="share of generated samples trained with the empty prompt")
     snr_gamma: float | None = Field(None, gt=0.0, le=1000.0,
                                     description="min-SNR-γ timestep weighting of the loss (e.g. 5); null: none")
-    pretrain_dir: str | None = Field(None, max_length=1000,
+    pretrain_dir: OptionalText = Field(None, max_length=1000,
                                      description="folder of image + caption pairs (default: the configured one)")
-    seed: int = 0
+    seed: Int64 = 0
 
 
 class EvaluateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt_set_id: int = Field(description="the evaluation prompts (seen and unseen)")
-    baseline_version_id: int | None = Field(None, description="default: the base generator")
-    candidate_version_id: int
+    prompt_set_id: Id = Field(description="the evaluation prompts (seen and unseen)")
+    baseline_version_id: Id | None = Field(None, description="default: the base generator")
+    candidate_version_id: Id
     images_per_prompt: int = Field(4, ge=1, le=64, description="per side, with shared seeds")
-    base_seed: int = Field(1000, ge=0)
+    base_seed: int = Field(1000, ge=0, le=MAX_BASE_SEED)
     votes_per_comparison: int | None = Field(None, ge=1, le=100, description="default: the prompt set's (9)")
     best_of_n: int | None = Field(None, ge=2, le=256,
                                   description="add a third arm: baseline + best-of-n by reward vs baseline")
-    reward_version_id: int | None = Field(None, description="for best_of_n; default: newest of the set")
+    reward_version_id: Id | None = Field(None, description="for best_of_n; default: newest of the set")
     sampler: SamplerParams = Field(default_factory=SamplerParams)
 
     @model_validator(mode="after")
@@ -107,7 +110,7 @@ PARAMS_BY_KIND: dict[str, type[BaseModel]] = {
 
 class JobCreate(BaseModel):
     kind: Literal["generate", "train_reward", "finetune", "evaluate"]
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonDoc = Field(default_factory=dict)
 
 
 class JobCreated(BaseModel):

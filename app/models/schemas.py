@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.fields import Id, JsonDoc, OptionalText, Text
+
 
 class ModelVersionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -34,15 +36,15 @@ class ModelVersionCreate(BaseModel):
 
     kind: Literal["generator", "reward"]
     mode: Literal["base", "full", "lora", "mlp"]
-    name: str = Field(min_length=1, max_length=200)
-    artifact_url: str = Field(min_length=1, max_length=2000, description="folder, storage URL or hub id")
-    parent_id: int | None = None
-    prompt_set_id: int | None = None
-    base_model: str | None = Field(None, max_length=2000, description="for mode lora: the model it adapts")
-    hyperparams: dict[str, Any] = Field(default_factory=dict)
-    label_snapshot: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    code_version: str = Field("", max_length=64)
+    name: Text = Field(min_length=1, max_length=200)
+    artifact_url: Text = Field(min_length=1, max_length=2000, description="folder, storage URL or hub id")
+    parent_id: Id | None = None
+    prompt_set_id: Id | None = None
+    base_model: OptionalText = Field(None, max_length=2000, description="for mode lora: the model it adapts")
+    hyperparams: JsonDoc = Field(default_factory=dict)
+    label_snapshot: JsonDoc = Field(default_factory=dict)
+    metrics: JsonDoc = Field(default_factory=dict)
+    code_version: Text = Field("", max_length=64)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelVersionCreate:

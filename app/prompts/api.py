@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from app.deps import ResearcherDep, SessionDep, SettingsDep
 from app.errors import Invalid
+from app.fields import INT32_MAX
 from app.prompts import service
 from app.prompts.schemas import PromptRead, PromptSetCreate, PromptSetRead, PromptSetUpdate
 
@@ -63,7 +64,7 @@ def upload_prompt_set(
     labels_per_image: Annotated[int | None, Form(ge=1, le=100)] = None,
     votes_per_comparison: Annotated[int | None, Form(ge=1, le=100)] = None,
     gold_rate: Annotated[float, Form(ge=0.0, le=0.5)] = 0.0,
-    retrain_threshold: Annotated[int | None, Form(ge=1)] = None,
+    retrain_threshold: Annotated[int | None, Form(ge=1, le=INT32_MAX)] = None,
 ) -> PromptSetRead:
     texts = parse_prompt_file(file.filename or "", file.file.read(20 * 1024 * 1024 + 1))
     try:
@@ -71,7 +72,8 @@ def upload_prompt_set(
                                labels_per_image=labels_per_image, votes_per_comparison=votes_per_comparison,
                                gold_rate=gold_rate, retrain_threshold=retrain_threshold)
     except ValidationError as exc:
-        message = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:3])
+        message = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
+                            for e in exc.errors()[:3])
         raise Invalid(message) from exc
     created = service.create_prompt_set(session, settings, body, creator=principal.user)
     created.source = {"upload": {"filename": (file.filename or "")[:200], **created.source.get("list", {})}}
@@ -90,7 +92,14 @@ def parse_prompt_file(filename: str, data: bytes) -> list[str]:
         raise Invalid("file: not UTF-8 text") from exc
     texts: list[str] = []
     if filename.lower().endswith(".csv"):
-        rows = list(csv.reader(io.StringIO(content)))
+        reader = csv.reader(io.StringIO(content))
+        try:
+            rows = list(reader)
+        except csv.Error as exc:  # e.g. a field past the csv module's limit (131072 characters)
+            limit = csv.field_size_limit()
+            reason = (f"has a field longer than {limit} characters, the most a CSV field may hold "
+                      "(a prompt is at most 1000)") if "field limit" in str(exc) else f"is not valid CSV ({exc})"
+            raise Invalid(f"file: line {reader.line_num} {reason}") from exc
         if not rows:
             raise Invalid("file: the CSV is empty")
         header = [h.strip().lower() for h in rows[0]]
@@ -106,6 +115,8 @@ def parse_prompt_file(filename: str, data: bytes) -> list[str]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise Invalid(f"file: line {i} is not valid JSON ({exc.msg})") from exc
+            except RecursionError as exc:
+                raise Invalid(f"file: line {i} is JSON nested too deeply to be read") from exc
             text = item if isinstance(item, str) else item.get("text") or item.get("prompt") \
                 if isinstance(item, dict) else None
             if not isinstance(text, str):

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.fields import INT32_MAX, Int64, JsonDoc, OptionalText, Text
+
 Category = Literal["count", "color", "background", "combination"]
 Split = Literal["seen", "unseen"]
 
@@ -19,7 +21,7 @@ def _all_splits() -> list[Split]:
 
 class TemplateSpec(BaseModel):
     size: int | None = Field(2774, ge=1, le=100_000, description="number of prompts (None: every template prompt)")
-    seed: int = Field(0, description="seed of the deterministic sampling")
+    seed: Int64 = Field(0, description="seed of the deterministic sampling")
     categories: list[Category] = Field(default_factory=_all_categories, min_length=1)
     splits: list[Split] = Field(default_factory=_all_splits, min_length=1)
     vocabulary: Literal["paper", "world"] = Field(
@@ -27,18 +29,19 @@ class TemplateSpec(BaseModel):
 
 
 class PromptSetCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field("", max_length=5000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text = Field("", max_length=5000)
     purpose: Literal["training", "evaluation"] = "training"
-    prompts: list[str] | None = Field(None, min_length=1, max_length=100_000,
-                                      description="prompt texts; or give `template`")
+    prompts: list[Text] | None = Field(None, min_length=1, max_length=100_000,
+                                       description="prompt texts; or give `template`")
     template: TemplateSpec | None = Field(None, description="build the prompts from the paper's templates")
     labels_per_image: int | None = Field(None, ge=1, le=100, description="K labels wanted per image")
     votes_per_comparison: int | None = Field(None, ge=1, le=100, description="N votes wanted per comparison")
     gold_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of each annotator's stream that is gold")
     lease_seconds: int | None = Field(None, ge=10, le=86_400)
-    retrain_threshold: int | None = Field(None, ge=1, description="new usable labels that start a reward training")
-    auto_chain: dict[str, Any] = Field(default_factory=dict, description="what follows an automatic retrain")
+    retrain_threshold: int | None = Field(None, ge=1, le=INT32_MAX,
+                                          description="new usable labels that start a reward training")
+    auto_chain: JsonDoc = Field(default_factory=dict, description="what follows an automatic retrain")
 
     @field_validator("name")
     @classmethod
@@ -71,12 +74,23 @@ class PromptSetCreate(BaseModel):
 
 
 class PromptSetUpdate(BaseModel):
-    description: str | None = Field(None, max_length=5000)
+    """Changes the fields given and keeps the others. `retrain_threshold: null` switches automatic
+    retraining off; every other field has a value, so null there is refused (leave it out instead)."""
+
+    # None: not given (only retrain_threshold may be set to null, see _not_null)
+    description: OptionalText = Field(None, max_length=5000)
     labels_per_image: int | None = Field(None, ge=1, le=100)
     gold_rate: float | None = Field(None, ge=0.0, le=0.5)
     lease_seconds: int | None = Field(None, ge=10, le=86_400)
-    retrain_threshold: int | None = Field(None, ge=1)
-    auto_chain: dict[str, Any] | None = None
+    retrain_threshold: int | None = Field(None, ge=1, le=INT32_MAX, description="null: no automatic retraining")
+    auto_chain: JsonDoc | None = None
+
+    @field_validator("description", "labels_per_image", "gold_rate", "lease_seconds", "auto_chain", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its current value")
+        return value
 
 
 class CategoryProgress(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from fastapi import APIRouter
 
@@ -94,4 +96,6 @@ def test_production_refuses_default_or_short_secret():
         Settings(env="production")
     with pytest.raises(ValueError, match="T2IF_SECRET_KEY"):
         Settings(env="production", secret_key="short")
-    assert Settings(env="production", secret_key="x" * 40).cookie_secure is True
+    assert Settings(env="production", secret_key=secrets.token_urlsafe(32)).cookie_secure is True
+    with pytest.raises(ValueError, match="too repetitive"):
+        Settings(env="production", secret_key="x" * 40)

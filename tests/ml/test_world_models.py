@@ -12,8 +12,8 @@ import pytest
 
 from ml.prompts import WORLD_VOCABULARY, PromptSetConfig, generate_prompt_set, perturb
 from ml.world import SHIPPED_MODELS
-from ml.world.oracle import judge
 from ml.world.loop import WORLD_GUIDANCE
+from ml.world.oracle import judge
 from ml.world.scene import draw, random_scene, to_pil
 
 
