@@ -93,6 +93,7 @@ STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     429: "too_many_attempts",
+    503: "unavailable",
 }
 
 
@@ -172,6 +173,38 @@ def refused_value(request: Request, exc: Exception) -> tuple[int, str, str] | No
     return 422, "invalid", "A number in the request is too large to be stored."
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database (or another service the request needs) is down or
+    overloaded for now: the request was not carried out and may be sent again (503 + Retry-After),
+    unlike a bug of ours (500). Looks through the chain of causes (SQLAlchemy wraps drivers)."""
+    import sqlite3
+
+    import asyncpg
+    from sqlalchemy import exc as sa
+
+    transient = (
+        sa.OperationalError,  # cannot connect, server closed the connection, deadlock, lock timeout
+        sa.TimeoutError,  # the connection pool stayed exhausted
+        psycopg.OperationalError,
+        sqlite3.OperationalError,  # database locked, file unreachable
+        asyncpg.PostgresConnectionError,  # the hot path's pool (class 08)
+        asyncpg.exceptions.OperatorInterventionError,  # server shutting down or starting (57P0x)
+        asyncpg.exceptions.InsufficientResourcesError,  # too many connections (53xxx)
+        ConnectionError,  # refused, reset, aborted
+    )
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, transient) or getattr(seen, "connection_invalidated", False):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
@@ -210,8 +243,18 @@ def install_error_handlers(app: FastAPI) -> None:
         from app.middleware import SECURITY_HEADERS
 
         rid = getattr(request.state, "request_id", None) or request_id_var.get()
-        log.error("unhandled error on %s [%s]", request.url.path, rid, exc_info=exc)
         headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS} | {"x-request-id": rid}
+        if unavailable(exc):
+            log.warning("database unavailable on %s [%s]: %s", request.url.path, rid, exc)
+            return error_response(
+                request,
+                503,
+                "unavailable",
+                "The database is not answering right now, so nothing was done or stored. "
+                f"Try again in a few seconds (request id {rid}).",
+                headers | {"retry-after": str(RETRY_AFTER_SECONDS), "cache-control": "no-store"},
+            )
+        log.error("unhandled error on %s [%s]", request.url.path, rid, exc_info=exc)
         return error_response(
             request, 500, "internal_error", f"Something went wrong on our side. Quote request id {rid}.", headers
         )
