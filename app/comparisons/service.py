@@ -23,10 +23,30 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.models import Comparison, ComparisonAssignment, ComparisonVote, Evaluation, Image, Prompt, User
 from app.errors import Conflict, Invalid, NotFound
-from app.images.service import image_url
 
 TO_MODEL = {True: {"left": "a", "right": "b", "tie": "tie"}, False: {"left": "b", "right": "a", "tie": "tie"}}
 TO_SCREEN = {flag: {v: k for k, v in m.items()} for flag, m in TO_MODEL.items()}
+
+
+def pair_image_url(assignment_id: int, side: str) -> str:
+    """A pair's image by assignment and side: nothing in it tells which model made the image (image
+    ids would: a candidate's images are generated after the baseline's, so they have higher ids)."""
+    return f"/api/v1/comparison-tasks/{assignment_id}/images/{side}"
+
+
+def pair_image(session: Session, user: User, assignment_id: int, side: str) -> Image:
+    """The image shown on `side` of the caller's own comparison assignment (404 for anyone else's)."""
+    a = session.get(ComparisonAssignment, assignment_id)
+    if a is None or a.annotator_id != user.id or side not in ("left", "right"):
+        raise NotFound(f"Comparison task {assignment_id} has no {side} image for you.")
+    c = session.get(Comparison, a.comparison_id)
+    if c is None:
+        raise NotFound(f"Comparison task {assignment_id} no longer exists.")
+    image_id = c.image_a_id if (side == "left") == a.left_is_a else c.image_b_id
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"Comparison task {assignment_id} has no {side} image.")
+    return image
 
 
 def _tasks(session: Session, assignments: list[ComparisonAssignment]) -> list[ComparisonTask]:
@@ -43,13 +63,12 @@ def _tasks(session: Session, assignments: list[ComparisonAssignment]) -> list[Co
     out = []
     for a in assignments:
         r = rows[a.comparison_id]
-        left, right = (r.image_a_id, r.image_b_id) if a.left_is_a else (r.image_b_id, r.image_a_id)
         out.append(
             ComparisonTask(
                 assignment_id=a.id,
                 prompt=r.text,
-                left=PairImage(image_url=image_url(left)),
-                right=PairImage(image_url=image_url(right)),
+                left=PairImage(image_url=pair_image_url(a.id, "left")),
+                right=PairImage(image_url=pair_image_url(a.id, "right")),
                 lease_expires_at=a.lease_expires_at,
             )
         )

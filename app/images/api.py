@@ -8,11 +8,9 @@ from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from app.deps import AnnotatorDep, ResearcherDep, SessionDep, SettingsDep
-from app.errors import NotFound
 from app.fields import Id, Int64, NoNul
 from app.images import service
 from app.images.schemas import ImageGoldUpdate, ImageRead
-from app.storage import StorageError
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 
@@ -44,15 +42,9 @@ def get_image(image_id: int, principal: ResearcherDep, session: SessionDep) -> I
 
 @router.get("/{image_id}/file", response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def image_file(image_id: int, principal: AnnotatorDep, session: SessionDep, settings: SettingsDep) -> Response:
-    image = service.get_image(session, image_id)
-    try:
-        data = service.read_file(settings, image)
-    except StorageError as exc:
-        raise NotFound(f"The file of image {image_id} is missing from storage.") from exc
-    # content-addressed and never rewritten: the browser may keep it, but only for this user
-    return Response(data, media_type=image.mime_type,
-                    headers={"cache-control": "private, max-age=86400, immutable",
-                             "content-disposition": "inline"})
+    return service.file_response(settings, service.image_for_viewer(session, image_id, principal.user))
+
+
 
 
 @router.patch("/{image_id}", response_model=ImageRead)

@@ -9,14 +9,15 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.responses import Response
 
 from app.config import Settings
-from app.db.enums import ImageSource
-from app.db.models import Image, Rating, RatingAssignment
+from app.db.enums import ImageSource, Role
+from app.db.models import Image, Rating, RatingAssignment, User
 from app.errors import AppError, Invalid, NotFound
 from app.images.schemas import ImageGoldUpdate, ImageRead
 from app.prompts import service as prompts
-from app.storage import image_key, storage_for
+from app.storage import StorageError, image_key, storage_for
 
 FORMATS = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"), "WEBP": ("image/webp", "webp")}
 # Limits on what an uploaded image may decode to, judged from its header before any pixel is
@@ -132,6 +133,29 @@ def get_image(session: Session, image_id: int) -> Image:
     if image is None:
         raise NotFound(f"Image {image_id} does not exist.")
     return image
+
+
+def file_response(settings: Settings, image: Image) -> Response:
+    """The image file as an HTTP answer (404 when storage lost it)."""
+    try:
+        data = read_file(settings, image)
+    except StorageError as exc:
+        raise NotFound("The file of this image is missing from storage.") from exc
+    # content-addressed and never rewritten: the browser may keep it, but only for this user
+    return Response(data, media_type=image.mime_type,
+                    headers={"cache-control": "private, max-age=86400, immutable", "content-disposition": "inline"})
+
+
+def image_for_viewer(session: Session, image_id: int, viewer: User) -> Image:
+    """An image's row, for someone about to see its file. An annotator sees only images they were
+    given to rate: any other id answers 404, so nobody can walk the ids to learn which image of an
+    evaluation pair came from which model (pairs are shown by assignment and side, never by id)."""
+    if Role(viewer.role).rank < Role.researcher.rank and session.scalar(
+        select(RatingAssignment.id).where(RatingAssignment.image_id == image_id,
+                                          RatingAssignment.annotator_id == viewer.id)
+    ) is None:
+        raise NotFound(f"Image {image_id} does not exist.")
+    return get_image(session, image_id)
 
 
 def read_file(settings: Settings, image: Image) -> bytes:

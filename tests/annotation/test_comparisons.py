@@ -21,7 +21,7 @@ def _pair(client, researcher, n_votes=9):
 
 def test_nine_distinct_voters_then_204(client, researcher, make_user, db):
     pool, comp = _pair(client, researcher)
-    url_a = f"/api/v1/images/{pool.image_ids[0]}/file"
+    bytes_a = client.get(f"/api/v1/images/{pool.image_ids[0]}/file", headers=bearer(researcher)).content
     annotators = [make_user("annotator") for _ in range(10)]
     lefts = Counter()
     for a in annotators[:9]:
@@ -29,7 +29,7 @@ def test_nine_distinct_voters_then_204(client, researcher, make_user, db):
         assert t.status_code == 200
         task = t.json()
         assert task["prompt"] == "Two dogs" and "gold" not in t.text
-        left_is_a = task["left"]["image_url"] == url_a
+        left_is_a = client.get(task["left"]["image_url"], headers=bearer(a)).content == bytes_a
         lefts[left_is_a] += 1
         # the annotator prefers the left image for alignment, says tie for fidelity
         r = client.post("/api/v1/comparison-votes", headers=bearer(a),
@@ -106,7 +106,7 @@ def test_gold_pairs_are_scored(client, researcher, make_user, db, settings, app)
     pool, comp = _pair(client, researcher)
     client.patch(f"/api/v1/comparisons/{comp['id']}", headers=bearer(researcher),
                  json={"gold_alignment": "a", "gold_fidelity": None})
-    url_a = f"/api/v1/images/{pool.image_ids[0]}/file"
+    bytes_a = client.get(f"/api/v1/images/{pool.image_ids[0]}/file", headers=bearer(researcher)).content
     answered = 0
     for _ in range(8):
         a = make_user("annotator")
@@ -114,7 +114,7 @@ def test_gold_pairs_are_scored(client, researcher, make_user, db, settings, app)
         if t.status_code != 200:
             continue
         task = t.json()
-        pick_a = "left" if task["left"]["image_url"] == url_a else "right"
+        pick_a = "left" if client.get(task["left"]["image_url"], headers=bearer(a)).content == bytes_a else "right"
         client.post("/api/v1/comparison-votes", headers=bearer(a),
                     json={"assignment_id": task["assignment_id"], "alignment": pick_a, "fidelity": "tie"})
         answered += 1
@@ -122,3 +122,37 @@ def test_gold_pairs_are_scored(client, researcher, make_user, db, settings, app)
     acc = client.get("/api/v1/annotators/gold-accuracy", headers=bearer(researcher)).json()
     assert len(acc) == answered
     assert all(g["comparison_gold_accuracy"] == 1.0 and g["comparison_gold_answered"] == 1 for g in acc)
+
+
+def test_pairs_are_blind_no_image_id_reaches_the_rater(client, researcher, make_user, db):
+    """Candidate images are made after the baseline's, so ids would tell the models apart: a rater
+    gets each side by assignment and side, and cannot fetch images by id at all."""
+    pool, comp = _pair(client, researcher)
+    files = {i: client.get(f"/api/v1/images/{i}/file", headers=bearer(researcher)).content for i in pool.image_ids}
+    a, other = make_user("annotator"), make_user("annotator")
+    t = client.get("/api/v1/comparison-tasks/next", headers=bearer(a))
+    task = t.json()
+    for i in pool.image_ids:
+        assert f"/images/{i}" not in t.text and f"image_{'ab'[pool.image_ids.index(i)]}" not in t.text
+    left = client.get(task["left"]["image_url"], headers=bearer(a))
+    right = client.get(task["right"]["image_url"], headers=bearer(a))
+    assert left.status_code == right.status_code == 200 and left.headers["content-type"] == "image/png"
+    assert {left.content, right.content} == set(files.values())
+    left_is_a = db.scalar(select(ComparisonAssignment.left_is_a)
+                          .where(ComparisonAssignment.id == task["assignment_id"]))
+    assert left.content == files[pool.image_ids[0 if left_is_a else 1]]
+    # someone else's task, a side that does not exist, and the images by id: 404
+    assert client.get(task["left"]["image_url"], headers=bearer(other)).status_code == 404
+    assert client.get(f"/api/v1/comparison-tasks/{task['assignment_id']}/images/top",
+                      headers=bearer(a)).status_code == 422
+    for i in pool.image_ids:
+        assert client.get(f"/api/v1/images/{i}/file", headers=bearer(a)).status_code == 404
+
+
+def test_a_rater_fetches_the_files_of_images_given_to_them_to_rate(client, researcher, make_user):
+    make_pool(client, researcher, n_images=2, prompts=["A cat"])
+    a = make_user("annotator")
+    task = client.get("/api/v1/rating-tasks/next", headers=bearer(a)).json()
+    assert client.get(task["image_url"], headers=bearer(a)).status_code == 200
+    other = make_user("annotator")
+    assert client.get(task["image_url"], headers=bearer(other)).status_code == 404

@@ -82,7 +82,10 @@ def test_image_files_need_a_login_and_have_the_right_type(client, researcher, ma
     pool = make_pool(client, researcher, n_images=1)
     url = f"/api/v1/images/{pool.image_ids[0]}/file"
     assert client.get(url).status_code == 401
-    r = client.get(url, headers=bearer(make_user("annotator")))
+    rater = make_user("annotator")
+    assert client.get(url, headers=bearer(rater)).status_code == 404  # not given to them (yet)
+    assert client.get("/api/v1/rating-tasks/next", headers=bearer(rater)).json()["image_url"] == url
+    r = client.get(url, headers=bearer(rater))
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert r.headers["x-content-type-options"] == "nosniff" and r.content == png_bytes(0)
     assert client.get("/api/v1/images/999/file", headers=bearer(researcher)).status_code == 404
