@@ -1,4 +1,4 @@
-"""A worker killed with kill -9 mid-generation, and cancelling a running job (real Celery worker)."""
+"""A worker killed with kill -9 mid-generation, cancelling a running job and retrying it (real Celery worker)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,37 @@ def test_kill_9_during_generate_retries_without_duplicates(loop_client, research
     assert any("lost" in m or "takes over" in m for m in messages), messages
 
 
+def test_a_killed_pool_child_is_replaced_and_its_job_taken_over_at_once(loop_client, loop_settings, researcher,
+                                                                       tmp_path, db):
+    """kill -9 of the pool child only: Celery redelivers its message to a new child, which sees the
+    owner is dead and takes over at once, long before the heartbeat could go stale (600 s here)."""
+    import os
+    import signal
+
+    from tests.jobs.conftest import WorkerProcess
+
+    c = loop_client
+    worker = WorkerProcess(loop_settings.model_copy(update={"job_stale_seconds": 600}), tmp_path / "w.log")
+    try:
+        ps_id, job_id, expected = _slow_generate(c, researcher)
+        wait_for(lambda: 0 < job(c, researcher, job_id)["progress"] < 60, timeout=120, every=0.2,
+                 what="generation under way")
+        owner = db.get(Job, job_id).worker
+        db.rollback()
+        pid = int(owner.rpartition(":")[2])
+        assert pid != worker.proc.pid  # the child names itself, not the main process it was forked from
+        os.kill(pid, signal.SIGKILL)
+        final = wait_job(c, researcher, job_id, timeout=180)
+        assert final["state"] == "succeeded" and final["attempts"] == 2, final
+        rows = db.execute(select(Image.prompt_id, Image.seed).where(Image.job_id == job_id)).all()
+        assert len(rows) == expected and len(set(rows)) == expected
+        messages = list(db.scalars(select(JobLog.message).where(JobLog.job_id == job_id)))
+        assert any("has died" in m for m in messages), messages
+        assert worker.proc.poll() is None  # the main process lived on
+    finally:
+        worker.stop()
+
+
 def test_cancel_stops_a_running_job_at_a_batch_boundary(loop_client, researcher, start_worker, db):
     c = loop_client
     start_worker()
@@ -57,3 +88,14 @@ def test_cancel_stops_a_running_job_at_a_batch_boundary(loop_client, researcher,
     made = db.scalar(select(func.count()).select_from(Image).where(Image.job_id == job_id))
     assert 0 < made < expected and made % 2 == 0  # whole batches of 2 only
     assert db.get(Job, job_id).finished_at is not None
+    db.rollback()
+
+    # a retry resumes: it draws only what the cancelled job had not, so every (prompt, seed) exists once
+    r = c.post(f"/api/v1/jobs/{job_id}/retry", headers=bearer(researcher))
+    assert r.status_code in (200, 201, 202), r.text
+    retry_id = r.json()["id"]
+    final = wait_job(c, researcher, retry_id, timeout=240)
+    assert final["state"] == "succeeded", final
+    rows = db.execute(select(Image.prompt_id, Image.seed).where(Image.job_id.in_([job_id, retry_id]))).all()
+    assert len(rows) == expected and len(set(rows)) == expected
+    assert final["result"]["images"] == expected - made

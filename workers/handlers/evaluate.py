@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.db.models import Comparison, Evaluation, Image, Job, ModelVersion, Prompt, PromptSet
 from app.db.session import upsert_insert
 from app.jobs.schemas import EvaluateParams
+from workers.handlers.common import retry_lineage
 from workers.handlers.embeddings import image_vectors, text_vectors
 from workers.handlers.generate import draw
 from workers.lifecycle import JobContext, JobFailed
@@ -20,7 +21,8 @@ BEST_OF_N_SEED_OFFSET = 100_000
 
 
 def _evaluation(s: Any, job: Job, p: EvaluateParams, kind: str, name: str) -> int:
-    ev = s.scalar(select(Evaluation).where(Evaluation.job_id == job.id, Evaluation.candidate_kind == kind))
+    ev = s.scalar(select(Evaluation).where(Evaluation.job_id.in_(retry_lineage(s, job)),
+                                           Evaluation.candidate_kind == kind).order_by(Evaluation.id).limit(1))
     if ev is None:
         ev = Evaluation(
             name=name,
@@ -37,12 +39,12 @@ def _evaluation(s: Any, job: Job, p: EvaluateParams, kind: str, name: str) -> in
     return ev.id
 
 
-def _images(s: Any, job_id: int, version_id: int) -> dict[tuple[int, int], int]:
+def _images(s: Any, job: Job, version_id: int) -> dict[tuple[int, int], int]:
     return {
         (r.prompt_id, r.seed): r.id
         for r in s.execute(
             select(Image.id, Image.prompt_id, Image.seed).where(
-                Image.job_id == job_id, Image.generator_version_id == version_id
+                Image.job_id.in_(retry_lineage(s, job)), Image.generator_version_id == version_id
             )
         )
     }
@@ -126,7 +128,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         label="candidate images",
     )
     with rt.tx() as s:
-        a, b = _images(s, job.id, base.id), _images(s, job.id, cand.id)
+        a, b = _images(s, job, base.id), _images(s, job, cand.id)
         made = _pairs(s, main_id, votes, [(pid, a[(pid, sd)], b[(pid, sd)]) for pid, _ in prompts for sd in seeds])
     result: dict[str, Any] = {"evaluation_ids": [main_id], "comparisons": made}
     if is_world_model(rt, base) or is_world_model(rt, cand):
@@ -216,7 +218,7 @@ def best_of_n_arm(
     with rt.tx() as s:
         rows = s.execute(
             select(Image.id, Image.prompt_id, Image.seed, Image.content_hash, Image.storage_key).where(
-                Image.job_id == job.id, Image.generator_version_id == base.id
+                Image.job_id.in_(retry_lineage(s, job)), Image.generator_version_id == base.id
             )
         ).all()
     by_key = {(r.prompt_id, r.seed): r for r in rows}

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.db.models import Job, ModelVersion, Prompt, PromptSet
 from app.jobs.schemas import GenerateParams, SamplerParams
-from workers.handlers.common import existing_keys, image_row, png, store_generated
+from workers.handlers.common import existing_keys, image_row, png, retry_lineage, store_generated
 from workers.lifecycle import JobContext, JobFailed
 
 
@@ -22,13 +22,14 @@ def generation_config(sampler: SamplerParams) -> Any:
 def draw(ctx: JobContext, job: Job, version: ModelVersion, prompts: list[tuple[int, str]], seeds: list[int],
          sampler: SamplerParams, *, prompt_set_id: int, wanted: int, progress_span: tuple[float, float] = (0, 1),
          label: str = "images") -> int:
-    """Generate every (prompt, seed) not yet stored for this job and version, committing per batch
-    so that a crash or a cancel leaves only whole images behind and a re-run skips what is done."""
+    """Generate every (prompt, seed) not yet stored for this job (or a job it retries) and version,
+    committing per batch so that a crash or a cancel leaves only whole images behind and a re-run or a
+    retry skips what is done."""
     from ml.generation import generate
 
     rt = ctx.rt
     with rt.tx() as s:
-        done = existing_keys(s, job.id, version.id)
+        done = existing_keys(s, retry_lineage(s, job), version.id)
     todo = [(pid, text, seed) for pid, text in prompts for seed in seeds if (pid, seed) not in done]
     total = len(prompts) * len(seeds)
     if not todo:
