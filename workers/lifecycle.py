@@ -4,6 +4,7 @@ that recovers jobs whose worker died. Job state lives in the database row only."
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
@@ -34,6 +35,7 @@ class JobContext:
         self._last_progress = 0.0
         self._last_cancel_check = 0.0
         self._cancel = False
+        self.busy_elsewhere = False
 
     def claim(self) -> Job | None:
         """queued -> running (or take over a running job whose worker went silent). None: not ours."""
@@ -47,8 +49,16 @@ class JobContext:
             if job.state == JobState.running.value and job.heartbeat_at is not None and job.heartbeat_at < stale:
                 jobs.add_log(s, job.id, f"worker {job.worker} went silent; {self.rt.worker_name} takes over",
                              "warning")
+            elif job.state == JobState.running.value and owner_is_dead(job.worker):
+                # a pool child of this machine died (OOM, kill -9) and Celery redelivered its message
+                # at once: no need to wait for its heartbeat to go stale
+                jobs.add_log(s, job.id, f"worker {job.worker} has died; {self.rt.worker_name} takes over",
+                             "warning")
+            elif job.state == JobState.running.value:
+                self.busy_elsewhere = True  # alive on another worker, or so its heartbeat says: look again later
+                return None
             elif job.state != JobState.queued.value:
-                return None  # finished, cancelled, or alive on another worker: a duplicate message
+                return None  # finished or cancelled: a duplicate message
             if job.attempts >= job.max_attempts:
                 job.state, job.finished_at = JobState.failed.value, now
                 job.error = f"gave up after {job.attempts} attempts (the worker was lost each time)"
@@ -107,8 +117,30 @@ class JobContext:
                          "error" if state == JobState.failed.value else "info")
 
 
+BUSY_ELSEWHERE = "busy_elsewhere"
+
+
+def owner_is_dead(worker: str | None) -> bool:
+    """Whether a job's worker ("node:pid", as Runtime.worker_name writes it) was a process of this
+    machine that no longer exists."""
+    node, _, pid = (worker or "").rpartition(":")
+    if node != os.uname().nodename or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, run by someone else
+        return False
+    return False
+
+
 def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[str, Any]]) -> str | None:
-    """Claim the job, run its handler with a heartbeat beside it, record the outcome."""
+    """Claim the job, run its handler with a heartbeat beside it, record the outcome.
+
+    Returns the final state; None if the message was not ours to run; BUSY_ELSEWHERE if another
+    worker seems to be running it (the caller looks again once that worker's heartbeat could have
+    gone stale, so recovery does not depend on a beat process)."""
     # imported here, not at module level: the Celery parent process forks its pool children and
     # must not have initialised torch (its thread pools do not survive a fork well)
     from ml.generation import Cancelled
@@ -116,7 +148,7 @@ def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[
     ctx = JobContext(rt, job_id)
     job = ctx.claim()
     if job is None:
-        return None
+        return BUSY_ELSEWHERE if ctx.busy_elsewhere else None
     stop = threading.Event()
 
     def beat() -> None:
@@ -149,12 +181,16 @@ def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[
     return JobState.succeeded.value
 
 
+UNSENT_GRACE_SECONDS = 10  # the commit -> send -> mark of a new job takes milliseconds; this is plenty
+
+
 def reap_stale(rt: Runtime) -> dict[str, list[int]]:
-    """Running jobs whose worker stopped beating go back to the queue, or fail after max attempts.
-    (Celery's late ack also redelivers the message; the claim makes duplicates harmless.)"""
+    """Running jobs whose worker stopped beating go back to the queue, or fail after max attempts;
+    queued jobs whose message never reached the broker are sent again. (Celery's late ack also
+    redelivers messages; the claim makes duplicates harmless.)"""
     now = utcnow()
     stale = now - timedelta(seconds=rt.settings.job_stale_seconds)
-    out: dict[str, list[int]] = {"requeued": [], "failed": []}
+    out: dict[str, list[int]] = {"requeued": [], "failed": [], "resent": []}
     with rt.tx() as s:
         lost = s.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at < stale)
                          .with_for_update(skip_locked=True))
@@ -168,6 +204,15 @@ def reap_stale(rt: Runtime) -> dict[str, list[int]]:
                 job.state, job.progress_message = JobState.queued.value, "requeued: worker lost"
                 jobs.add_log(s, job.id, f"worker {job.worker} lost (no heartbeat since {job.heartbeat_at:%H:%M:%S}); "
                              "requeued", "warning")
+                job.sent_at = None
                 enqueue(s, f"jobs.{job.kind}", job_id=job.id)
                 out["requeued"].append(job.id)
+        # queued jobs whose message never reached the broker (it was down when they were accepted)
+        unsent = s.scalars(select(Job).where(Job.state == "queued", Job.sent_at.is_(None),
+                                             Job.created_at < now - timedelta(seconds=UNSENT_GRACE_SECONDS))
+                           .with_for_update(skip_locked=True))
+        for job in unsent:
+            jobs.add_log(s, job.id, "sent again: the broker could not be reached when the job was queued", "warning")
+            enqueue(s, f"jobs.{job.kind}", job_id=job.id)
+            out["resent"].append(job.id)
     return out

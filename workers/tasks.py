@@ -6,13 +6,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from app.db.models import Job
 from app.jobs import loop
 from workers.celery_app import celery_app
 from workers.handlers import evaluate, finetune, generate, train_reward
-from workers.lifecycle import JobContext, reap_stale, run_job
+from workers.lifecycle import BUSY_ELSEWHERE, JobContext, reap_stale, run_job
 from workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger("t2if.tasks")
@@ -37,9 +37,16 @@ def check_retrain(rt: Runtime) -> list[int]:
 
 
 def _job_task(kind: str) -> Any:
-    @celery_app.task(name=f"jobs.{kind}", soft_time_limit=TIME_LIMITS[kind], time_limit=TIME_LIMITS[kind] + 120)
-    def task(job_id: int) -> str | None:
-        return execute(get_runtime(), kind, job_id)
+    @celery_app.task(name=f"jobs.{kind}", bind=True, soft_time_limit=TIME_LIMITS[kind],
+                     time_limit=TIME_LIMITS[kind] + 120, max_retries=None)
+    def task(self: Any, job_id: int) -> str | None:
+        rt = get_runtime()
+        outcome = execute(rt, kind, job_id)
+        if outcome == BUSY_ELSEWHERE:
+            # another worker holds the job: if it died, its heartbeat goes stale within
+            # job_stale_seconds and this message takes the job over then
+            raise self.retry(countdown=rt.settings.job_stale_seconds + 1)
+        return outcome
 
     return task
 
@@ -58,6 +65,17 @@ def check_retrain_task() -> list[int]:
 @celery_app.task(name="jobs.reap", ignore_result=True)
 def reap_task() -> dict[str, list[int]]:
     return reap_stale(get_runtime())
+
+
+@worker_process_init.connect
+def _runtime_of_its_own(**_: Any) -> None:
+    # A pool child is forked from the main process, which may have built a runtime already (the
+    # reaping at start): the child makes its own, with its own database connections (a connection
+    # shared across a fork is corrupted by whichever process uses it second) and its own pid in
+    # the name that job logs and owner checks use.
+    if get_runtime.cache_info().currsize:
+        get_runtime().sessions.kw["bind"].dispose(close=False)
+        get_runtime.cache_clear()
 
 
 @worker_ready.connect
