@@ -2,7 +2,9 @@
 
 `enqueue(session, task, job_id)` only records the message on the session; it is sent when the
 transaction commits and dropped when it rolls back, so a worker never sees a job row that does
-not exist (yet, or ever). The app never imports `workers`: Celery is reached by task name.
+not exist (yet, or ever). A job's `sent_at` is set once its message reached the broker (an
+outbox): one accepted while the broker was down is sent again by the reaper
+(workers.lifecycle.reap_stale). The app never imports `workers`: Celery is reached by task name.
 """
 
 from __future__ import annotations
@@ -100,14 +102,36 @@ def install_after_commit(session_factory: Any, dispatcher: Dispatcher) -> None:
 
     @event.listens_for(session_factory, "after_commit")
     def _send(session: Session) -> None:
+        sent = []
         for message in session.info.pop(PENDING_KEY, []):
             try:
                 session_factory._t2if_dispatcher.send(message)
-            except Exception:  # the row is committed; the job stays queued and can be retried or re-sent
-                log.exception("could not send %s", message.task)
+            except Exception:  # the row is committed; without its sent_at mark the reaper sends it again
+                log.exception("could not send %s; it is re-sent once the broker answers", message.task)
+            else:
+                if "job_id" in message.kwargs:
+                    sent.append(message.kwargs["job_id"])
+        if sent:
+            mark_sent(session.get_bind(), sent)
 
     @event.listens_for(session_factory, "after_soft_rollback")
     def _drop(session: Session, previous_transaction: Any) -> None:
         # a savepoint rolling back leaves the outer transaction (and what it queued) alive
         if not session.in_transaction():
             session.info.pop(PENDING_KEY, None)
+
+
+def mark_sent(bind: Any, job_ids: list[int]) -> None:
+    """The outbox mark: these jobs' messages reached the broker (a separate small transaction,
+    after the one that created them committed)."""
+    from sqlalchemy import update
+
+    from app.db.base import utcnow
+    from app.db.models import Job
+
+    try:
+        with bind.connect() as conn:
+            conn.execute(update(Job).where(Job.id.in_(job_ids)).values(sent_at=utcnow()))
+            conn.commit()
+    except Exception:  # unmarked jobs are sent again by the reaper: a duplicate message is harmless
+        log.exception("could not mark jobs %s as sent", job_ids)

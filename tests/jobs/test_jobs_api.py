@@ -126,3 +126,44 @@ def test_register_an_externally_trained_version(client, researcher):
     wrong_parent = client.post("/api/v1/models", headers=h, json={
         "kind": "reward", "mode": "mlp", "name": "r", "artifact_url": "/r", "parent_id": base.json()["id"]})
     assert wrong_parent.status_code == 422 and "parent_id" in wrong_parent.json()["error"]["message"]
+
+
+def test_a_job_accepted_while_the_broker_is_down_is_sent_once_it_answers(client, researcher, dispatcher, db,
+                                                                         session_factory, settings):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.db.base import utcnow
+    from app.db.models import JobLog
+    from workers.lifecycle import reap_stale
+    from workers.runtime import Runtime
+
+    make_pool(client, researcher, n_images=0)
+    working = dispatcher.send
+
+    def broker_down(message):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    dispatcher.send = broker_down
+    r = _post(client, researcher, "generate", prompt_set_id=1, images_per_prompt=2)
+    dispatcher.send = working
+    assert r.status_code == 202 and r.json()["state"] == "queued"
+    job_id = r.json()["id"]
+    assert dispatcher.sent == [] and db.get(Job, job_id).sent_at is None
+    db.rollback()
+    rt = Runtime(settings, dispatcher=dispatcher, session_factory=session_factory)
+    assert reap_stale(rt)["resent"] == []  # just accepted: its send may still be under way
+    with session_factory.begin() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(seconds=30)))
+    assert reap_stale(rt)["resent"] == [job_id]
+    assert [(m.task, m.kwargs) for m in dispatcher.sent] == [("jobs.generate", {"job_id": job_id})]
+    assert db.get(Job, job_id).sent_at is not None
+    assert any("sent again" in m for m in db.scalars(select(JobLog.message).where(JobLog.job_id == job_id)))
+    assert reap_stale(rt)["resent"] == []  # sent once, not at every sweep
+
+
+def test_a_job_sent_normally_is_marked_sent(client, researcher, db):
+    make_pool(client, researcher, n_images=0)
+    r = _post(client, researcher, "generate", prompt_set_id=1, images_per_prompt=2)
+    assert db.get(Job, r.json()["id"]).sent_at is not None

@@ -59,6 +59,9 @@ class Job(IdMixin, CreatedAtMixin, Base):
     heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     cancel_requested_at: Mapped[datetime | None]
+    # when its message reached the broker (the outbox mark): a queued job without it was accepted
+    # while the broker was down, and the reaper sends it again
+    sent_at: Mapped[datetime | None]
 
 
 class JobLog(IdMixin, CreatedAtMixin, Base):
