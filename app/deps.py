@@ -22,6 +22,14 @@ from app.errors import CsrfFailed, Forbidden, NotAuthenticated
 SESSION_COOKIE = "t2if_session"
 LOGIN_CSRF_COOKIE = "t2if_login_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# GETs that change state: `next` leases work to the caller. A cross-site link must not make a
+# logged-in annotator hoard items, so with a session cookie they need the CSRF token as well.
+LEASING_GETS = frozenset({"/api/v1/rating-tasks/next", "/api/v1/comparison-tasks/next"})
+
+
+def changes_state(method: str, path: str) -> bool:
+    """Whether a request changes state, so that a session-cookie caller must send its CSRF token."""
+    return method not in SAFE_METHODS or (method == "GET" and path.rstrip("/") in LEASING_GETS)
 T = TypeVar("T")
 
 
@@ -59,7 +67,7 @@ def is_json(content_type: str | None) -> bool:
 
 async def _csrf_candidate(request: Request) -> str | None:
     """The CSRF token a state-changing browser request brought: header (fetch) or form field."""
-    if request.method in SAFE_METHODS or request.headers.get("authorization"):
+    if not changes_state(request.method, request.url.path) or request.headers.get("authorization"):
         return None  # a bearer token needs no CSRF token (and its body must stay unread here)
     header = request.headers.get("x-csrf-token")
     if header:
@@ -99,7 +107,7 @@ def get_principal(
     if principal is None:
         return None
     # cookies ride along on cross-site requests; a state change must prove it came from our page
-    if request.method not in SAFE_METHODS and not same(csrf, principal.csrf_token):
+    if changes_state(request.method, request.url.path) and not same(csrf, principal.csrf_token):
         raise CsrfFailed()
     request.state.viewer = Viewer.of(principal)
     return principal
@@ -179,7 +187,7 @@ class Caller:
                 except BadSignature:
                     raw = None
                 principal = auth.resolve_session(uow.session, str(raw)) if raw is not None else None
-                if principal is not None and request.method not in SAFE_METHODS and not same(
+                if principal is not None and changes_state(request.method, request.url.path) and not same(
                         self.csrf, principal.csrf_token):
                     raise CsrfFailed()
             if principal is None:

@@ -32,7 +32,7 @@ from app.comparisons.schemas import (
 from app.db.session import UnitOfWork
 from app.deps import AnnotatorCaller, AnnotatorDep, Principal, ResearcherDep, SessionDep, SettingsDep, is_json
 from app.errors import UnsupportedMediaType
-from app.fields import Id, Int64
+from app.fields import Int64
 from app.images import service as images
 
 M = TypeVar("M", bound=BaseModel)
@@ -170,7 +170,7 @@ def next_comparison_task(principal: AnnotatorDep, session: SessionDep, settings:
 
 @router.get("/comparison-tasks/{assignment_id}/images/{side}", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def comparison_task_image(assignment_id: Id, side: Literal["left", "right"], principal: AnnotatorDep,
+def comparison_task_image(assignment_id: int, side: Literal["left", "right"], principal: AnnotatorDep,
                           session: SessionDep, settings: SettingsDep) -> Response:
     """The image on one side of your comparison task (the URLs a task gives: blind to the model)."""
     return images.file_response(settings, comparisons.pair_image(session, principal.user, assignment_id, side))

@@ -194,7 +194,8 @@ _SLOT = """, slot AS (
 )"""
 
 NEXT_SQL = _NEXT.format(caller=_TOKEN_CALLER)
-NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=""))  # GET: no CSRF token needed
+# `next` leases work, so a session must prove the call came from our page (deps.changes_state)
+NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=6)))
 _SESSION_CSRF = _SESSION_CALLER.format(csrf=_CSRF.format(n=8))
 SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER,
                                               slot=_SLOT if skip else "")
@@ -323,8 +324,8 @@ class HotPath:
             except Exception as exc:  # housekeeping: the next due sweep tries again
                 log.warning("lease sweep failed: %s", exc)
         now = datetime.now(UTC)
-        rows = await self._fetch(NEXT_SQL if csrf is None else NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch,
-                                 ANNOTATING_ROLES)
+        rows = await (self._fetch(NEXT_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES) if csrf is None
+                      else self._fetch(NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, csrf))
         head = rows[0]
         if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
             raise Fallback("caller to check")  # the route answers 401 / 403 with its messages

@@ -36,7 +36,8 @@
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrfToken();
+    // always: some GETs change state too (`next` leases work) and need it with a session cookie
+    init.headers["X-CSRF-Token"] = csrfToken();
     var response;
     try {
       response = await fetch(url, init);

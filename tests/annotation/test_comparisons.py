@@ -156,3 +156,15 @@ def test_a_rater_fetches_the_files_of_images_given_to_them_to_rate(client, resea
     assert client.get(task["image_url"], headers=bearer(a)).status_code == 200
     other = make_user("annotator")
     assert client.get(task["image_url"], headers=bearer(other)).status_code == 404
+
+
+def test_next_pair_with_a_session_cookie_needs_the_csrf_token(client, researcher, make_user, db):
+    from tests.conftest import browser_login
+
+    _pair(client, researcher)
+    a = make_user("annotator")
+    csrf = browser_login(client, a.username, a.password)
+    refused = client.get("/api/v1/comparison-tasks/next")  # what a cross-site link would send
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+    assert db.scalar(select(func.count()).select_from(ComparisonAssignment)) == 0
+    assert client.get("/api/v1/comparison-tasks/next", headers={"X-CSRF-Token": csrf}).status_code == 200

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from app.annotation import fastpath, hotpath
-from app.db.models import Image, Rating
+from app.db.models import Image, Rating, RatingAssignment
 from tests.annotation.conftest import make_pool
 from tests.conftest import TEST_SECRET, Account, bearer
 
@@ -178,7 +178,7 @@ def test_browser_session_on_the_hot_path(engine_path, client, make_user, db):
     make_pool(client, researcher, n_images=2, k=1)
     a = make_user("annotator")
     csrf = browser_login(client, a.username, a.password)
-    task = client.get("/api/v1/rating-tasks/next")
+    task = client.get("/api/v1/rating-tasks/next", headers={"X-CSRF-Token": csrf})
     assert task.status_code == 200
     aid = task.json()["assignment_id"]
     no_csrf = client.post("/api/v1/ratings", json={"assignment_id": aid, "label": "good"})
@@ -200,7 +200,12 @@ def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
     ann = make_user("annotator")
     csrf = browser_login(client, ann.username, ann.password)
 
-    task = client.get("/api/v1/rating-tasks/next")
+    # `next` leases work: without the page's CSRF token a cross-site link cannot make it hoard items
+    for headers in ({}, {"X-CSRF-Token": "forged"}):
+        refused = client.get("/api/v1/rating-tasks/next", headers=headers)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+    assert db.scalar(select(func.count()).select_from(RatingAssignment)) == 0
+    task = client.get("/api/v1/rating-tasks/next", headers={"X-CSRF-Token": csrf})
     assert task.status_code == 200 and task.json()["image_id"] in pool.image_ids
     answer = {"assignment_id": task.json()["assignment_id"], "label": "bad", "duration_ms": 900}
     for headers in ({}, {"X-CSRF-Token": "forged"}, {"X-CSRF-Token": csrf[:-1]}):
@@ -213,7 +218,8 @@ def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
 
     hot = app.state.hotpath.counts
     assert hot["/api/v1/rating-tasks/next"] == 1 and hot["/api/v1/ratings"] == 1
-    assert hot["route: caller to check"] == 3 and hot["route: not the caller's live lease"] == 0
+    # two refused nexts and three refused submits: the route gives the 403
+    assert hot["route: caller to check"] == 5 and hot["route: not the caller's live lease"] == 0
 
     assert client.post("/logout", headers={"X-CSRF-Token": csrf}).status_code in (200, 303)
     assert client.get("/api/v1/rating-tasks/next").status_code == 401
@@ -448,8 +454,8 @@ def test_odd_inputs_get_the_routes_answers(client, app, make_user, db):
     assert db.scalar(select(func.count()).select_from(Rating)) == 1
 
     b = make_user("annotator")
-    browser_login(client, b.username, b.password)
-    tb = client.get("/api/v1/rating-tasks/next").json()
+    csrf_b = browser_login(client, b.username, b.password)
+    tb = client.get("/api/v1/rating-tasks/next", headers={"X-CSRF-Token": csrf_b}).json()
     odd = client.post("/api/v1/ratings", json={"assignment_id": tb["assignment_id"], "label": "good"},
                       headers={"X-CSRF-Token": "\xe9t\xe9".encode("latin-1")})
     assert odd.status_code == 403 and odd.json()["error"]["code"] == "csrf_failed"

@@ -89,6 +89,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+OTHER_PARAMS = {"side": "left"}
+
+
 def test_every_int_path_parameter_past_bigint_gets_404(app, api, admin, researcher, db):
     """~20 routes answered 500 (Postgres: bigint out of range) for /…/9223372036854775808."""
     make_pool(api, researcher, n_images=1)
@@ -99,7 +102,9 @@ def test_every_int_path_parameter_past_bigint_gets_404(app, api, admin, research
         if not names:
             continue
         for big in (*BIG, INT64_MAX):
-            url = re.sub(r"\{[^}]+\}", str(big), path)
+            # int parameters get the number; others (a side, a format) a value of their own
+            values = {name: str(big) for name in names}
+            url = re.sub(r"\{([^}]+)\}", lambda m, v=values: v.get(m.group(1)) or OTHER_PARAMS[m.group(1)], path)
             r = api.request(method, url, headers=bearer(admin), **SAMPLE_BODIES.get((method, path), {"json": {}}))
             if big == INT64_MAX:  # the largest id is just one that does not exist: the route's own 404
                 assert r.status_code == 404, f"{method} {url} -> {r.status_code} {r.text[:300]}"
@@ -400,7 +405,7 @@ def test_form_encoded_rating_gets_403_or_415_not_stream_consumed(app, api, resea
     annotator = make_user("annotator")
     browser = api
     csrf = browser_login(browser, annotator.username, annotator.password)
-    task = browser.get("/api/v1/rating-tasks/next").json()
+    task = browser.get("/api/v1/rating-tasks/next", headers={"X-CSRF-Token": csrf}).json()
     form = {"assignment_id": str(task["assignment_id"]), "label": "good"}
     before = _counts(db)
 
