@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
+import swagger_ui
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -33,6 +34,8 @@ from app.logging import configure_logging
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.models import api as models_api
 from app.prompts import api as prompts_api
+
+SWAGGER_UI_FILES = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5, shipped by swagger-ui-py
 
 API_DESCRIPTION = """Human-feedback loop for text-to-image models.
 
@@ -93,7 +96,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, hsts=settings.env == "production")
     install_error_handlers(app)
 
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER_UI_FILES), name="swagger")
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 
     # the annotation router first: its two hot routes are matched on every round trip of the
