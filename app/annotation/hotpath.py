@@ -263,6 +263,12 @@ def _next_params(query_string: bytes) -> tuple[int | None, int]:
     return prompt_set_id, prefetch
 
 
+# what a connection that can no longer be trusted raises ("cannot switch to state …; another
+# operation is in progress" is an InternalClientError)
+BROKEN_CONNECTION = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+                     asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError, OSError)
+
+
 async def _keep_session(conn: Any) -> None:
     """Pool release without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL:
     one more round trip and parse per call). The two statements leave no session state behind; an
@@ -291,8 +297,14 @@ class HotPath:
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         try:
             async with self.pool.acquire() as conn:
-                return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                try:
+                    return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
+                except BROKEN_CONNECTION:
+                    # lost mid-statement (server restart, terminated backend, cancelled call): a
+                    # connection in an unknown state is closed, never handed to the next call
+                    conn.terminate()
+                    raise
+        except (asyncpg.PostgresError, *BROKEN_CONNECTION) as exc:
             log.warning("hot path statement failed, the route answers instead: %s", exc)
             raise Fallback("database error") from exc
 
