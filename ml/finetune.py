@@ -181,6 +181,31 @@ def denoising_losses(
     return F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
 
 
+@torch.no_grad()
+def sample_losses(pipe: Any, images: Sequence[Any], prompts: Sequence[str], seed: int = 0,
+                  batch_size: int = 256) -> np.ndarray:
+    """Per-image denoising loss of a pipeline's UNet on (image, prompt) pairs, with noise and
+    timesteps fixed by `seed` (the same draw for every model): how well a model fits each sample.
+    Comparing models on the same draw shows what their training data taught them."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    device = next(pipe.unet.parameters()).device
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(images), batch_size):
+        pixels = torch.stack([_pixels(im, size) for im in images[i : i + batch_size]]).to(device, pipe.unet.dtype)
+        latents = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
+        ids = pipe.tokenizer(list(prompts[i : i + batch_size]), padding="max_length", truncation=True,
+                             max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids
+        text = pipe.text_encoder(ids.to(device))[0]
+        noise = torch.randn(latents.shape, generator=gen).to(device, latents.dtype)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=gen).to(device)
+        out.append(denoising_losses(pipe.unet, scheduler, latents, text, noise, t).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def min_snr_weights(scheduler: Any, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
     """Per-sample min-SNR-γ loss weights: min(SNR, γ) / SNR for ε targets, / (SNR + 1) for v."""
     from diffusers.training_utils import compute_snr

@@ -1,15 +1,16 @@
 """The science regression test: a reduced `world-loop` round on the shipped world models.
 
-With fixed seeds (same machine, same figures), the learned reward model must rank unseen-object
-images and the unlabelled pool well and weight good images far above bad ones, and the
-reward-weighted fine-tune must beat the uniform-weight control and not fall below the base.
+With fixed seeds, the learned reward model must rank unseen-object images and the unlabelled pool
+well and weight good images far above bad ones; the reward-weighted fine-tune must have learned
+from its weights (it fits the pool's good images better, relative to the bad, than the uniform
+control: `report["fit"]`), must beat the control on the oracle's evaluation and keep the base's
+drawing quality.
 
-Measured at this size (docs/world.md): reward - uniform +6.9 points (1.5 SE), reward - base +3.1
-(0.8 SE), unseen AUC .876; a second run on the same machine under load gave reward - base -1.3
-(thread scheduling changes float sums), so only reward - uniform is asserted with a margin. The fine-tune margins are within a few standard errors of 160 images
-per arm: they catch a broken weighting (weights that no longer reach the loss make the reward arm
-the uniform arm, a gain of exactly 0) and a broken reward model (AUC and weight checks), not a
-small loss of effect. The default round's larger figures are in docs/world.md."""
+Measured at this size (docs/world.md), three runs: reward - uniform +3.8, +5.6, +6.9 points (160
+images per arm, SE 4-5; CPU fine-tunes are not bit-reproducible), fit-gap margin .0041 (base gap
+.0136). Broken once on purpose (tests pass no longer): weights that do not reach the loss gave
+reward - uniform -1.9 and a fit-gap margin of .0002; labels shuffled before reward training fail
+the AUC and weight checks. The default round's larger figures are in docs/world.md."""
 
 from __future__ import annotations
 
@@ -34,10 +35,13 @@ def test_reward_weighted_fine_tuning_beats_uniform_and_base(tmp_path):
     assert rm["unlabelled_pool"]["auc"] >= 0.85, rm
     assert rm["mean_weight"]["good"] - rm["mean_weight"]["bad"] >= 0.5, rm
 
+    # the weighting reached the model: 19x apart between working (.0041) and broken (.0002) weights
+    fit = report["fit"]
+    assert fit["reward"]["gap"] - fit["uniform"]["gap"] >= 0.15 * fit["base"]["gap"], fit
+
     gains = report["gains"]
-    assert gains["reward_vs_uniform"]["points"] >= 3.0, gains
-    # and does not fall below the base beyond noise (two runs on this machine: +3.1 and -1.3, SE 4-5)
+    assert gains["reward_vs_uniform"]["points"] > 0, gains
+    # and does not fall below the base beyond noise
     assert gains["reward_vs_base"]["points"] >= -2 * gains["reward_vs_base"]["se"], gains
-    # the drawing survives fine-tuning on its own well-rated samples (measured .807 against .831;
-    # the uniform arm, which also learns from the bad ones, fell to .729)
+    # the drawing survives fine-tuning on its own well-rated samples
     assert report["arms"]["reward"]["quality"]["rate"] >= report["arms"]["base"]["quality"]["rate"] - 0.06
