@@ -84,6 +84,27 @@ def test_anonymous_gets_401_and_low_roles_get_403(app, client, make_user):
     assert checked >= 8
 
 
+def test_low_roles_get_403_with_a_session_cookie_too(app, make_user):
+    """The same matrix for browsers: logged in by cookie, with the page's CSRF token, a role below a
+    route's guard gets 403 (pages: the error page), on every route, and nothing is done."""
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import browser_login
+
+    checked = 0
+    for role in (Role.annotator, Role.researcher):
+        account = make_user(role.value)
+        with TestClient(app) as browser:
+            csrf = browser_login(browser, account.username, account.password)
+            for method, path, guard in _routes(app):
+                if (method, path) in PUBLIC or ROLE_RANK[role] >= ROLE_RANK[guard.min_role]:
+                    continue
+                r = browser.request(method, _concrete(path), headers={"X-CSRF-Token": csrf})
+                assert r.status_code == 403, f"{role.value} by cookie {method} {path} -> {r.status_code}"
+                checked += 1
+    assert checked >= 20
+
+
 @pytest.mark.parametrize("path", ["/account", "/api/v1/me"])
 def test_anonymous_api_gets_json_and_browser_gets_login_form(client, path):
     r = client.get(path, headers={"accept": "text/html"})
