@@ -190,18 +190,17 @@ def sample_losses(pipe: Any, images: Sequence[Any], prompts: Sequence[str], seed
     from diffusers import DDPMScheduler
 
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    device = next(pipe.unet.parameters()).device
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    frozen = _FrozenCache(pipe.vae, pipe.text_encoder, pipe.tokenizer, images, size, pipe.unet.dtype)
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, len(images), batch_size):
-        pixels = torch.stack([_pixels(im, size) for im in images[i : i + batch_size]]).to(device, pipe.unet.dtype)
-        latents = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
-        ids = pipe.tokenizer(list(prompts[i : i + batch_size]), padding="max_length", truncation=True,
-                             max_length=pipe.tokenizer.model_max_length, return_tensors="pt").input_ids
-        text = pipe.text_encoder(ids.to(device))[0]
-        noise = torch.randn(latents.shape, generator=gen).to(device, latents.dtype)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=gen).to(device)
+        idx = list(range(i, min(i + batch_size, len(images))))
+        mean, _ = frozen.latent_dist(idx)
+        latents = mean * pipe.vae.config.scaling_factor
+        text = frozen.text_states([prompts[j] for j in idx])
+        noise = torch.randn(latents.shape, generator=gen).to(latents.device, latents.dtype)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=gen).to(latents.device)
         out.append(denoising_losses(pipe.unet, scheduler, latents, text, noise, t).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 

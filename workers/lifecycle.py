@@ -36,6 +36,7 @@ class JobContext:
         self._last_cancel_check = 0.0
         self._cancel = False
         self.busy_elsewhere = False
+        self.lineage = [job_id]  # this job and the jobs it retries (set by claim)
 
     def claim(self) -> Job | None:
         """queued -> running (or take over a running job whose worker went silent). None: not ours."""
@@ -68,6 +69,7 @@ class JobContext:
             job.heartbeat_at = now
             job.progress_message = "started"
             jobs.add_log(s, job.id, f"attempt {job.attempts} started on {self.rt.worker_name}")
+            self.lineage = retry_lineage(s, job)
             s.flush()
             s.expunge(job)
             return job
@@ -115,6 +117,20 @@ class JobContext:
             job.error = error
             jobs.add_log(s, job.id, f"{state}" + (f": {error}" if error else ""),
                          "error" if state == JobState.failed.value else "info")
+
+
+def retry_lineage(session: Any, job: Job) -> list[int]:
+    """The job and the failed or cancelled jobs it retries, newest first: what they finished is this
+    job's work too, so a retry resumes (the images, evaluation rows and pairs they made) instead of
+    repeating it."""
+    ids, trigger = [job.id], job.trigger
+    while isinstance(trigger, dict) and trigger.get("type") == "retry" and trigger.get("of_job") and len(ids) < 100:
+        earlier = session.get(Job, int(trigger["of_job"]))
+        if earlier is None:
+            break
+        ids.append(earlier.id)
+        trigger = earlier.trigger
+    return ids
 
 
 BUSY_ELSEWHERE = "busy_elsewhere"

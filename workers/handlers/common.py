@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Image, Job
+from app.db.models import Image
 from app.db.session import upsert_insert
 from app.storage import image_key
 from workers.runtime import Runtime
@@ -41,20 +41,6 @@ def image_row(rt: Runtime, *, data: bytes, prompt_id: int, prompt_set_id: int, j
                 content_hash=digest, mime_type="image/png", width=int(settings.get("width", 0)),
                 height=int(settings.get("height", 0)), byte_size=len(data), ratings_wanted=wanted,
                 ratings_open=wanted)
-
-
-def retry_lineage(session: Session, job: Job) -> list[int]:
-    """The job and the failed or cancelled jobs it retries, newest first: what they finished is this
-    job's work too, so a retry resumes (the images, evaluation rows and pairs they made) instead of
-    repeating it."""
-    ids, trigger = [job.id], job.trigger
-    while isinstance(trigger, dict) and trigger.get("type") == "retry" and trigger.get("of_job") and len(ids) < 100:
-        earlier = session.get(Job, int(trigger["of_job"]))
-        if earlier is None:
-            break
-        ids.append(earlier.id)
-        trigger = earlier.trigger
-    return ids
 
 
 def existing_keys(session: Session, job_ids: Sequence[int], generator_version_id: int) -> set[tuple[int, int | None]]:

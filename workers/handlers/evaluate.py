@@ -12,7 +12,6 @@ from sqlalchemy import select
 from app.db.models import Comparison, Evaluation, Image, Job, ModelVersion, Prompt, PromptSet
 from app.db.session import upsert_insert
 from app.jobs.schemas import EvaluateParams
-from workers.handlers.common import retry_lineage
 from workers.handlers.embeddings import image_vectors, text_vectors
 from workers.handlers.generate import draw
 from workers.lifecycle import JobContext, JobFailed
@@ -20,8 +19,8 @@ from workers.lifecycle import JobContext, JobFailed
 BEST_OF_N_SEED_OFFSET = 100_000
 
 
-def _evaluation(s: Any, job: Job, p: EvaluateParams, kind: str, name: str) -> int:
-    ev = s.scalar(select(Evaluation).where(Evaluation.job_id.in_(retry_lineage(s, job)),
+def _evaluation(s: Any, ctx: JobContext, job: Job, p: EvaluateParams, kind: str, name: str) -> int:
+    ev = s.scalar(select(Evaluation).where(Evaluation.job_id.in_(ctx.lineage),
                                            Evaluation.candidate_kind == kind).order_by(Evaluation.id).limit(1))
     if ev is None:
         ev = Evaluation(
@@ -39,12 +38,12 @@ def _evaluation(s: Any, job: Job, p: EvaluateParams, kind: str, name: str) -> in
     return ev.id
 
 
-def _images(s: Any, job: Job, version_id: int) -> dict[tuple[int, int], int]:
+def _images(s: Any, ctx: JobContext, version_id: int) -> dict[tuple[int, int], int]:
     return {
         (r.prompt_id, r.seed): r.id
         for r in s.execute(
             select(Image.id, Image.prompt_id, Image.seed).where(
-                Image.job_id.in_(retry_lineage(s, job)), Image.generator_version_id == version_id
+                Image.job_id.in_(ctx.lineage), Image.generator_version_id == version_id
             )
         )
     }
@@ -90,9 +89,9 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
                 select(Prompt.id, Prompt.text).where(Prompt.prompt_set_id == ps.id).order_by(Prompt.position, Prompt.id)
             )
         ]
-        main_id = _evaluation(s, job, p, "model", f"#{cand.id} vs #{base.id} on {ps.name}")
+        main_id = _evaluation(s, ctx, job, p, "model", f"#{cand.id} vs #{base.id} on {ps.name}")
         bon_id = (
-            _evaluation(s, job, p, "best_of_n", f"best-of-{p.best_of_n} of #{base.id} vs #{base.id} on {ps.name}")
+            _evaluation(s, ctx, job, p, "best_of_n", f"best-of-{p.best_of_n} of #{base.id} vs #{base.id} on {ps.name}")
             if p.best_of_n
             else None
         )
@@ -128,7 +127,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         label="candidate images",
     )
     with rt.tx() as s:
-        a, b = _images(s, job, base.id), _images(s, job, cand.id)
+        a, b = _images(s, ctx, base.id), _images(s, ctx, cand.id)
         made = _pairs(s, main_id, votes, [(pid, a[(pid, sd)], b[(pid, sd)]) for pid, _ in prompts for sd in seeds])
     result: dict[str, Any] = {"evaluation_ids": [main_id], "comparisons": made}
     if is_world_model(rt, base) or is_world_model(rt, cand):
@@ -218,7 +217,7 @@ def best_of_n_arm(
     with rt.tx() as s:
         rows = s.execute(
             select(Image.id, Image.prompt_id, Image.seed, Image.content_hash, Image.storage_key).where(
-                Image.job_id.in_(retry_lineage(s, job)), Image.generator_version_id == base.id
+                Image.job_id.in_(ctx.lineage), Image.generator_version_id == base.id
             )
         ).all()
     by_key = {(r.prompt_id, r.seed): r for r in rows}

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.db.models import Job, ModelVersion, Prompt, PromptSet
 from app.jobs.schemas import GenerateParams, SamplerParams
-from workers.handlers.common import existing_keys, image_row, png, retry_lineage, store_generated
+from workers.handlers.common import existing_keys, image_row, png, store_generated
 from workers.lifecycle import JobContext, JobFailed
 
 
@@ -29,7 +29,7 @@ def draw(ctx: JobContext, job: Job, version: ModelVersion, prompts: list[tuple[i
 
     rt = ctx.rt
     with rt.tx() as s:
-        done = existing_keys(s, retry_lineage(s, job), version.id)
+        done = existing_keys(s, ctx.lineage, version.id)
     todo = [(pid, text, seed) for pid, text in prompts for seed in seeds if (pid, seed) not in done]
     total = len(prompts) * len(seeds)
     if not todo:
