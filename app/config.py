@@ -49,7 +49,12 @@ class Settings(BaseSettings):
 
     # Sessions and log-in throttling.
     session_hours: int = Field(12, ge=1, le=24 * 30)
-    login_max_failures: int = Field(5, ge=1, description="failures before the account is locked")
+    login_max_failures: int = Field(
+        5, ge=1, description="failures from one client address before the account is locked for that address"
+    )
+    login_account_max_failures: int = Field(
+        50, ge=1, description="failures from all addresses together before the account is locked for everyone"
+    )
     login_lock_seconds: int = Field(300, ge=1, description="first lock; doubles with each further failure")
 
     max_upload_bytes: int = Field(

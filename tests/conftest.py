@@ -103,6 +103,7 @@ def settings(pg_url: str, tmp_path):
         model_cache_dir=str(tmp_path / "models"),
         secret_key=TEST_SECRET,
         login_max_failures=3,
+        login_account_max_failures=6,
         login_lock_seconds=60,
         log_level="WARNING",
     )

@@ -13,6 +13,7 @@ from app.admin.agreement import Alpha, PairwiseAgreement, alpha_from_unit_counts
 from app.admin.timeseries import median
 from app.annotation.quality import gold_accuracy
 from app.annotation.schemas import GoldAccuracy
+from app.auth import service as auth
 from app.db.models import ComparisonVote, Image, Rating, User
 
 # A rater whose median time per item is below this many seconds is flagged as suspiciously fast...
@@ -38,6 +39,7 @@ class AnnotatorRow:
     gold: GoldAccuracy | None = None
     agreement: PairwiseAgreement | None = None
     flags: list[str] = field(default_factory=list)
+    locked_addresses: int = 0  # client addresses refused log-in to this account now
 
     @property
     def answers(self) -> int:
@@ -134,6 +136,8 @@ def annotator_report(session: Session) -> AnnotatorReport:
         rows[uid].timed, rows[uid].median_seconds = n, m
     for g in gold_accuracy(session):
         rows[g.annotator_id].gold = g
+    for uid, n in auth.locked_addresses(session).items():
+        rows[uid].locked_addresses = n
 
     alpha, pairwise = agreement(session)
     for uid, pa in pairwise.items():

@@ -43,4 +43,5 @@ def create_user(body: UserCreate, principal: AdminDep, session: SessionDep) -> U
 
 @router.patch("/users/{user_id}", response_model=UserRead)
 def update_user(user_id: int, body: UserUpdate, principal: AdminDep, session: SessionDep) -> UserRead:
-    return UserRead.model_validate(auth.update_user(session, user_id, body, actor=principal.user))
+    user = auth.update_user(session, user_id, body, actor=principal.user)
+    return auth.read_user(user, auth.locked_addresses(session))

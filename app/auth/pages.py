@@ -81,7 +81,7 @@ def login_submit(
     if not login_csrf_ok(request, settings, csrf_token):
         raise CsrfFailed()
     try:
-        user = auth.authenticate(session, settings, username, password)
+        user = auth.authenticate(session, settings, username, password, request.client.host if request.client else "")
     except TooManyAttempts as exc:
         # the failure counter must be stored even though the request fails
         session.commit()

@@ -46,7 +46,12 @@ class UserRead(BaseModel):
     pseudonym: str
     created_at: datetime
     last_login_at: datetime | None
-    locked_until: datetime | None = Field(None, description="log-in refused until then after repeated failures")
+    locked_until: datetime | None = Field(
+        None, description="log-in refused from every address until then (too many failures from all addresses)"
+    )
+    locked_addresses: int = Field(
+        0, description="client addresses refused log-in to this account now, after repeated failures from each"
+    )
 
 
 class TokenCreate(BaseModel):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, U
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import Role
-from app.db.models import ApiToken, User, UserSession
+from app.db.models import ApiToken, LoginLockout, User, UserSession
 from app.errors import Conflict, Forbidden, NotFound, TooManyAttempts
 
 # last_seen / last_used are refreshed at most this often, so reads do not turn into writes
@@ -74,7 +75,12 @@ def get_user_by_username(session: Session, username: str) -> User:
 
 
 def list_users(session: Session) -> list[UserRead]:
-    return [UserRead.model_validate(u) for u in session.scalars(select(User).order_by(User.id))]
+    locked = locked_addresses(session)
+    return [read_user(u, locked) for u in session.scalars(select(User).order_by(User.id))]
+
+
+def read_user(user: User, locked: dict[int, int]) -> UserRead:
+    return UserRead.model_validate(user).model_copy(update={"locked_addresses": locked.get(user.id, 0)})
 
 
 def update_user(session: Session, user_id: int, body: UserUpdate, *, actor: User) -> User:
@@ -111,43 +117,67 @@ def deactivate_user(session: Session, username: str) -> User:
 # ---- log-in and browser sessions ---------------------------------------------------------------
 
 
-def authenticate(session: Session, settings: Settings, username: str, password: str) -> User | None:
+def client_key(host: str | None) -> str:
+    """The address a log-in counts against: the IP as given, an IPv6 address by its /64 (one host
+    usually holds a whole /64), an IPv4-mapped IPv6 address as IPv4. Behind a proxy, the address is
+    the one uvicorn takes from X-Forwarded-For of a trusted proxy (FORWARDED_ALLOW_IPS)."""
+    try:
+        ip = ipaddress.ip_address((host or "").strip())
+    except ValueError:
+        return (host or "unknown").strip()[:64] or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _lock_seconds(settings: Settings, over: int) -> int:
+    return min(settings.login_lock_seconds * (2**over), 24 * 3600)
+
+
+def _too_many(until: datetime, now: datetime, *, everywhere: bool) -> TooManyAttempts:
+    wait = math.ceil((until - now).total_seconds() / 60)
+    where = "" if everywhere else " from your network address"
+    return TooManyAttempts(
+        f"Too many failed log-ins for this account{where}. Try again in {wait} minute{'s' if wait != 1 else ''}, "
+        "or ask an administrator to unlock it."
+    )
+
+
+def authenticate(session: Session, settings: Settings, username: str, password: str, client: str = "") -> User | None:
     """Check a password; repeated failures lock the account for a time that doubles each time.
 
-    The account's row is locked (SELECT ... FOR UPDATE) before the lock-out is checked and held until
+    Failures count per account *and client address* (`client_key`): `login_max_failures` wrong
+    passwords from one address lock the account for that address only, so someone guessing cannot
+    lock the owner (or the admin) out. All addresses together count against the much higher
+    `login_account_max_failures`, which locks the account everywhere and so bounds guessing spread
+    over many addresses. An administrator lifts both (`unlock_user`).
+
+    The account's row is locked (SELECT ... FOR UPDATE) before any lock-out is checked and held until
     the caller commits, so parallel attempts on one account are checked one after another: the
-    (login_max_failures + 1)-th wrong password locks it however many arrive at once, and no attempt
-    reaches the password check after that. The counter is incremented in SQL as well, so a database
-    without row locks (SQLite) still counts every failure.
+    failure that reaches a limit locks however many arrive at once, and no attempt reaches the
+    password check after that. Counters are incremented in SQL as well, so a database without row
+    locks (SQLite, which serialises writers) still counts every failure.
     """
     now = utcnow()
+    key = client_key(client)
     user = session.scalar(
         select(User).where(User.username == username.strip().lower()).with_for_update()
     )
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        wait = math.ceil((user.locked_until - now).total_seconds() / 60)
-        raise TooManyAttempts(
-            f"Too many failed log-ins for this account. Try again in {wait} minute{'s' if wait != 1 else ''}, "
-            "or ask an administrator to unlock it."
-        )
+    if user is not None:
+        if user.locked_until is not None and user.locked_until > now:
+            raise _too_many(user.locked_until, now, everywhere=True)
+        here = session.get(LoginLockout, (user.id, key), populate_existing=True)
+        if here is not None and here.locked_until is not None and here.locked_until > now:
+            raise _too_many(here.locked_until, now, everywhere=False)
     ok = sec.verify_password(user.password_hash if user else None, password)
     if user is None or not user.is_active:
         return None
     if not ok:
-        failures = session.scalar(
-            update(User)
-            .where(User.id == user.id)
-            .values(failed_login_count=User.failed_login_count + 1)
-            .returning(User.failed_login_count)
-            .execution_options(synchronize_session=False)
-        )
-        user.failed_login_count = failures or 0
-        over = user.failed_login_count - settings.login_max_failures
-        if over >= 0:
-            seconds = min(settings.login_lock_seconds * (2**over), 24 * 3600)
-            user.locked_until = now + timedelta(seconds=seconds)
-        session.flush()
+        _count_failure(session, settings, user, key, now)
         return None
+    session.execute(delete(LoginLockout).where(LoginLockout.user_id == user.id, LoginLockout.client == key))
     user.failed_login_count = 0
     user.locked_until = None
     user.last_login_at = now
@@ -157,10 +187,56 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
     return user
 
 
+def _count_failure(session: Session, settings: Settings, user: User, key: str, now: datetime) -> None:
+    failures = session.scalar(
+        update(LoginLockout)
+        .where(LoginLockout.user_id == user.id, LoginLockout.client == key)
+        .values(failures=LoginLockout.failures + 1, last_failure_at=now)
+        .returning(LoginLockout.failures)
+        .execution_options(synchronize_session=False)
+    )
+    if failures is None:  # the first failure from this address (the account row lock excludes a twin)
+        session.add(LoginLockout(user_id=user.id, client=key, failures=1, last_failure_at=now))
+        session.flush()
+        failures = 1
+    over = failures - settings.login_max_failures
+    if over >= 0:
+        session.execute(
+            update(LoginLockout)
+            .where(LoginLockout.user_id == user.id, LoginLockout.client == key)
+            .values(locked_until=now + timedelta(seconds=_lock_seconds(settings, over)))
+            .execution_options(synchronize_session=False)
+        )
+    total = session.scalar(
+        update(User)
+        .where(User.id == user.id)
+        .values(failed_login_count=User.failed_login_count + 1)
+        .returning(User.failed_login_count)
+        .execution_options(synchronize_session=False)
+    )
+    user.failed_login_count = total or 0
+    over = user.failed_login_count - settings.login_account_max_failures
+    if over >= 0:
+        user.locked_until = now + timedelta(seconds=_lock_seconds(settings, over))
+    session.flush()
+
+
 def unlock_user(session: Session, user: User) -> None:
-    """Lift a log-in lock-out (failed attempts forgotten); the password stays as it is."""
+    """Lift every log-in lock-out of the account (all addresses; failed attempts forgotten); the
+    password stays as it is."""
     user.failed_login_count = 0
     user.locked_until = None
+    session.execute(delete(LoginLockout).where(LoginLockout.user_id == user.id))
+
+
+def locked_addresses(session: Session) -> dict[int, int]:
+    """user id -> how many client addresses are locked out of that account now."""
+    rows = session.execute(
+        select(LoginLockout.user_id, func.count())
+        .where(LoginLockout.locked_until > utcnow())
+        .group_by(LoginLockout.user_id)
+    )
+    return {uid: int(n) for uid, n in rows}
 
 
 def start_session(session: Session, settings: Settings, user: User, user_agent: str = "") -> tuple[str, UserSession]:

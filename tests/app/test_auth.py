@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from app.db.models import ApiToken, User, UserSession
+from app.db.models import ApiToken, LoginLockout, User, UserSession
 from tests.conftest import CSRF_INPUT, bearer, browser_login
 
 
@@ -38,15 +38,64 @@ def test_wrong_password_is_refused_and_stores_nothing_secret(client, make_user, 
     assert user.password_hash.startswith("$argon2") and acct.password not in user.password_hash
 
 
-def test_repeated_failures_lock_the_account(client, make_user, db):
-    acct = make_user("annotator")
-    for _ in range(3):  # settings fixture: login_max_failures=3
-        csrf = CSRF_INPUT.search(client.get("/login").text).group(1)
-        client.post("/login", data={"username": acct.username, "password": "bad-guess!", "csrf_token": csrf})
+def _login(client, username, password):
     csrf = CSRF_INPUT.search(client.get("/login").text).group(1)
-    r = client.post("/login", data={"username": acct.username, "password": acct.password, "csrf_token": csrf})
-    assert r.status_code == 429 and "Too many failed log-ins" in r.text
-    assert db.scalar(select(User.locked_until).where(User.id == acct.id)) is not None
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": csrf},
+                       follow_redirects=False)
+
+
+def test_repeated_failures_lock_the_account_for_that_address_only(app, make_user, db):
+    """A stranger's guesses lock the account for the stranger's address; its owner, elsewhere, logs in."""
+    from fastapi.testclient import TestClient
+
+    acct = make_user("admin")
+    with TestClient(app, client=("203.0.113.7", 5000)) as stranger, \
+            TestClient(app, client=("198.51.100.20", 6000)) as owner:
+        for _ in range(3):  # settings fixture: login_max_failures=3
+            assert _login(stranger, acct.username, "bad-guess!").status_code == 401
+        r = _login(stranger, acct.username, acct.password)
+        assert r.status_code == 429 and "Too many failed log-ins" in r.text and "your network address" in r.text
+        lock = db.scalar(select(LoginLockout).where(LoginLockout.user_id == acct.id))
+        assert lock.client == "203.0.113.7" and lock.failures == 3 and lock.locked_until is not None
+        assert db.scalar(select(User.locked_until).where(User.id == acct.id)) is None
+        assert _login(owner, acct.username, acct.password).status_code == 303
+        # the owner's success forgets the owner's address only: the stranger stays locked out
+        assert _login(stranger, acct.username, acct.password).status_code == 429
+
+
+def test_an_ipv6_host_counts_as_its_whole_64(app, make_user, db):
+    from fastapi.testclient import TestClient
+
+    from app.auth.service import client_key
+
+    assert client_key("2001:db8:1:2::5") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:192.0.2.1") == "192.0.2.1" and client_key(None) == "unknown"
+    acct = make_user("annotator")
+    for i in range(3):
+        with TestClient(app, client=(f"2001:db8:1:2::{i + 1}", 5000)) as c:
+            _login(c, acct.username, "bad-guess!")
+    with TestClient(app, client=("2001:db8:1:2::99", 5000)) as c:
+        assert _login(c, acct.username, acct.password).status_code == 429
+    with TestClient(app, client=("2001:db8:1:3::1", 5000)) as c:
+        assert _login(c, acct.username, acct.password).status_code == 303
+
+
+def test_guesses_from_many_addresses_lock_the_account_everywhere(app, settings, session_factory, make_user):
+    """login_account_max_failures bounds guessing spread over many addresses."""
+    from app.auth import service as auth
+    from app.errors import TooManyAttempts
+
+    acct = make_user("annotator")
+    limit = settings.login_account_max_failures
+    with session_factory() as s:
+        for i in range(limit):
+            assert auth.authenticate(s, settings, acct.username, "bad-guess!", f"192.0.2.{i + 1}") is None
+            s.commit()
+        with pytest.raises(TooManyAttempts) as exc:
+            auth.authenticate(s, settings, acct.username, acct.password, "198.51.100.1")
+        assert "your network address" not in exc.value.message
+        user = s.get(User, acct.id)
+        assert user.failed_login_count == limit and user.locked_until is not None
 
 
 def test_login_form_without_csrf_token_is_refused(client, make_user):
@@ -195,8 +244,9 @@ def test_parallel_wrong_passwords_are_checked_one_by_one_and_lock_the_account(se
     assert len(checks) == settings.login_max_failures  # 3, not 20
     assert sorted(outcomes) == ["locked"] * 17 + ["wrong"] * 3
     with session_factory() as s:
-        user = s.get(User, acct.id)
-        assert user.failed_login_count == 3 and user.locked_until is not None
+        lock = s.get(LoginLockout, (acct.id, "unknown"))
+        assert lock.failures == 3 and lock.locked_until is not None
+        assert s.get(User, acct.id).failed_login_count == 3
         with pytest.raises(TooManyAttempts, match="ask an administrator"):
             auth.authenticate(s, settings, acct.username, acct.password)  # the right password waits too
 
@@ -207,11 +257,11 @@ def test_admin_unlocks_a_locked_account_and_the_owner_logs_in(client, make_user,
         csrf = CSRF_INPUT.search(client.get("/login").text).group(1)
         client.post("/login", data={"username": acct.username, "password": "bad-guess!", "csrf_token": csrf})
     r = client.get("/api/v1/users", headers=bearer(admin))
-    assert next(u for u in r.json() if u["id"] == acct.id)["locked_until"] is not None
+    assert next(u for u in r.json() if u["id"] == acct.id)["locked_addresses"] == 1
     page = client.get("/admin/annotators", headers=bearer(admin)).text
-    assert f'action="/admin/users/{acct.id}/unlock"' in page and "log-in locked" in page
+    assert f'action="/admin/users/{acct.id}/unlock"' in page and "log-in locked from 1 address" in page
     r = client.patch(f"/api/v1/users/{acct.id}", json={"unlock": True}, headers=bearer(admin))
-    assert r.status_code == 200 and r.json()["locked_until"] is None
+    assert r.status_code == 200 and r.json()["locked_until"] is None and r.json()["locked_addresses"] == 0
     csrf = CSRF_INPUT.search(client.get("/login").text).group(1)
     r = client.post("/login", data={"username": acct.username, "password": acct.password, "csrf_token": csrf},
                     follow_redirects=False)

@@ -5,7 +5,7 @@ from app.db.models.image import Image, Rating, RatingAssignment
 from app.db.models.job import Job, JobLog
 from app.db.models.model_version import ModelVersion, RewardScore
 from app.db.models.prompt import Prompt, PromptSet
-from app.db.models.user import ApiToken, User, UserSession
+from app.db.models.user import ApiToken, LoginLockout, User, UserSession
 
 __all__ = [
     "ApiToken",
@@ -16,6 +16,7 @@ __all__ = [
     "Image",
     "Job",
     "JobLog",
+    "LoginLockout",
     "ModelVersion",
     "Prompt",
     "PromptSet",

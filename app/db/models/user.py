@@ -32,6 +32,26 @@ class User(IdMixin, CreatedAtMixin, Base):
     last_login_at: Mapped[datetime | None]
 
 
+class LoginLockout(Base):
+    """Failed log-ins to one account from one client address (an IPv6 /64 counts as one address).
+
+    Wrong passwords lock the account for *that* address only, so a stranger who guesses cannot lock
+    its owner out; `User.failed_login_count` / `locked_until` count all addresses together against a
+    much higher ceiling, which bounds guessing spread over many addresses.
+    """
+
+    __tablename__ = "login_lockout"
+    __table_args__ = (CheckConstraint("failures >= 0", name="failures_non_negative"),)
+
+    user_id: Mapped[int] = mapped_column(
+        BigIntPK, ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    last_failure_at: Mapped[datetime | None]
+
+
 class ApiToken(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "api_token"
     __table_args__ = (Index("ix_api_token_user_id", "user_id"),)
