@@ -402,7 +402,8 @@ def make_tiny_models(out, **kw) -> None:
 
 
 def _stage_bars() -> tuple[dict[str, Any], Any]:
-    """One tqdm bar per stage name, created as stages start; `progress(stage, done, total, *_)`."""
+    """One tqdm bar per stage name, created as stages start (stages that run side by side, such as
+    the world round's fine-tunes, get a line each); `progress(stage, done, total, *_)`."""
     from tqdm import tqdm
 
     bars: dict[str, Any] = {}
@@ -410,8 +411,10 @@ def _stage_bars() -> tuple[dict[str, Any], Any]:
     def progress(stage: str, done: int, total: int, *_: Any) -> None:
         if stage not in bars:
             for b in bars.values():
-                b.close()
-            bars[stage] = tqdm(desc=stage, total=total, unit="it", leave=False)
+                if b.total is not None and b.n >= b.total:
+                    b.close()
+            open_bars = [b for b in bars.values() if not b.disable and b.n < (b.total or 0)]
+            bars[stage] = tqdm(desc=stage, total=total, unit="it", leave=False, position=len(open_bars))
         b = bars[stage]
         b.total = total
         b.update(done - b.n)  # redraws at most every tqdm mininterval
