@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.annotation import leases
@@ -236,5 +236,8 @@ def set_gold(session: Session, comparison_id: int, body: ComparisonGoldUpdate) -
     if c is None:
         raise NotFound(f"Comparison {comparison_id} does not exist.")
     c.gold_alignment, c.gold_fidelity = body.gold_alignment, body.gold_fidelity
+    gold = c.gold_alignment is not None or c.gold_fidelity is not None
+    votes = session.scalar(select(func.count()).where(ComparisonVote.comparison_id == c.id)) or 0
+    leases.recount_open(session, COMPARISON, c, answered=votes, is_gold=gold)
     session.flush()
     return ComparisonRead.model_validate(c)
