@@ -201,7 +201,8 @@ class Caller:
         from app.annotation import fastpath
 
         factory = self.request.app.state.sessionmaker
-        uow = UnitOfWork(factory, raw=fastpath.usable(factory.kw["bind"].dialect.name))
+        uow = UnitOfWork(factory, raw=fastpath.usable(self.request.app.state.settings,
+                                                      factory.kw["bind"].dialect.name))
         try:
             result = work(uow, self.resolve(uow))
             uow.commit()

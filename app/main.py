@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.admin import pages as admin_pages
 from app.annotation import api as annotation_api
-from app.annotation import hotpath
+from app.annotation import fastpath, hotpath
 from app.annotation import pages as annotation_pages
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
@@ -31,6 +31,7 @@ from app.images import api as images_api
 from app.jobs import api as jobs_api
 from app.jobs.dispatch import CeleryDispatcher, Dispatcher, install_after_commit
 from app.logging import configure_logging
+from app.metrics import Registry
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.models import api as models_api
 from app.prompts import api as prompts_api
@@ -60,8 +61,8 @@ def create_app(
         # the annotation loop's async Postgres path (app/annotation/hotpath.py), one pool per process
         engine = factory.kw["bind"]
         hot = None
-        if engine.dialect.name == "postgresql":
-            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory)
+        if fastpath.usable(settings, engine.dialect.name):
+            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory, app.state.metrics)
             await hot.start()
         app.state.hotpath = hot
         try:
@@ -87,6 +88,7 @@ def create_app(
     app.state.sessionmaker = session_factory
     app.state.dispatcher = dispatcher
     app.state.hotpath = None
+    app.state.metrics = Registry()
 
     # added first = inside the request-context middleware: hot answers get the same headers and log line
     app.add_middleware(hotpath.HotPathMiddleware)

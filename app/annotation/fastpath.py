@@ -28,18 +28,17 @@ from typing import Any
 from app.annotation import leases
 from app.annotation.leases import RATING
 from app.annotation.schemas import Highlight, RatingRead, RatingSubmit, RatingTask
+from app.config import Settings
 from app.db.base import utcnow
 from app.db.session import UnitOfWork
 from app.errors import NotFound
 from app.images.service import image_url
 from app.prompts import grammar
 
-# switched off by tests to exercise the portable path on Postgres too
-ENABLED = True
 
-
-def usable(dialect_name: str) -> bool:
-    return ENABLED and dialect_name == "postgresql"
+def usable(settings: Settings, dialect_name: str) -> bool:
+    """Whether the route runs this fast path (T2IF_ANNOTATION_ENGINE=auto on Postgres)."""
+    return settings.annotation_engine == "auto" and dialect_name == "postgresql"
 
 
 @lru_cache(maxsize=4096)

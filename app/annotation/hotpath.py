@@ -14,7 +14,8 @@ Postgres, `HotPathMiddleware` answers the common case of each itself, before Fas
 - no threadpool hop, no ORM, no dependency solving; a 2xx is sent after the commit.
 
 Everything else is handed to the FastAPI route (the sync fast path on Postgres, the portable
-engine elsewhere), which gives the same answers and every error message:
+engine elsewhere or with T2IF_ANNOTATION_ENGINE=portable, which also turns this path off), which
+gives the same answers and every error message:
 no credentials or a bad cookie, a bad token, session, CSRF token or role (401 / 403), a query or body that
 does not validate (422), a submit that is not the caller's live lease (an identical repeat, a
 conflicting one, a lost lease, someone else's: 200 / 409 / 404), a gold draw (the number drawn is
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -55,11 +55,9 @@ from app.db.base import utcnow
 from app.db.enums import Role
 from app.db.session import transaction
 from app.deps import SESSION_COOKIE, cookie_signer
+from app.metrics import Registry, annotation_requests
 
 log = logging.getLogger("t2if.hotpath")
-
-# switched off by tests to exercise the route's sync fast path (fastpath.ENABLED switches off both)
-ENABLED = True
 
 NEXT_PATH = "/api/v1/rating-tasks/next"
 SUBMIT_PATH = "/api/v1/ratings"
@@ -278,11 +276,12 @@ async def _keep_session(conn: Any) -> None:
 class HotPath:
     """The asyncpg pool and the two statements, for one API process (created in the app's lifespan)."""
 
-    def __init__(self, dsn: str, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, dsn: str, settings: Settings, session_factory: sessionmaker[Session],
+                 metrics: Registry) -> None:
         self.dsn, self.settings, self.session_factory = dsn, settings, session_factory
         self.pool: Any = None
         # what this process answered itself and what it handed to the route, by reason
-        self.counts: Counter[str] = Counter()
+        self.requests = annotation_requests(metrics)
 
     async def start(self) -> None:
         self.pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.settings.hotpath_pool_size,
@@ -439,8 +438,8 @@ class HotPathMiddleware:
             return
         hot: HotPath | None = getattr(scope["app"].state, "hotpath", None)
         path, method = scope["path"], scope["method"]
-        if hot is None or hot.pool is None or not (ENABLED and fastpath.ENABLED) or (
-                path != NEXT_PATH and path != SUBMIT_PATH):
+        if hot is None or hot.pool is None or (path != NEXT_PATH and path != SUBMIT_PATH) or (
+                hot.settings.annotation_engine != "auto"):
             await self.app(scope, receive, send)
             return
         handler: Callable[[], Awaitable[bytes | None]]
@@ -462,12 +461,12 @@ class HotPathMiddleware:
         try:
             body = await handler()
         except Fallback as fb:
-            hot.counts[f"route: {fb}"] += 1
+            hot.requests.inc(path=path, answered_by="route", reason=str(fb))
             if fb.state:
                 scope.setdefault("state", {}).update(fb.state)
             await self.app(scope, receive, send)
             return
-        hot.counts[path] += 1
+        hot.requests.inc(path=path, answered_by="hot_path", reason="")
         await _send_json(send, status, body)
 
 
