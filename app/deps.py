@@ -223,7 +223,7 @@ def _resolve_token(uow: UnitOfWork, raw: str) -> Principal | None:
     if not raw.startswith(TOKEN_PREFIX):
         return None
     user = fastpath.resolve_token(uow, sha256_hex(raw), auth.TOUCH_INTERVAL)
-    return Principal(user=user, via="token") if user is not None else None  # type: ignore[arg-type]
+    return Principal(user=user, via="token") if user is not None else None
 
 
 class DeferredRoleGuard(RoleGuard):

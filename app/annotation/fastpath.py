@@ -28,6 +28,7 @@ from typing import Any
 from app.annotation import leases
 from app.annotation.leases import RATING
 from app.annotation.schemas import Highlight, RatingRead, RatingSubmit, RatingTask
+from app.auth.identity import UserIdentity
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.session import UnitOfWork
@@ -236,7 +237,7 @@ SELECT item.id, item.prompt_set_id, (SELECT r.id FROM r) FROM item
 """
 
 
-def submit(uow: UnitOfWork, user: UserRef, body: RatingSubmit) -> tuple[RatingRead, bool]:
+def submit(uow: UnitOfWork, user: UserIdentity, body: RatingSubmit) -> tuple[RatingRead, bool]:
     """ratings.submit on Postgres: same answers, same errors."""
     now = utcnow()
     cur = uow.cursor()
@@ -251,6 +252,6 @@ def submit(uow: UnitOfWork, user: UserRef, body: RatingSubmit) -> tuple[RatingRe
     if rating_id is None:  # not a live lease of the caller: a repeat, a lost lease, someone else's
         from app.annotation import ratings
 
-        return ratings.submit(uow.session, user, body)  # type: ignore[arg-type]
+        return ratings.submit(uow.session, user, body)
     return RatingRead(id=rating_id, assignment_id=body.assignment_id, image_id=item_id, label=body.label,
                       skip_reason=reason, duration_ms=body.duration_ms, created_at=now), True

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 from app.annotation import fastpath, leases
 from app.annotation.leases import RATING
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
+from app.auth.identity import UserIdentity
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import PromptSetPurpose
-from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment, User
+from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment
 from app.errors import Conflict
 from app.images.service import image_url
 
@@ -52,7 +53,7 @@ def _candidate_sets(session: Session, prompt_set_id: int | None) -> list[PromptS
     ))
 
 
-def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_id: int | None = None,
+def next_tasks(session: Session, settings: Settings, user: UserIdentity, *, prompt_set_id: int | None = None,
                prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None,
                gold_draws: int | None = None) -> list[RatingTask]:
     """The caller's live leases first (no hoarding), topped up with new ones to `prefetch`.
@@ -112,7 +113,7 @@ def as_batch(tasks: list[RatingTask]) -> RatingTaskBatch:
     return RatingTaskBatch(**first.model_dump(), prefetched=rest)
 
 
-def submit(session: Session, user: User, body: RatingSubmit) -> tuple[RatingRead, bool]:
+def submit(session: Session, user: UserIdentity, body: RatingSubmit) -> tuple[RatingRead, bool]:
     """Store one answer per assignment. Returns (rating, created): an identical repeat gives the
     stored rating back with created=False; a different answer is a conflict."""
     now = utcnow()
@@ -135,7 +136,7 @@ def submit(session: Session, user: User, body: RatingSubmit) -> tuple[RatingRead
     return RatingRead.model_validate(rating), True
 
 
-def undo(session: Session, user: User, assignment_id: int) -> RatingTask:
+def undo(session: Session, user: UserIdentity, assignment_id: int) -> RatingTask:
     now = utcnow()
     item, assignment = leases.lock_assignment(session, RATING, assignment_id, user.id)
     stored = session.scalars(select(Rating).where(Rating.assignment_id == assignment.id)).first()

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth import secrets as sec
+from app.auth.identity import UserIdentity
 from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead, UserUpdate
 from app.config import Settings
 from app.db.base import utcnow
@@ -26,7 +27,7 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 class Principal:
     """Who is calling, and how: via a browser session (needs CSRF) or a bearer token."""
 
-    user: User
+    user: UserIdentity
     via: str  # "session" | "token"
     session_id: str | None = None
     csrf_token: str | None = None
@@ -77,7 +78,7 @@ def list_users(session: Session) -> list[UserRead]:
     return [UserRead.model_validate(u) for u in session.scalars(select(User).order_by(User.id))]
 
 
-def update_user(session: Session, user_id: int, body: UserUpdate, *, actor: User) -> User:
+def update_user(session: Session, user_id: int, body: UserUpdate, *, actor: UserIdentity) -> User:
     user = get_user(session, user_id)
     if user.id == actor.id and (body.is_active is False or (body.role and body.role != Role(user.role))):
         raise Forbidden("You cannot deactivate yourself or change your own role.", code="self_change")
@@ -207,7 +208,7 @@ def end_all_sessions(session: Session, user_id: int) -> None:
 # ---- API tokens --------------------------------------------------------------------------------
 
 
-def create_token(session: Session, user: User, body: TokenCreate) -> TokenCreated:
+def create_token(session: Session, user: UserIdentity, body: TokenCreate) -> TokenCreated:
     raw = sec.new_api_token()
     row = ApiToken(
         user_id=user.id,
@@ -221,12 +222,12 @@ def create_token(session: Session, user: User, body: TokenCreate) -> TokenCreate
     return TokenCreated(**TokenRead.model_validate(row).model_dump(), token=raw)
 
 
-def list_tokens(session: Session, user: User) -> list[TokenRead]:
+def list_tokens(session: Session, user: UserIdentity) -> list[TokenRead]:
     rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
     return [TokenRead.model_validate(r) for r in rows]
 
 
-def revoke_token(session: Session, token_id: int, *, actor: User) -> TokenRead:
+def revoke_token(session: Session, token_id: int, *, actor: UserIdentity) -> TokenRead:
     row = session.get(ApiToken, token_id)
     # another user's token answers 404, not 403, so ids of other people's tokens are not confirmed
     if row is None or (row.user_id != actor.id and actor.role != Role.admin.value):
