@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.annotation import fastpath, leases
+from app.annotation import leases
 from app.annotation.leases import RATING
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
 from app.auth.identity import UserIdentity
@@ -18,6 +18,7 @@ from app.db.enums import PromptSetPurpose
 from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment
 from app.errors import Conflict
 from app.images.service import image_url
+from app.prompts.grammar import highlights
 
 MAX_PREFETCH = 5
 
@@ -39,7 +40,7 @@ def _tasks(session: Session, assignments: list[RatingAssignment]) -> list[Rating
         out.append(RatingTask(
             assignment_id=a.id, image_id=a.image_id, image_url=image_url(a.image_id), prompt=r.text,
             prompt_set_id=r.prompt_set_id, category=r.category, lease_expires_at=a.lease_expires_at,
-            highlights=list(fastpath.highlights(r.text)),
+            highlights=list(highlights(r.text)),
         ))
     return out
 
