@@ -8,10 +8,11 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth
+from app.auth.cookies import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_signer
 from app.auth.secrets import same
 from app.auth.service import Principal
 from app.config import Settings
@@ -19,8 +20,6 @@ from app.db.enums import Role
 from app.db.session import UnitOfWork
 from app.errors import CsrfFailed, Forbidden, NotAuthenticated
 
-SESSION_COOKIE = "t2if_session"
-LOGIN_CSRF_COOKIE = "t2if_login_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # GETs that change state: `next` leases work to the caller. A cross-site link must not make a
 # logged-in annotator hoard items, so with a session cookie they need the CSRF token as well.
@@ -53,10 +52,6 @@ def get_db(request: Request) -> Iterator[Session]:
 
 # scope="function": commit happens before the response is sent, so a 2xx means "stored"
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
-
-
-def cookie_signer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=salt)
 
 
 def is_json(content_type: str | None) -> bool:

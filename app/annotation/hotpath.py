@@ -48,13 +48,13 @@ from app.annotation import fastpath, leases
 from app.annotation.leases import RATING
 from app.annotation.ratings import MAX_PREFETCH
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTaskBatch
+from app.auth.cookies import SESSION_COOKIE, cookie_signer
 from app.auth.secrets import TOKEN_PREFIX
 from app.auth.service import TOUCH_INTERVAL
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import Role
 from app.db.session import transaction
-from app.deps import SESSION_COOKIE, cookie_signer
 from app.metrics import Registry, annotation_requests
 
 log = logging.getLogger("t2if.hotpath")
