@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.admin import actions as admin_actions
 from app.admin import pages as admin_pages
 from app.annotation import api as annotation_api
 from app.annotation import fastpath, hotpath
@@ -105,7 +106,8 @@ def create_app(
     # annotation loop, and FastAPI tries routes in order (no path of it overlaps another router's)
     routers = (annotation_api.router, health_router, auth_pages.router, home_pages.router, auth_api.router,
                prompts_api.router, images_api.router, evaluations_api.router, jobs_api.router,
-               models_api.router, exports_api.router, admin_pages.router, annotation_pages.router)
+               models_api.router, exports_api.router, admin_pages.router, admin_actions.router,
+               annotation_pages.router)
     for router in routers:
         app.include_router(router)
 
