@@ -12,7 +12,7 @@ from itsdangerous import BadSignature
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth
-from app.auth.cookies import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_signer
+from app.auth.cookies import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_signer, session_secret
 from app.auth.secrets import same
 from app.auth.service import Principal
 from app.config import Settings
@@ -91,14 +91,10 @@ def get_principal(
             raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
         request.state.viewer = Viewer.of(principal)
         return principal
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
+    raw = session_secret(settings, request.cookies.get(SESSION_COOKIE))
+    if raw is None:
         return None
-    try:
-        raw = cookie_signer(settings, "session").loads(cookie, max_age=settings.session_hours * 3600)
-    except BadSignature:
-        return None
-    principal = auth.resolve_session(session, str(raw))
+    principal = auth.resolve_session(session, raw)
     if principal is None:
         return None
     # cookies ride along on cross-site requests; a state change must prove it came from our page
@@ -173,18 +169,11 @@ class Caller:
             if principal is None:
                 raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
         else:
-            principal = None
-            cookie = request.cookies.get(SESSION_COOKIE)
-            if cookie:
-                try:
-                    raw = cookie_signer(settings, "session").loads(cookie,
-                                                                   max_age=settings.session_hours * 3600)
-                except BadSignature:
-                    raw = None
-                principal = auth.resolve_session(uow.session, str(raw)) if raw is not None else None
-                if principal is not None and changes_state(request.method, request.url.path) and not same(
-                        self.csrf, principal.csrf_token):
-                    raise CsrfFailed()
+            raw = session_secret(settings, request.cookies.get(SESSION_COOKIE))
+            principal = auth.resolve_session(uow.session, raw) if raw is not None else None
+            if principal is not None and changes_state(request.method, request.url.path) and not same(
+                    self.csrf, principal.csrf_token):
+                raise CsrfFailed()
             if principal is None:
                 raise NotAuthenticated()
         request.state.viewer = Viewer.of(principal)

@@ -28,6 +28,7 @@ from app.annotation import leases, ratings
 from app.annotation.leases import RATING
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask
 from app.auth.identity import UserIdentity
+from app.auth.liveness import live_sql
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.session import UnitOfWork
@@ -55,11 +56,10 @@ class UserRef:
     pseudonym: str
 
 
-TOKEN_SQL = """
+TOKEN_SQL = f"""
 SELECT t.id, t.last_used_at, u.id, u.username, u.display_name, u.role, u.pseudonym
 FROM api_token t JOIN user_account u ON u.id = t.user_id
-WHERE t.token_hash = %(h)s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > %(now)s)
-  AND u.is_active
+WHERE t.token_hash = %(h)s AND {live_sql("token", "%(now)s")}
 """
 TOUCH_TOKEN_SQL = "UPDATE api_token SET last_used_at = %(now)s WHERE id = %(id)s"
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import secrets as sec
 from app.auth.identity import UserIdentity
+from app.auth.liveness import session_live, token_live
 from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead, UserUpdate
 from app.config import Settings
 from app.db.base import utcnow
@@ -182,12 +183,13 @@ def start_session(session: Session, settings: Settings, user: User, user_agent: 
 
 def resolve_session(session: Session, raw_secret: str) -> Principal | None:
     now = utcnow()
-    row = session.get(UserSession, sec.sha256_hex(raw_secret))
-    if row is None or row.expires_at <= now:
+    found = session.execute(
+        select(UserSession, User).join(User, User.id == UserSession.user_id)
+        .where(UserSession.id == sec.sha256_hex(raw_secret), session_live(UserSession, User, now))
+    ).first()
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
-        return None
+    row, user = found
     if row.last_seen_at is None or now - row.last_seen_at > TOUCH_INTERVAL:
         row.last_seen_at = now
     return Principal(user=user, via="session", session_id=row.id, csrf_token=row.csrf_token)
@@ -272,12 +274,13 @@ def resolve_token(session: Session, raw: str) -> Principal | None:
     if not raw.startswith(sec.TOKEN_PREFIX):
         return None
     now = utcnow()
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == sec.sha256_hex(raw)))
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    found = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == sec.sha256_hex(raw), token_live(ApiToken, User, now))
+    ).first()
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
-        return None
+    row, user = found
     if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
         row.last_used_at = now
     return Principal(user=user, via="token")

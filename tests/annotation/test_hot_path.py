@@ -484,3 +484,62 @@ def test_a_client_gone_before_its_body_was_complete_stores_nothing(client, app, 
     assert not any(m["type"] == "http.response.start" and m["status"] < 300 for m in sent)
     db.rollback()
     assert db.scalar(select(func.count()).select_from(Rating)) == 0
+
+
+# ---- the caller checks of the hot path are auth's ----------------------------------------------
+
+REFUSALS = {  # what happens to the caller -> (status, error code)
+    "revoked token": (401, "not_authenticated"),
+    "deactivated user": (401, "not_authenticated"),
+    "expired session": (401, "not_authenticated"),
+    "missing CSRF token": (403, "csrf_failed"),
+}
+
+
+@pytest.fixture(params=["hot", "fast"])
+def hot_or_fast(request, settings, monkeypatch) -> str:
+    use_engine(request.param, settings, monkeypatch)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("call", ["next", "submit"])
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, refusal, call, client, app,
+                                                                    make_user, db):
+    """The hot path checks credentials with auth's definitions (auth.cookies, auth.liveness): a
+    revoked token, a deactivated account, an expired session and a session call without its
+    CSRF token get the route's 401 / 403 on both calls, and nothing is leased or stored."""
+    from tests.conftest import browser_login
+
+    make_pool(client, make_user("researcher"), n_images=3, k=1)
+    a = make_user("annotator")
+    with_session = refusal in ("expired session", "missing CSRF token")
+    csrf = browser_login(client, a.username, a.password) if with_session else None
+    headers = {"X-CSRF-Token": csrf} if with_session else bearer(a)
+    held = client.get("/api/v1/rating-tasks/next", headers=headers)
+    assert held.status_code == 200
+    answer = {"assignment_id": held.json()["assignment_id"], "label": "good"}
+
+    if refusal == "revoked token":
+        db.execute(text("UPDATE api_token SET revoked_at = now() WHERE user_id = :u"), {"u": a.id})
+    elif refusal == "deactivated user":
+        db.execute(text("UPDATE user_account SET is_active = false WHERE id = :u"), {"u": a.id})
+    elif refusal == "expired session":
+        db.execute(text("UPDATE user_session SET expires_at = now() - interval '1 second' WHERE user_id = :u"),
+                   {"u": a.id})
+    else:
+        headers = {}
+    db.commit()
+    before = handed_to_route(app, "caller to check")
+
+    if call == "next":
+        r = client.get("/api/v1/rating-tasks/next", headers=headers, params={"prefetch": 3})
+    else:
+        r = client.post("/api/v1/ratings", headers=headers, json=answer)
+    status, code = REFUSALS[refusal]
+    assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+    assert db.scalar(select(func.count()).select_from(RatingAssignment)) == 1
+    assert db.scalar(select(func.count()).select_from(Rating)) == 0
+    assert db.scalar(select(RatingAssignment.state)) == "leased"
+    # the hot path found no caller its statement may serve and left the answer to the route
+    assert handed_to_route(app, "caller to check") == before + (hot_or_fast == "hot")
