@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     votes_per_comparison: int = Field(9, ge=1, le=100)
     lease_seconds: int = Field(600, ge=10, le=86400)
     comparison_gold_rate: float = Field(0.0, ge=0.0, le=0.5, description="share of gold pairs per annotator")
+    annotation_engine: Literal["auto", "portable"] = Field(
+        "auto",
+        description="auto: on Postgres the annotation loop's two calls run the asyncpg hot path and the "
+        "routes' SQL fast path; portable: the SQLAlchemy engine everywhere (what SQLite always runs)",
+    )
     # expired leases are returned to the pool by `next` at most this often per process
     lease_sweep_seconds: float = Field(1.0, ge=0.0)
 

@@ -8,10 +8,11 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth
+from app.auth.cookies import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_signer, session_secret
 from app.auth.secrets import same
 from app.auth.service import Principal
 from app.config import Settings
@@ -19,8 +20,6 @@ from app.db.enums import Role
 from app.db.session import UnitOfWork
 from app.errors import CsrfFailed, Forbidden, NotAuthenticated
 
-SESSION_COOKIE = "t2if_session"
-LOGIN_CSRF_COOKIE = "t2if_login_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # GETs that change state: `next` leases work to the caller. A cross-site link must not make a
 # logged-in annotator hoard items, so with a session cookie they need the CSRF token as well.
@@ -53,10 +52,6 @@ def get_db(request: Request) -> Iterator[Session]:
 
 # scope="function": commit happens before the response is sent, so a 2xx means "stored"
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
-
-
-def cookie_signer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=salt)
 
 
 def is_json(content_type: str | None) -> bool:
@@ -96,14 +91,10 @@ def get_principal(
             raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
         request.state.viewer = Viewer.of(principal)
         return principal
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
+    raw = session_secret(settings, request.cookies.get(SESSION_COOKIE))
+    if raw is None:
         return None
-    try:
-        raw = cookie_signer(settings, "session").loads(cookie, max_age=settings.session_hours * 3600)
-    except BadSignature:
-        return None
-    principal = auth.resolve_session(session, str(raw))
+    principal = auth.resolve_session(session, raw)
     if principal is None:
         return None
     # cookies ride along on cross-site requests; a state change must prove it came from our page
@@ -178,18 +169,11 @@ class Caller:
             if principal is None:
                 raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
         else:
-            principal = None
-            cookie = request.cookies.get(SESSION_COOKIE)
-            if cookie:
-                try:
-                    raw = cookie_signer(settings, "session").loads(cookie,
-                                                                   max_age=settings.session_hours * 3600)
-                except BadSignature:
-                    raw = None
-                principal = auth.resolve_session(uow.session, str(raw)) if raw is not None else None
-                if principal is not None and changes_state(request.method, request.url.path) and not same(
-                        self.csrf, principal.csrf_token):
-                    raise CsrfFailed()
+            raw = session_secret(settings, request.cookies.get(SESSION_COOKIE))
+            principal = auth.resolve_session(uow.session, raw) if raw is not None else None
+            if principal is not None and changes_state(request.method, request.url.path) and not same(
+                    self.csrf, principal.csrf_token):
+                raise CsrfFailed()
             if principal is None:
                 raise NotAuthenticated()
         request.state.viewer = Viewer.of(principal)
@@ -201,7 +185,8 @@ class Caller:
         from app.annotation import fastpath
 
         factory = self.request.app.state.sessionmaker
-        uow = UnitOfWork(factory, raw=fastpath.usable(factory.kw["bind"].dialect.name))
+        uow = UnitOfWork(factory, raw=fastpath.usable(self.request.app.state.settings,
+                                                      factory.kw["bind"].dialect.name))
         try:
             result = work(uow, self.resolve(uow))
             uow.commit()
@@ -222,7 +207,7 @@ def _resolve_token(uow: UnitOfWork, raw: str) -> Principal | None:
     if not raw.startswith(TOKEN_PREFIX):
         return None
     user = fastpath.resolve_token(uow, sha256_hex(raw), auth.TOUCH_INTERVAL)
-    return Principal(user=user, via="token") if user is not None else None  # type: ignore[arg-type]
+    return Principal(user=user, via="token") if user is not None else None
 
 
 class DeferredRoleGuard(RoleGuard):

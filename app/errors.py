@@ -19,6 +19,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.fields import INT64_MAX, INT64_MIN
+from app.headers import SECURITY_HEADERS
 from app.logging import request_id_var
 
 log = logging.getLogger("t2if.errors")
@@ -77,6 +78,11 @@ class UnsupportedMediaType(AppError):
     code = "unsupported_media_type"
 
 
+class BodyTooLarge(AppError):
+    status_code = 413
+    code = "too_large"
+
+
 class TooManyAttempts(AppError):
     status_code = 429
     code = "too_many_attempts"
@@ -112,9 +118,23 @@ def error_response(
 ) -> Response:
     if wants_json(request):
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-    from app.web import render_error  # local import: templates need the app's settings
-
     return render_error(request, status, code, message, headers=headers)
+
+
+def render_error(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The error page a browser gets."""
+    # local import: the web layer loads templates; workers import the error classes alone
+    from app.web import login_page_response, render
+
+    if status == 401:
+        # an anonymous browser gets the log-in form in place, with a way back to where it was going
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return login_page_response(request, status_code=401, message="Please log in to continue.", next_path=target)
+    return render(
+        request, "error.html", {"status": status, "code": code, "message": message}, status_code=status, headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -240,8 +260,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # Starlette runs this outermost, after our middleware: add its headers here
-        from app.middleware import SECURITY_HEADERS
-
         rid = getattr(request.state, "request_id", None) or request_id_var.get()
         headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS} | {"x-request-id": rid}
         if unavailable(exc):

@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.admin import actions as admin_actions
 from app.admin import pages as admin_pages
 from app.annotation import api as annotation_api
-from app.annotation import hotpath
+from app.annotation import fastpath, hotpath
 from app.annotation import pages as annotation_pages
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
@@ -31,6 +32,7 @@ from app.images import api as images_api
 from app.jobs import api as jobs_api
 from app.jobs.dispatch import CeleryDispatcher, Dispatcher, install_after_commit
 from app.logging import configure_logging
+from app.metrics import Registry
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.models import api as models_api
 from app.prompts import api as prompts_api
@@ -60,8 +62,8 @@ def create_app(
         # the annotation loop's async Postgres path (app/annotation/hotpath.py), one pool per process
         engine = factory.kw["bind"]
         hot = None
-        if engine.dialect.name == "postgresql":
-            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory)
+        if fastpath.usable(settings, engine.dialect.name):
+            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory, app.state.metrics)
             await hot.start()
         app.state.hotpath = hot
         try:
@@ -87,6 +89,7 @@ def create_app(
     app.state.sessionmaker = session_factory
     app.state.dispatcher = dispatcher
     app.state.hotpath = None
+    app.state.metrics = Registry()
 
     # added first = inside the request-context middleware: hot answers get the same headers and log line
     app.add_middleware(hotpath.HotPathMiddleware)
@@ -103,7 +106,8 @@ def create_app(
     # annotation loop, and FastAPI tries routes in order (no path of it overlaps another router's)
     routers = (annotation_api.router, health_router, auth_pages.router, home_pages.router, auth_api.router,
                prompts_api.router, images_api.router, evaluations_api.router, jobs_api.router,
-               models_api.router, exports_api.router, admin_pages.router, annotation_pages.router)
+               models_api.router, exports_api.router, admin_pages.router, admin_actions.router,
+               annotation_pages.router)
     for router in routers:
         app.include_router(router)
 

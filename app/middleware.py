@@ -8,33 +8,16 @@ import time
 import uuid
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import AppError
+from app.errors import BodyTooLarge, error_response
+from app.headers import NO_STORE, SECURITY_HEADERS
 from app.logging import request_id_var
 
 log = logging.getLogger("t2if.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
-# No inline script anywhere: pages load their JS from /static. Images may be blob: for previews.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
-]
-
-
-# Where a response does not say otherwise it is not stored by browsers or proxies: pages and API answers
-# show one user's data, and Back after log-out must not show a logged-in page from the cache.
-NO_STORE = (b"cache-control", b"no-store")
 CACHEABLE_PREFIXES = ("/static/",)
 
 
@@ -80,11 +63,6 @@ class RequestContextMiddleware:
                     (time.perf_counter() - started) * 1000,
                 )
             request_id_var.reset(token)
-
-
-class BodyTooLarge(AppError):
-    status_code = 413
-    code = "too_large"
 
 
 # routes that take files or long prompt lists (a prompt set may hold 100,000 prompts)
@@ -149,9 +127,5 @@ class BodyLimitMiddleware:
         return f"The request body is larger than this address accepts ({limit:,} bytes)."
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        from starlette.requests import Request
-
-        from app.errors import error_response
-
         response = error_response(Request(scope), 413, "too_large", self.message(limit), {"connection": "close"})
         await response(scope, receive, send)

@@ -1,13 +1,17 @@
-"""Server-rendered pages: one Jinja2 environment (autoescaped) and the helpers pages share."""
+"""Server-rendered pages: one Jinja2 environment (autoescaped) and the helpers pages share,
+the log-in form among them (the log-in route shows it, and so does every 401 in a browser)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.auth import secrets as sec
+from app.auth.cookies import LOGIN_CSRF_COOKIE, cookie_signer
 from app.config import PROJECT_ROOT
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
@@ -28,15 +32,36 @@ def render(
     return templates.TemplateResponse(request, name, ctx, status_code=status_code, headers=headers)
 
 
-def render_error(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> HTMLResponse:
-    if status == 401:
-        # an anonymous browser gets the log-in form in place, with a way back to where it was going
-        from app.auth.pages import login_page_response
+def safe_next(next_path: str | None) -> str:
+    """Only local paths: a log-in must never bounce the user to another site."""
+    if not next_path:
+        return "/"
+    parts = urlsplit(next_path)
+    if parts.scheme or parts.netloc or not next_path.startswith("/") or next_path.startswith("//"):
+        return "/"
+    if "\\" in next_path or next_path.startswith(("/login", "/logout")):
+        return "/"
+    return next_path
 
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return login_page_response(request, status_code=401, message="Please log in to continue.", next_path=target)
-    return render(
-        request, "error.html", {"status": status, "code": code, "message": message}, status_code=status, headers=headers
+
+def login_page_response(request: Request, *, status_code: int = 200, message: str | None = None,
+                        next_path: str | None = None, username: str = "") -> HTMLResponse:
+    settings = request.app.state.settings
+    token = sec.new_secret()
+    response = render(
+        request,
+        "login.html",
+        {"login_csrf": token, "message": message, "next": safe_next(next_path), "username": username},
+        status_code=status_code,
     )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        cookie_signer(settings, "login-csrf").dumps(token),
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+        max_age=24 * 3600,
+        path="/",
+    )
+    response.headers["cache-control"] = "no-store"
+    return response

@@ -15,22 +15,14 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.admin.pages import annotators_view
 from app.auth import service as auth
 from app.auth.schemas import UserCreate, UserUpdate
 from app.db.enums import Role
 from app.deps import AdminDep, Principal, SessionDep
 from app.errors import AppError, Invalid
 
-router = APIRouter()
-
-NOTICES = {
-    "created": "User created.",
-    "deactivated": "User deactivated; their sessions have been ended.",
-    "activated": "User activated.",
-    "role": "Role changed.",
-    "unlocked": "Account unlocked: its owner can log in again.",
-}
-
+router = APIRouter(prefix="/admin", include_in_schema=False)
 
 def back(notice: str) -> RedirectResponse:
     return RedirectResponse(f"/admin/annotators?{urlencode({'notice': notice})}", status_code=303)
@@ -38,8 +30,6 @@ def back(notice: str) -> RedirectResponse:
 
 def refused(request: Request, principal: Principal, session: Session, exc: AppError,
             form: dict[str, str] | None = None) -> Response:
-    from app.admin.pages import annotators_view  # pages imports this module
-
     session.rollback()  # nothing of the refused action is kept
     return annotators_view(request, principal, session, error=exc.message, form=form, status_code=exc.status_code)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from app.admin import actions, annotators, evaluations, jobs, models, overview
+from app.admin import annotators, evaluations, jobs, models, overview
 from app.db.base import utcnow
 from app.db.enums import JobKind, JobState, Role, values
 from app.deps import Principal, ResearcherDep, SessionDep
@@ -16,6 +16,15 @@ from app.errors import Invalid
 from app.web import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+
+# what the admin actions (actions.py) report after redirecting back to the annotators page
+NOTICES = {
+    "created": "User created.",
+    "deactivated": "User deactivated; their sessions have been ended.",
+    "activated": "User activated.",
+    "role": "Role changed.",
+    "unlocked": "Account unlocked: its owner can log in again.",
+}
 
 
 def page(request: Request, principal: Principal, name: str, context: dict[str, Any]) -> HTMLResponse:
@@ -40,7 +49,7 @@ def overview_page(request: Request, principal: ResearcherDep, session: SessionDe
 def annotators_page(
     request: Request, principal: ResearcherDep, session: SessionDep, notice: str | None = None
 ) -> Response:
-    return annotators_view(request, principal, session, notice=actions.NOTICES.get(notice or ""))
+    return annotators_view(request, principal, session, notice=NOTICES.get(notice or ""))
 
 
 def annotators_view(request: Request, principal: Principal, session: Session, *, notice: str | None = None,
@@ -127,6 +136,3 @@ def comparison_page(
     return page(
         request, principal, "admin/comparison.html", evaluations.comparison_page(session, comparison_id)
     )
-
-
-router.include_router(actions.router)

@@ -120,7 +120,7 @@ async def next_rating_task(request: Request, caller: AnnotatorCaller) -> Respons
             return fastpath.next_tasks(uow, principal.user.id, prompt_set_id=q.prompt_set_id,
                                        prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
                                        gold_draws=gold_draws)
-        return ratings.next_tasks(uow.session, settings, principal.user, prompt_set_id=q.prompt_set_id,  # type: ignore[arg-type]
+        return ratings.next_tasks(uow.session, settings, principal.user, prompt_set_id=q.prompt_set_id,
                                   prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
                                   gold_draws=gold_draws)
 
@@ -144,7 +144,7 @@ async def submit_rating(request: Request, caller: AnnotatorCaller) -> Response:
     def work(uow: UnitOfWork, principal: Principal) -> tuple[RatingRead, bool]:
         body = _parse_body(raw, RatingSubmit, request.headers.get("content-type"))
         if uow.raw:
-            return fastpath.submit(uow, principal.user, body)  # type: ignore[arg-type]
+            return fastpath.submit(uow, principal.user, body)
         return ratings.submit(uow.session, principal.user, body)
 
     rating, created = await caller.run(work)

@@ -22,30 +22,24 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-from app.annotation import leases
+from app.annotation import leases, ratings
 from app.annotation.leases import RATING
-from app.annotation.schemas import Highlight, RatingRead, RatingSubmit, RatingTask
+from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask
+from app.auth.identity import UserIdentity
+from app.auth.liveness import live_sql
+from app.config import Settings
 from app.db.base import utcnow
 from app.db.session import UnitOfWork
 from app.errors import NotFound
 from app.images.service import image_url
-from app.prompts import grammar
-
-# switched off by tests to exercise the portable path on Postgres too
-ENABLED = True
+from app.prompts.grammar import highlights
 
 
-def usable(dialect_name: str) -> bool:
-    return ENABLED and dialect_name == "postgresql"
-
-
-@lru_cache(maxsize=4096)
-def highlights(text: str) -> tuple[Highlight, ...]:
-    """Highlight spans depend on the prompt text alone, so they are computed once per process."""
-    return tuple(Highlight(start=s, end=e, kind=k) for s, e, k in grammar.highlight(text))
+def usable(settings: Settings, dialect_name: str) -> bool:
+    """Whether the route runs this fast path (T2IF_ANNOTATION_ENGINE=auto on Postgres)."""
+    return settings.annotation_engine == "auto" and dialect_name == "postgresql"
 
 
 # ---- who is calling -----------------------------------------------------------------------------
@@ -62,11 +56,10 @@ class UserRef:
     pseudonym: str
 
 
-TOKEN_SQL = """
+TOKEN_SQL = f"""
 SELECT t.id, t.last_used_at, u.id, u.username, u.display_name, u.role, u.pseudonym
 FROM api_token t JOIN user_account u ON u.id = t.user_id
-WHERE t.token_hash = %(h)s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > %(now)s)
-  AND u.is_active
+WHERE t.token_hash = %(h)s AND {live_sql("token", "%(now)s")}
 """
 TOUCH_TOKEN_SQL = "UPDATE api_token SET last_used_at = %(now)s WHERE id = %(id)s"
 
@@ -168,9 +161,8 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
         else:
             n_gold = leases.gold_draws(need, gold_rate, rng) if gold_rate > 0 else 0
         if n_gold:
-            from app.annotation.ratings import lease_gold  # the portable code; gold is the rare case
-
-            gold_ids = lease_gold(uow.session, user_id, ps_id, lease_seconds, n_gold, now)
+            # the portable code: gold is the rare case
+            gold_ids = ratings.lease_gold(uow.session, user_id, ps_id, lease_seconds, n_gold, now)
             if gold_ids:
                 cur.execute(TASKS_SQL, {"ids": gold_ids})
                 by_id = {r[0]: r for r in cur.fetchall()}
@@ -185,9 +177,7 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
             need -= len(picked)
         if need and gold_rate > 0:
             # nothing open is left for this annotator: gold items not seen yet still measure them
-            from app.annotation.ratings import lease_gold
-
-            gold_ids = lease_gold(uow.session, user_id, ps_id, lease_seconds, need, now)
+            gold_ids = ratings.lease_gold(uow.session, user_id, ps_id, lease_seconds, need, now)
             if gold_ids:
                 cur.execute(TASKS_SQL, {"ids": gold_ids})
                 by_id = {r[0]: r for r in cur.fetchall()}
@@ -237,7 +227,7 @@ SELECT item.id, item.prompt_set_id, (SELECT r.id FROM r) FROM item
 """
 
 
-def submit(uow: UnitOfWork, user: UserRef, body: RatingSubmit) -> tuple[RatingRead, bool]:
+def submit(uow: UnitOfWork, user: UserIdentity, body: RatingSubmit) -> tuple[RatingRead, bool]:
     """ratings.submit on Postgres: same answers, same errors."""
     now = utcnow()
     cur = uow.cursor()
@@ -250,8 +240,6 @@ def submit(uow: UnitOfWork, user: UserRef, body: RatingSubmit) -> tuple[RatingRe
         raise NotFound(f"Assignment {body.assignment_id} does not exist or is not yours.")
     item_id, _, rating_id = row
     if rating_id is None:  # not a live lease of the caller: a repeat, a lost lease, someone else's
-        from app.annotation import ratings
-
-        return ratings.submit(uow.session, user, body)  # type: ignore[arg-type]
+        return ratings.submit(uow.session, user, body)
     return RatingRead(id=rating_id, assignment_id=body.assignment_id, image_id=item_id, label=body.label,
                       skip_reason=reason, duration_ms=body.duration_ms, created_at=now), True

@@ -14,7 +14,8 @@ Postgres, `HotPathMiddleware` answers the common case of each itself, before Fas
 - no threadpool hop, no ORM, no dependency solving; a 2xx is sent after the commit.
 
 Everything else is handed to the FastAPI route (the sync fast path on Postgres, the portable
-engine elsewhere), which gives the same answers and every error message:
+engine elsewhere or with T2IF_ANNOTATION_ENGINE=portable, which also turns this path off), which
+gives the same answers and every error message:
 no credentials or a bad cookie, a bad token, session, CSRF token or role (401 / 403), a query or body that
 does not validate (422), a submit that is not the caller's live lease (an identical repeat, a
 conflicting one, a lost lease, someone else's: 200 / 409 / 404), a gold draw (the number drawn is
@@ -28,9 +29,7 @@ Expired leases are swept by the portable code, rate-limited per process as befor
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -38,28 +37,26 @@ from urllib.parse import parse_qsl
 
 import asyncpg
 from fastapi.concurrency import run_in_threadpool
-from itsdangerous import BadSignature
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.requests import cookie_parser
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.annotation import fastpath, leases
 from app.annotation.leases import RATING
 from app.annotation.ratings import MAX_PREFETCH
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTaskBatch
-from app.auth.secrets import TOKEN_PREFIX
+from app.auth.cookies import SESSION_COOKIE, session_secret
+from app.auth.liveness import live_sql
+from app.auth.secrets import TOKEN_PREFIX, sha256_hex
 from app.auth.service import TOUCH_INTERVAL
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import Role
 from app.db.session import transaction
-from app.deps import SESSION_COOKIE, cookie_signer
+from app.metrics import Registry, annotation_requests
 
 log = logging.getLogger("t2if.hotpath")
-
-# switched off by tests to exercise the route's sync fast path (fastpath.ENABLED switches off both)
-ENABLED = True
 
 NEXT_PATH = "/api/v1/rating-tasks/next"
 SUBMIT_PATH = "/api/v1/ratings"
@@ -69,12 +66,12 @@ ANNOTATING_ROLES = [r.value for r in Role if r.rank >= Role.annotator.rank]
 # The caller, as deps.Caller resolves it. $1 sha256 of the bearer token or session secret, $2 now.
 # `cred` / `seen` let the caller touch last_used_at / last_seen_at (at most once a minute) in a
 # separate statement, so the hot statements do not carry an UPDATE of api_token / user_session.
-_TOKEN_CALLER = """
+# Who may call is auth's definition (auth.liveness), compiled to SQL.
+_TOKEN_CALLER = f"""
 caller AS (
     SELECT u.id AS uid, u.role, t.id::text AS cred, t.last_used_at AS seen
     FROM api_token t JOIN user_account u ON u.id = t.user_id
-    WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)
-      AND u.is_active
+    WHERE t.token_hash = $1 AND {live_sql("token", "$2")}
 )"""
 # A browser session (signed cookie, checked before): a state-changing call must also bring the
 # session's CSRF token, compared as digests so the comparison takes the same time whatever the
@@ -83,7 +80,7 @@ _SESSION_CALLER = """
 caller AS (
     SELECT u.id AS uid, u.role, s.id AS cred, s.last_seen_at AS seen
     FROM user_session s JOIN user_account u ON u.id = s.user_id
-    WHERE s.id = $1 AND s.expires_at > $2 AND u.is_active {csrf}
+    WHERE s.id = $1 AND """ + live_sql("session", "$2") + """ {csrf}
 )"""
 _CSRF = "AND sha256(convert_to(s.csrf_token, 'UTF8')) = sha256(convert_to(${n}::text, 'UTF8'))"
 TOUCH_TOKEN_SQL = ("UPDATE api_token SET last_used_at = $2 "
@@ -220,27 +217,23 @@ class Fallback(Exception):
 
 def _credentials(scope: Scope, settings: Settings) -> tuple[str, str | None]:
     """(sha256 of the bearer token or session secret, CSRF token sent or None for a bearer token),
-    or Fallback where the route must decide (no credentials, another scheme, a bad cookie)."""
-    cookie = csrf = None
-    for key, value in scope["headers"]:
-        if key == b"authorization":  # a bearer token wins over a cookie, as in deps.Caller
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            token = credentials.strip()
-            if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
-                raise Fallback("not a bearer token")
-            return hashlib.sha256(token.encode()).hexdigest(), None
-        if key == b"cookie":
-            cookie = value.decode("latin-1")
-        elif key == b"x-csrf-token" and csrf is None:  # the first one, as Starlette's headers.get
-            csrf = value.decode("latin-1")
-    raw = cookie_parser(cookie).get(SESSION_COOKIE) if cookie else None
-    if not raw:
+    or Fallback where the route must decide (no credentials, another scheme, a bad cookie). The
+    headers and the cookie are read as the route reads them (Starlette, auth.cookies)."""
+    conn = HTTPConnection(scope)
+    header = conn.headers.get("authorization")
+    if header:  # a bearer token wins over a cookie, as in deps
+        scheme, _, credentials = header.partition(" ")
+        token = credentials.strip()
+        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+            raise Fallback("not a bearer token")
+        return sha256_hex(token), None
+    cookie = conn.cookies.get(SESSION_COOKIE)
+    if not cookie:
         raise Fallback("no credentials")
-    try:
-        secret = cookie_signer(settings, "session").loads(raw, max_age=settings.session_hours * 3600)
-    except BadSignature:
-        raise Fallback("session to check") from None
-    return hashlib.sha256(str(secret).encode()).hexdigest(), csrf or ""
+    secret = session_secret(settings, cookie)
+    if secret is None:
+        raise Fallback("session to check")
+    return sha256_hex(secret), conn.headers.get("x-csrf-token") or ""
 
 
 def _int_param(raw: str) -> int:
@@ -278,11 +271,12 @@ async def _keep_session(conn: Any) -> None:
 class HotPath:
     """The asyncpg pool and the two statements, for one API process (created in the app's lifespan)."""
 
-    def __init__(self, dsn: str, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, dsn: str, settings: Settings, session_factory: sessionmaker[Session],
+                 metrics: Registry) -> None:
         self.dsn, self.settings, self.session_factory = dsn, settings, session_factory
         self.pool: Any = None
         # what this process answered itself and what it handed to the route, by reason
-        self.counts: Counter[str] = Counter()
+        self.requests = annotation_requests(metrics)
 
     async def start(self) -> None:
         self.pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.settings.hotpath_pool_size,
@@ -439,8 +433,8 @@ class HotPathMiddleware:
             return
         hot: HotPath | None = getattr(scope["app"].state, "hotpath", None)
         path, method = scope["path"], scope["method"]
-        if hot is None or hot.pool is None or not (ENABLED and fastpath.ENABLED) or (
-                path != NEXT_PATH and path != SUBMIT_PATH):
+        if hot is None or hot.pool is None or (path != NEXT_PATH and path != SUBMIT_PATH) or (
+                hot.settings.annotation_engine != "auto"):
             await self.app(scope, receive, send)
             return
         handler: Callable[[], Awaitable[bytes | None]]
@@ -462,12 +456,12 @@ class HotPathMiddleware:
         try:
             body = await handler()
         except Fallback as fb:
-            hot.counts[f"route: {fb}"] += 1
+            hot.requests.inc(path=path, answered_by="route", reason=str(fb))
             if fb.state:
                 scope.setdefault("state", {}).update(fb.state)
             await self.app(scope, receive, send)
             return
-        hot.counts[path] += 1
+        hot.requests.inc(path=path, answered_by="hot_path", reason="")
         await _send_json(send, status, body)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, exists, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Comparison, ComparisonAssignment, Image, RatingAssignment
@@ -202,6 +202,24 @@ def lease_and_take(session: Session, kind: LeaseKind, annotator_id: int, item_id
 def gold_draws(n: int, rate: float, rng: random.Random | None = None) -> int:
     draw = rng.random if rng is not None else random.random  # the module's shared generator by default
     return sum(1 for _ in range(n) if draw() < rate)
+
+
+def recount_open(session: Session, kind: LeaseKind, item: Any, *, answered: int, is_gold: bool) -> None:
+    """open = wanted - usable answers stored - leases holding a slot, after an item's gold mark changed.
+
+    Gold leases hold no slot (gold goes to everyone), so answers given while the item was gold did
+    not lower its open count. Once it is no longer gold, every lease still out (expired or not: a
+    late answer on it may still be accepted) must hold a slot, or its answer would land on top of
+    N others; its gold flag is cleared so that submit, skip and the sweep account for it."""
+    A = kind.assignment
+    if not is_gold:
+        session.execute(update(A).where(kind.fk == item.id, A.state == "leased", A.is_gold.is_(True))
+                        .values(is_gold=False))
+    out = session.scalar(
+        select(func.count()).where(kind.fk == item.id, A.state == "leased", A.is_gold.is_(False))
+    ) or 0
+    wanted = getattr(item, kind.wanted_col)
+    setattr(item, kind.open_col, max(0, min(wanted, wanted - answered - out)))
 
 
 # ---- answering ----------------------------------------------------------------------------------

@@ -8,15 +8,17 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.annotation import fastpath, leases
+from app.annotation import leases
 from app.annotation.leases import RATING
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
+from app.auth.identity import UserIdentity
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import PromptSetPurpose
-from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment, User
+from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment
 from app.errors import Conflict
 from app.images.service import image_url
+from app.prompts.grammar import highlights
 
 MAX_PREFETCH = 5
 
@@ -38,7 +40,7 @@ def _tasks(session: Session, assignments: list[RatingAssignment]) -> list[Rating
         out.append(RatingTask(
             assignment_id=a.id, image_id=a.image_id, image_url=image_url(a.image_id), prompt=r.text,
             prompt_set_id=r.prompt_set_id, category=r.category, lease_expires_at=a.lease_expires_at,
-            highlights=list(fastpath.highlights(r.text)),
+            highlights=list(highlights(r.text)),
         ))
     return out
 
@@ -52,7 +54,7 @@ def _candidate_sets(session: Session, prompt_set_id: int | None) -> list[PromptS
     ))
 
 
-def next_tasks(session: Session, settings: Settings, user: User, *, prompt_set_id: int | None = None,
+def next_tasks(session: Session, settings: Settings, user: UserIdentity, *, prompt_set_id: int | None = None,
                prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None,
                gold_draws: int | None = None) -> list[RatingTask]:
     """The caller's live leases first (no hoarding), topped up with new ones to `prefetch`.
@@ -112,7 +114,7 @@ def as_batch(tasks: list[RatingTask]) -> RatingTaskBatch:
     return RatingTaskBatch(**first.model_dump(), prefetched=rest)
 
 
-def submit(session: Session, user: User, body: RatingSubmit) -> tuple[RatingRead, bool]:
+def submit(session: Session, user: UserIdentity, body: RatingSubmit) -> tuple[RatingRead, bool]:
     """Store one answer per assignment. Returns (rating, created): an identical repeat gives the
     stored rating back with created=False; a different answer is a conflict."""
     now = utcnow()
@@ -135,7 +137,7 @@ def submit(session: Session, user: User, body: RatingSubmit) -> tuple[RatingRead
     return RatingRead.model_validate(rating), True
 
 
-def undo(session: Session, user: User, assignment_id: int) -> RatingTask:
+def undo(session: Session, user: UserIdentity, assignment_id: int) -> RatingTask:
     now = utcnow()
     item, assignment = leases.lock_assignment(session, RATING, assignment_id, user.id)
     stored = session.scalars(select(Rating).where(Rating.assignment_id == assignment.id)).first()

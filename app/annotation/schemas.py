@@ -6,12 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.fields import Id, OptionalText
-
-
-class Highlight(BaseModel):
-    start: int
-    end: int
-    kind: str = Field(description="count | color | object | background")
+from app.prompts.schemas import Highlight
 
 
 class RatingTask(BaseModel):

@@ -3,62 +3,17 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.auth import secrets as sec
 from app.auth import service as auth
-from app.deps import (
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-    AnnotatorDep,
-    OptionalPrincipal,
-    SessionDep,
-    SettingsDep,
-    cookie_signer,
-    login_csrf_ok,
-)
+from app.auth.cookies import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_signer
+from app.deps import AnnotatorDep, OptionalPrincipal, SessionDep, SettingsDep, login_csrf_ok
 from app.errors import CsrfFailed, TooManyAttempts
-from app.web import render
+from app.web import login_page_response, safe_next
 
 router = APIRouter(include_in_schema=False)
-
-
-def safe_next(next_path: str | None) -> str:
-    """Only local paths: a log-in must never bounce the user to another site."""
-    if not next_path:
-        return "/"
-    parts = urlsplit(next_path)
-    if parts.scheme or parts.netloc or not next_path.startswith("/") or next_path.startswith("//"):
-        return "/"
-    if "\\" in next_path or next_path.startswith(("/login", "/logout")):
-        return "/"
-    return next_path
-
-
-def login_page_response(request: Request, *, status_code: int = 200, message: str | None = None,
-                        next_path: str | None = None, username: str = "") -> HTMLResponse:
-    settings = request.app.state.settings
-    token = sec.new_secret()
-    response = render(
-        request,
-        "login.html",
-        {"login_csrf": token, "message": message, "next": safe_next(next_path), "username": username},
-        status_code=status_code,
-    )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        cookie_signer(settings, "login-csrf").dumps(token),
-        httponly=True,
-        samesite="strict",
-        secure=settings.cookie_secure,
-        max_age=24 * 3600,
-        path="/",
-    )
-    response.headers["cache-control"] = "no-store"
-    return response
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth import secrets as sec
+from app.auth.identity import UserIdentity
+from app.auth.liveness import session_live, token_live
 from app.auth.schemas import TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead, UserUpdate
 from app.config import Settings
 from app.db.base import utcnow
@@ -27,7 +29,7 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 class Principal:
     """Who is calling, and how: via a browser session (needs CSRF) or a bearer token."""
 
-    user: User
+    user: UserIdentity
     via: str  # "session" | "token"
     session_id: str | None = None
     csrf_token: str | None = None
@@ -83,7 +85,7 @@ def read_user(user: User, locked: dict[int, int]) -> UserRead:
     return UserRead.model_validate(user).model_copy(update={"locked_addresses": locked.get(user.id, 0)})
 
 
-def update_user(session: Session, user_id: int, body: UserUpdate, *, actor: User) -> User:
+def update_user(session: Session, user_id: int, body: UserUpdate, *, actor: UserIdentity) -> User:
     user = get_user(session, user_id)
     if user.id == actor.id and (body.is_active is False or (body.role and body.role != Role(user.role))):
         raise Forbidden("You cannot deactivate yourself or change your own role.", code="self_change")
@@ -257,12 +259,13 @@ def start_session(session: Session, settings: Settings, user: User, user_agent: 
 
 def resolve_session(session: Session, raw_secret: str) -> Principal | None:
     now = utcnow()
-    row = session.get(UserSession, sec.sha256_hex(raw_secret))
-    if row is None or row.expires_at <= now:
+    found = session.execute(
+        select(UserSession, User).join(User, User.id == UserSession.user_id)
+        .where(UserSession.id == sec.sha256_hex(raw_secret), session_live(UserSession, User, now))
+    ).first()
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
-        return None
+    row, user = found
     if row.last_seen_at is None or now - row.last_seen_at > TOUCH_INTERVAL:
         row.last_seen_at = now
     return Principal(user=user, via="session", session_id=row.id, csrf_token=row.csrf_token)
@@ -283,7 +286,7 @@ def end_all_sessions(session: Session, user_id: int) -> None:
 # ---- API tokens --------------------------------------------------------------------------------
 
 
-def create_token(session: Session, user: User, body: TokenCreate) -> TokenCreated:
+def create_token(session: Session, user: UserIdentity, body: TokenCreate) -> TokenCreated:
     raw = sec.new_api_token()
     row = ApiToken(
         user_id=user.id,
@@ -297,12 +300,12 @@ def create_token(session: Session, user: User, body: TokenCreate) -> TokenCreate
     return TokenCreated(**TokenRead.model_validate(row).model_dump(), token=raw)
 
 
-def list_tokens(session: Session, user: User) -> list[TokenRead]:
+def list_tokens(session: Session, user: UserIdentity) -> list[TokenRead]:
     rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
     return [TokenRead.model_validate(r) for r in rows]
 
 
-def revoke_token(session: Session, token_id: int, *, actor: User) -> TokenRead:
+def revoke_token(session: Session, token_id: int, *, actor: UserIdentity) -> TokenRead:
     row = session.get(ApiToken, token_id)
     # another user's token answers 404, not 403, so ids of other people's tokens are not confirmed
     if row is None or (row.user_id != actor.id and actor.role != Role.admin.value):
@@ -347,12 +350,13 @@ def resolve_token(session: Session, raw: str) -> Principal | None:
     if not raw.startswith(sec.TOKEN_PREFIX):
         return None
     now = utcnow()
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == sec.sha256_hex(raw)))
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    found = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == sec.sha256_hex(raw), token_live(ApiToken, User, now))
+    ).first()
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
-        return None
+    row, user = found
     if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
         row.last_used_at = now
     return Principal(user=user, via="token")

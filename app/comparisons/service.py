@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.annotation import leases
 from app.annotation.leases import COMPARISON
+from app.auth.identity import UserIdentity
 from app.comparisons.schemas import (
     ComparisonCreate,
     ComparisonGoldUpdate,
@@ -21,7 +22,7 @@ from app.comparisons.schemas import (
 )
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import Comparison, ComparisonAssignment, ComparisonVote, Evaluation, Image, Prompt, User
+from app.db.models import Comparison, ComparisonAssignment, ComparisonVote, Evaluation, Image, Prompt
 from app.errors import Conflict, Invalid, NotFound
 
 TO_MODEL = {True: {"left": "a", "right": "b", "tie": "tie"}, False: {"left": "b", "right": "a", "tie": "tie"}}
@@ -34,7 +35,7 @@ def pair_image_url(assignment_id: int, side: str) -> str:
     return f"/api/v1/comparison-tasks/{assignment_id}/images/{side}"
 
 
-def pair_image(session: Session, user: User, assignment_id: int, side: str) -> Image:
+def pair_image(session: Session, user: UserIdentity, assignment_id: int, side: str) -> Image:
     """The image shown on `side` of the caller's own comparison assignment (404 for anyone else's)."""
     a = session.get(ComparisonAssignment, assignment_id)
     if a is None or a.annotator_id != user.id or side not in ("left", "right"):
@@ -78,7 +79,7 @@ def _tasks(session: Session, assignments: list[ComparisonAssignment]) -> list[Co
 def next_tasks(
     session: Session,
     settings: Settings,
-    user: User,
+    user: UserIdentity,
     *,
     evaluation_id: int | None = None,
     prefetch: int = 1,
@@ -166,7 +167,7 @@ def _vote_read(vote: ComparisonVote, left_is_a: bool) -> VoteRead:
     )
 
 
-def submit_vote(session: Session, user: User, body: VoteSubmit) -> tuple[VoteRead, bool]:
+def submit_vote(session: Session, user: UserIdentity, body: VoteSubmit) -> tuple[VoteRead, bool]:
     now = utcnow()
     item, assignment = leases.lock_assignment(session, COMPARISON, body.assignment_id, user.id)
     to_model = TO_MODEL[assignment.left_is_a]
@@ -236,5 +237,8 @@ def set_gold(session: Session, comparison_id: int, body: ComparisonGoldUpdate) -
     if c is None:
         raise NotFound(f"Comparison {comparison_id} does not exist.")
     c.gold_alignment, c.gold_fidelity = body.gold_alignment, body.gold_fidelity
+    gold = c.gold_alignment is not None or c.gold_fidelity is not None
+    votes = session.scalar(select(func.count()).where(ComparisonVote.comparison_id == c.id)) or 0
+    leases.recount_open(session, COMPARISON, c, answered=votes, is_gold=gold)
     session.flush()
     return ComparisonRead.model_validate(c)

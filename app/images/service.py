@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from app.auth.identity import UserIdentity
 from app.config import Settings
 from app.db.enums import ImageSource, Role
-from app.db.models import Image, Rating, RatingAssignment, User
+from app.db.models import Image, Rating, RatingAssignment
 from app.errors import AppError, Invalid, NotFound
 from app.images.schemas import ImageGoldUpdate, ImageRead
 from app.prompts import service as prompts
@@ -146,7 +147,7 @@ def file_response(settings: Settings, image: Image) -> Response:
                     headers={"cache-control": "private, max-age=86400, immutable", "content-disposition": "inline"})
 
 
-def image_for_viewer(session: Session, image_id: int, viewer: User) -> Image:
+def image_for_viewer(session: Session, image_id: int, viewer: UserIdentity) -> Image:
     """An image's row, for someone about to see its file. An annotator sees only images they were
     given to rate: any other id answers 404, so nobody can walk the ids to learn which image of an
     evaluation pair came from which model (pairs are shown by assignment and side, never by id)."""

@@ -9,10 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.auth.identity import UserIdentity
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import ACTIVE_JOB_STATES, JobState
-from app.db.models import Job, JobLog, ModelVersion, PromptSet, User
+from app.db.models import Job, JobLog, ModelVersion, PromptSet
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.dispatch import enqueue
 from app.jobs.schemas import (
@@ -122,7 +123,7 @@ def _resolve(session: Session, settings: Settings, kind: str, params: BaseModel)
 
 
 def create_job(session: Session, settings: Settings, kind: str, params: dict[str, Any], *,
-               user: User | None = None, trigger: dict[str, Any] | None = None,
+               user: UserIdentity | None = None, trigger: dict[str, Any] | None = None,
                parent_job_id: int | None = None) -> Job:
     schema = PARAMS_BY_KIND.get(kind)
     if schema is None:
@@ -182,7 +183,7 @@ def add_log(session: Session, job_id: int, message: str, level: str = "info") ->
     session.add(JobLog(job_id=job_id, level=level, message=message[:10_000]))
 
 
-def cancel_job(session: Session, job_id: int, *, user: User | None = None) -> JobRead:
+def cancel_job(session: Session, job_id: int, *, user: UserIdentity | None = None) -> JobRead:
     job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
     if job is None:
         raise NotFound(f"Job {job_id} does not exist.")
@@ -200,7 +201,7 @@ def cancel_job(session: Session, job_id: int, *, user: User | None = None) -> Jo
     return read_job(session, job.id)
 
 
-def retry_job(session: Session, settings: Settings, job_id: int, *, user: User | None) -> Job:
+def retry_job(session: Session, settings: Settings, job_id: int, *, user: UserIdentity | None) -> Job:
     old = get_job_row(session, job_id)
     if old.state not in (JobState.failed.value, JobState.cancelled.value):
         raise Conflict(f"Job {job_id} is {old.state}; only failed or cancelled jobs can be retried.",

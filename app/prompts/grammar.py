@@ -3,8 +3,10 @@ ml.prompts. That module is stdlib-only; this is the one import from ml the app m
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+from app.prompts.schemas import Highlight
 from ml import prompts as _grammar
 
 CATEGORIES = ("count", "color", "background", "combination")
@@ -30,10 +32,12 @@ def from_template(size: int | None, seed: int, categories: list[str], splits: li
     return out
 
 
-def highlight(text: str) -> list[tuple[int, int, str]]:
-    """Character spans of the count / colour / object / background words, for the rating page."""
+@lru_cache(maxsize=4096)
+def highlights(text: str) -> tuple[Highlight, ...]:
+    """Character spans of the count / colour / object / background words, for the rating page.
+    They depend on the prompt text alone, so they are computed once per process."""
     parsed = _grammar.parse_prompt(text)
     if parsed is None:
-        return []
+        return ()
     parsed = _grammar.with_text(parsed, text)
-    return _grammar.highlight_spans(parsed)
+    return tuple(Highlight(start=s, end=e, kind=k) for s, e, k in _grammar.highlight_spans(parsed))

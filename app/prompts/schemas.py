@@ -7,6 +7,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.fields import INT32_MAX, Int64, JsonDoc, OptionalText, Text
 
+
+class Highlight(BaseModel):
+    """A span of a prompt's text that names a count, colour, object or background."""
+
+    start: int
+    end: int
+    kind: str = Field(description="count | color | object | background")
+
 Category = Literal["count", "color", "background", "combination"]
 Split = Literal["seen", "unseen"]
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.orm import Session
 
+from app.auth.identity import UserIdentity
 from app.config import Settings
-from app.db.models import Image, Prompt, PromptSet, Rating, User
+from app.db.models import Image, Prompt, PromptSet, Rating
 from app.errors import Conflict, NotFound
 from app.prompts import grammar
 from app.prompts.schemas import CategoryProgress, PromptRead, PromptSetCreate, PromptSetRead, PromptSetUpdate
 
 
-def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreate, *, creator: User) -> PromptSetRead:
+def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreate, *,
+                      creator: UserIdentity) -> PromptSetRead:
     if session.scalar(select(PromptSet.id).where(PromptSet.name == body.name)) is not None:
         raise Conflict(f"A prompt set named {body.name!r} already exists.", code="name_taken")
     if body.template is not None:

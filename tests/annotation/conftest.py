@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from PIL import Image as PILImage
 from sqlalchemy import text
 
+from app.annotation import hotpath
+from app.metrics import annotation_requests
 from tests.conftest import Account, bearer
 
 
@@ -48,3 +50,29 @@ def expire_leases(db, table: str = "rating_assignment") -> None:
     """Move every live lease's expiry into the past (as if the annotators walked away)."""
     db.execute(text(f"UPDATE {table} SET lease_expires_at = now() - interval '1 second' WHERE state = 'leased'"))
     db.commit()
+
+
+def hot_answered(app, path: str | None = None) -> int:
+    """Calls the asyncpg hot path answered itself (of one path, or both)."""
+    labels = {"path": path} if path else {}
+    return int(annotation_requests(app.state.metrics).total(answered_by="hot_path", **labels))
+
+
+def handed_to_route(app, reason: str | None = None) -> int:
+    """Calls the hot path handed to the route (for one reason, or any)."""
+    labels = {"reason": reason} if reason else {}
+    return int(annotation_requests(app.state.metrics).total(answered_by="route", **labels))
+
+
+async def _no_pool(self) -> None:
+    """HotPath.start leaving the pool unstarted: every call goes on to the route."""
+
+
+def use_engine(mode: str, settings, monkeypatch) -> None:
+    """hot: the asyncpg hot path with the route's fast path behind it (auto, the default); fast: the
+    route's fast path alone (the hot path's pool is not started); portable: the SQLAlchemy engine
+    (T2IF_ANNOTATION_ENGINE=portable). Must run before the app starts (request it before `client`)."""
+    if mode == "portable":
+        settings.annotation_engine = "portable"
+    elif mode in ("fast", "route"):
+        monkeypatch.setattr(hotpath.HotPath, "start", _no_pool)

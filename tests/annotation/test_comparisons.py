@@ -168,3 +168,41 @@ def test_next_pair_with_a_session_cookie_needs_the_csrf_token(client, researcher
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
     assert db.scalar(select(func.count()).select_from(ComparisonAssignment)) == 0
     assert client.get("/api/v1/comparison-tasks/next", headers={"X-CSRF-Token": csrf}).status_code == 200
+
+
+def test_unmarking_gold_keeps_a_pair_to_its_n_distinct_voters(client, researcher, make_user, db, app):
+    """Gold leases hold no slot, so votes taken while a pair was gold did not lower votes_open.
+    Unmarking it must recount the open slots from the votes stored and the leases still out
+    (a gold lease still out then holds a slot), or the pair collects N fresh votes on top."""
+    app.state.settings.comparison_gold_rate = 0.5  # a gold pair is served once nothing else is open
+    _pool, comp = _pair(client, researcher, n_votes=3)
+    gold = client.patch(f"/api/v1/comparisons/{comp['id']}", headers=bearer(researcher),
+                        json={"gold_alignment": "a", "gold_fidelity": None})
+    assert gold.status_code == 200
+
+    def vote(acct, assignment_id):
+        r = client.post("/api/v1/comparison-votes", headers=bearer(acct),
+                        json={"assignment_id": assignment_id, "alignment": "left", "fidelity": "tie"})
+        assert r.status_code == 201, r.text
+
+    voted_while_gold, holding_gold = make_user("annotator"), make_user("annotator")
+    vote(voted_while_gold, client.get("/api/v1/comparison-tasks/next", headers=bearer(voted_while_gold))
+         .json()["assignment_id"])
+    held = client.get("/api/v1/comparison-tasks/next", headers=bearer(holding_gold)).json()["assignment_id"]
+
+    unset = client.patch(f"/api/v1/comparisons/{comp['id']}", headers=bearer(researcher),
+                         json={"gold_alignment": None, "gold_fidelity": None})
+    assert unset.status_code == 200 and unset.json()["gold_alignment"] is None
+    # 3 wanted - 1 vote stored - 1 lease still out
+    assert db.scalar(select(Comparison.votes_open)) == 1
+    db.rollback()
+
+    for _ in range(5):
+        a = make_user("annotator")
+        t = client.get("/api/v1/comparison-tasks/next", headers=bearer(a))
+        if t.status_code == 200:
+            vote(a, t.json()["assignment_id"])
+    vote(holding_gold, held)  # the lease taken while the pair was gold is still answered
+    voters = db.execute(select(ComparisonVote.annotator_id)).scalars().all()
+    assert len(voters) == 3 and len(set(voters)) == 3
+    assert db.scalar(select(Comparison.votes_open)) == 0

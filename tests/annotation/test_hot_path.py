@@ -1,8 +1,9 @@
 """The annotation hot path (next + submit) on each of its implementations.
 
 On Postgres `GET /rating-tasks/next` and `POST /ratings` run app/annotation/fastpath.py; the
-portable engine (ratings.py) serves SQLite and is also run here on Postgres with the fast path
-switched off. The same flow must give the same answers on all three.
+portable engine (ratings.py) serves SQLite and is also run here on Postgres with
+T2IF_ANNOTATION_ENGINE=portable. The same flow must give the same answers on all three. Which
+implementation answered is read from the app's metrics (app/metrics.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from app.annotation import fastpath, hotpath
+from app.annotation import hotpath
 from app.db.models import Image, Rating, RatingAssignment
-from tests.annotation.conftest import make_pool
+from tests.annotation.conftest import handed_to_route, hot_answered, make_pool, use_engine
 from tests.conftest import TEST_SECRET, Account, bearer
 
 
@@ -91,10 +92,9 @@ def rating_flow(client, make_user: Callable[[str], Account], count: Callable[[st
 
 
 @pytest.fixture(params=["hot", "fast", "portable"])
-def engine_path(request, monkeypatch) -> str:
-    monkeypatch.setattr(fastpath, "ENABLED", request.param != "portable")
-    monkeypatch.setattr(hotpath, "ENABLED", request.param == "hot")
-    return request.param
+def engine_path(request, settings, monkeypatch) -> str:
+    use_engine(request.param, settings, monkeypatch)
+    return str(request.param)
 
 
 def test_rating_flow_on_postgres(engine_path, client, app, make_user, db):
@@ -110,14 +110,15 @@ def test_rating_flow_on_postgres(engine_path, client, app, make_user, db):
         db.commit()
 
     rating_flow(client, make_user, count, expire)
-    hot = app.state.hotpath.counts
     if engine_path == "hot":
         # the common cases were answered by the hot path, the rest by the route (same answers)
-        assert hot["/api/v1/rating-tasks/next"] >= 6 and hot["/api/v1/ratings"] >= 4
-        assert hot["route: caller to check"] >= 1 and hot["route: body to validate"] >= 2
-        assert hot["route: not the caller's live lease"] >= 4 and hot["route: query to validate"] == 1
+        assert hot_answered(app, hotpath.NEXT_PATH) >= 6 and hot_answered(app, hotpath.SUBMIT_PATH) >= 4
+        assert handed_to_route(app, "caller to check") >= 1 and handed_to_route(app, "body to validate") >= 2
+        assert handed_to_route(app, "not the caller's live lease") >= 4
+        assert handed_to_route(app, "query to validate") == 1
     else:
-        assert not hot
+        assert hot_answered(app) == 0 and handed_to_route(app) == 0
+    assert (app.state.hotpath is None) == (engine_path == "portable")
     assert db.scalar(select(func.count()).select_from(Rating)) == 4
     assert db.scalar(select(func.min(Image.ratings_open))) == 0
 
@@ -170,7 +171,7 @@ def test_rating_flow_on_sqlite(sqlite_app):
     rating_flow(client, make_user, count, expire)
 
 
-def test_browser_session_on_the_hot_path(engine_path, client, make_user, db):
+def test_browser_session_on_the_hot_path(engine_path, client, app, make_user, db):
     """The annotate page calls next / submit with its session cookie and the CSRF header."""
     from tests.conftest import browser_login
 
@@ -189,6 +190,7 @@ def test_browser_session_on_the_hot_path(engine_path, client, make_user, db):
     assert db.scalar(select(func.count()).select_from(Rating)) == 1
     client.cookies.clear()
     assert client.get("/api/v1/rating-tasks/next").status_code == 401
+    assert (hot_answered(app) > 0) == (engine_path == "hot")
 
 
 def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
@@ -216,17 +218,13 @@ def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
     assert stored.status_code == 201 and stored.json()["label"] == "bad"
     assert db.scalar(select(Rating.annotator_id)) == ann.id
 
-    hot = app.state.hotpath.counts
-    assert hot["/api/v1/rating-tasks/next"] == 1 and hot["/api/v1/ratings"] == 1
+    assert hot_answered(app, hotpath.NEXT_PATH) == 1 and hot_answered(app, hotpath.SUBMIT_PATH) == 1
     # two refused nexts and three refused submits: the route gives the 403
-    assert hot["route: caller to check"] == 5 and hot["route: not the caller's live lease"] == 0
+    assert handed_to_route(app, "caller to check") == 5
+    assert handed_to_route(app, "not the caller's live lease") == 0
 
     assert client.post("/logout", headers={"X-CSRF-Token": csrf}).status_code in (200, 303)
     assert client.get("/api/v1/rating-tasks/next").status_code == 401
-
-
-def _hot(app) -> dict[str, int]:
-    return app.state.hotpath.counts
 
 
 def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make_user, db):
@@ -245,10 +243,10 @@ def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make
         assert t.status_code == 200
         served_gold += t.json()["image_id"] in gold_ids
         assert _rate(client, a, t.json()["assignment_id"]).status_code == 201
-    handed = _hot(app)["route: gold drawn"]
+    handed = handed_to_route(app, "gold drawn")
     assert served_gold == handed  # one gold item per hand-over, none anywhere else
     assert 8 <= served_gold <= 32  # 40 draws at 0.5: mean 20, sd 3.2
-    assert _hot(app)["/api/v1/rating-tasks/next"] == 40 - handed
+    assert hot_answered(app, hotpath.NEXT_PATH) == 40 - handed
 
 
 def test_a_set_that_ran_dry_hands_over_to_the_next_set(client, app, make_user):
@@ -261,7 +259,7 @@ def test_a_set_that_ran_dry_hands_over_to_the_next_set(client, app, make_user):
     assert _rate(client, a, t["assignment_id"]).status_code == 201
     t = _next(client, a, prefetch=2).json()
     assert {t["image_id"], t["prefetched"][0]["image_id"]} == set(second.image_ids)
-    assert _hot(app)["route: first set ran dry"] == 1
+    assert handed_to_route(app, "first set ran dry") == 1
 
 
 def test_a_connection_lost_mid_statement_hands_over_and_loses_nothing(client, app, make_user, db):
@@ -298,12 +296,12 @@ def test_a_connection_lost_mid_statement_hands_over_and_loses_nothing(client, ap
         holder.close()
     assert killed == [True]
     assert stored.status_code == 201 and stored.json()["image_id"] in pool.image_ids
-    assert _hot(app)["route: database error"] == 1
+    assert handed_to_route(app, "database error") == 1
     again = _rate(client, a, t["assignment_id"], "good")
     assert again.status_code == 200 and again.json() == stored.json()
     assert db.scalar(select(func.count()).select_from(Rating)) == 1
     assert _next(client, a).status_code == 200
-    assert _hot(app)["/api/v1/rating-tasks/next"] == 2
+    assert hot_answered(app, hotpath.NEXT_PATH) == 2
 
 
 def test_an_oversized_body_goes_to_the_route(client, app, make_user):
@@ -337,7 +335,7 @@ def test_hot_calls_record_when_a_token_was_last_used_at_most_once_a_minute(clien
     db.commit()
     assert _next(client, a).status_code == 200
     assert last_used() > recent
-    assert _hot(app)["/api/v1/rating-tasks/next"] == 2 and _hot(app)["/api/v1/ratings"] == 1
+    assert hot_answered(app, hotpath.NEXT_PATH) == 2 and hot_answered(app, hotpath.SUBMIT_PATH) == 1
 
 
 def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app, make_user, db):
@@ -486,3 +484,62 @@ def test_a_client_gone_before_its_body_was_complete_stores_nothing(client, app, 
     assert not any(m["type"] == "http.response.start" and m["status"] < 300 for m in sent)
     db.rollback()
     assert db.scalar(select(func.count()).select_from(Rating)) == 0
+
+
+# ---- the caller checks of the hot path are auth's ----------------------------------------------
+
+REFUSALS = {  # what happens to the caller -> (status, error code)
+    "revoked token": (401, "not_authenticated"),
+    "deactivated user": (401, "not_authenticated"),
+    "expired session": (401, "not_authenticated"),
+    "missing CSRF token": (403, "csrf_failed"),
+}
+
+
+@pytest.fixture(params=["hot", "fast"])
+def hot_or_fast(request, settings, monkeypatch) -> str:
+    use_engine(request.param, settings, monkeypatch)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("call", ["next", "submit"])
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, refusal, call, client, app,
+                                                                    make_user, db):
+    """The hot path checks credentials with auth's definitions (auth.cookies, auth.liveness): a
+    revoked token, a deactivated account, an expired session and a session call without its
+    CSRF token get the route's 401 / 403 on both calls, and nothing is leased or stored."""
+    from tests.conftest import browser_login
+
+    make_pool(client, make_user("researcher"), n_images=3, k=1)
+    a = make_user("annotator")
+    with_session = refusal in ("expired session", "missing CSRF token")
+    csrf = browser_login(client, a.username, a.password) if with_session else None
+    headers = {"X-CSRF-Token": csrf} if with_session else bearer(a)
+    held = client.get("/api/v1/rating-tasks/next", headers=headers)
+    assert held.status_code == 200
+    answer = {"assignment_id": held.json()["assignment_id"], "label": "good"}
+
+    if refusal == "revoked token":
+        db.execute(text("UPDATE api_token SET revoked_at = now() WHERE user_id = :u"), {"u": a.id})
+    elif refusal == "deactivated user":
+        db.execute(text("UPDATE user_account SET is_active = false WHERE id = :u"), {"u": a.id})
+    elif refusal == "expired session":
+        db.execute(text("UPDATE user_session SET expires_at = now() - interval '1 second' WHERE user_id = :u"),
+                   {"u": a.id})
+    else:
+        headers = {}
+    db.commit()
+    before = handed_to_route(app, "caller to check")
+
+    if call == "next":
+        r = client.get("/api/v1/rating-tasks/next", headers=headers, params={"prefetch": 3})
+    else:
+        r = client.post("/api/v1/ratings", headers=headers, json=answer)
+    status, code = REFUSALS[refusal]
+    assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+    assert db.scalar(select(func.count()).select_from(RatingAssignment)) == 1
+    assert db.scalar(select(func.count()).select_from(Rating)) == 0
+    assert db.scalar(select(RatingAssignment.state)) == "leased"
+    # the hot path found no caller its statement may serve and left the answer to the route
+    assert handed_to_route(app, "caller to check") == before + (hot_or_fast == "hot")

@@ -21,11 +21,10 @@ from PIL import Image as PILImage
 from PIL import ImageFile
 from sqlalchemy import text
 
-from app.annotation import fastpath, hotpath
 from app.fields import INT32_MAX, INT64_MAX, MAX_JSON_DEPTH
 from app.images.service import MAX_SIDE
 from app.jobs.schemas import PARAMS_BY_KIND
-from tests.annotation.conftest import make_pool, png_bytes
+from tests.annotation.conftest import hot_answered, make_pool, png_bytes, use_engine
 from tests.conftest import Account, bearer, browser_login
 
 TABLES = ("user_account", "api_token", "prompt_set", "prompt", "image", "rating_assignment", "rating",
@@ -393,14 +392,13 @@ def test_csv_field_past_the_csv_limit_gets_422_naming_the_limit(api, researcher,
 
 
 @pytest.fixture(params=["hot", "route", "portable"])
-def loop_mode(request, monkeypatch) -> str:
+def loop_mode(request, settings, monkeypatch) -> str:
     """The three implementations of the annotation loop (see tests/annotation/test_hot_path.py)."""
-    monkeypatch.setattr(fastpath, "ENABLED", request.param != "portable")
-    monkeypatch.setattr(hotpath, "ENABLED", request.param == "hot")
+    use_engine(request.param, settings, monkeypatch)
     return str(request.param)
 
 
-def test_form_encoded_rating_gets_403_or_415_not_stream_consumed(app, api, researcher, make_user, db, loop_mode):
+def test_form_encoded_rating_gets_403_or_415_not_stream_consumed(loop_mode, app, api, researcher, make_user, db):
     make_pool(api, researcher, n_images=1)
     annotator = make_user("annotator")
     browser = api
@@ -420,3 +418,4 @@ def test_form_encoded_rating_gets_403_or_415_not_stream_consumed(app, api, resea
                       headers={"x-csrf-token": csrf})
     assert ok.status_code == 201, ok.text
     assert _counts(db)["rating"] == before["rating"] + 1
+    assert (hot_answered(app) > 0) == (loop_mode == "hot")
