@@ -123,7 +123,12 @@ def test_kill_9_of_the_api_mid_load_loses_no_acknowledged_label(pg_url, session_
 
 
 def test_database_connections_terminated_mid_load_lose_no_acknowledged_label(pg_url, session_factory, db):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
     tokens = _seed(session_factory)
+    db.commit()
+    killer = create_engine(pg_url, poolclass=NullPool)
     with running_server(pg_url, workers=2, extra_env=ENV) as base:
         clients = Clients(tokens, base)
 
@@ -131,11 +136,14 @@ def test_database_connections_terminated_mid_load_lose_no_acknowledged_label(pg_
             while len(clients.acked) < N_IMAGES // 3:
                 time.sleep(0.05)
             for _ in range(3):  # what clients see of a Postgres restart: every connection dropped
-                db.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-                db.commit()
+                with killer.begin() as conn:
+                    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                      "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
                 time.sleep(0.3)
 
         clients.run(during=terminate_connections)
         _finish(clients)
+    killer.dispose()
+    # the test's own pooled connections were terminated too: drop them rather than reuse a dead one
+    db.get_bind().dispose()
     _check(db, clients)
