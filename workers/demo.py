@@ -274,7 +274,8 @@ class Narrator:
         return (f"evaluation {ev.id} complete ({ev.votes_per_comparison} votes on each of {ev.comparisons} pairs): "
                 f"raters say the fine-tuned model follows the prompt better in {100 * (a.win.share or 0):.0f}% of "
                 f"pairs and worse in {100 * (a.loss.share or 0):.0f}%; at least {ev.agreement_threshold} of "
-                f"{ev.votes_per_comparison} agree on a win in {100 * (a.agreed_win.share or 0):.0f}%")
+                f"{ev.votes_per_comparison} agree on a win in {100 * (a.agreed_win.share or 0):.0f}%; "
+                f"verdict: {a.verdict}")
 
     def run(self, stop: threading.Event, every: float = 3.0) -> None:
         with transaction(self.factory) as s:  # what happened before this start was said before
