@@ -11,9 +11,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import AppError
-from app.logging import request_id_var
+from app.logging import ACCESS_LOGGER, request_id_var
 
-log = logging.getLogger("t2if.access")
+log = logging.getLogger(ACCESS_LOGGER)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # No inline script anywhere: pages load their JS from /static. Images may be blob: for previews.
@@ -72,8 +72,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             if log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
                 log.info(
-                    "%s %s %s %.1fms",
+                    "%s %s %s %s %.1fms",
+                    client[0] if client else "-",
                     scope.get("method"),
                     scope.get("path"),
                     status.get("code", "-"),

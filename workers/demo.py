@@ -35,6 +35,7 @@ from app.db.enums import Role
 from app.db.models import Evaluation, Job, PromptSet, User
 from app.db.session import make_engine, make_sessionmaker, transaction
 from app.jobs.dispatch import RecordingDispatcher
+from app.logging import access_log_to_file
 from app.main import create_app
 
 DEMO_USERS = [
@@ -312,6 +313,7 @@ def run_demo(host: str, port: int, data_dir: Path, options: DemoOptions | None =
     ctx = prepare_demo(data_dir, options)
     dispatcher = RecordingDispatcher()
     app = create_app(ctx.settings, dispatcher=dispatcher)
+    access_log = access_log_to_file(data_dir / "access.log")
     worker = InProcessWorker(Runtime(ctx.settings, dispatcher=dispatcher, session_factory=app.state.sessionmaker),
                              dispatcher)
     worker.start()
@@ -321,6 +323,7 @@ def run_demo(host: str, port: int, data_dir: Path, options: DemoOptions | None =
     click.echo("")
     click.echo(f"t2i-feedback demo: {url}")
     click.echo(f"data directory: {data_dir.resolve()}")
+    click.echo(f"request log: {access_log.resolve()} (one line per request)")
     click.echo(f"models: {Path(ctx.settings.generator_model).parent}"
                + (" (the shapes world: shapes, counts, colours, backgrounds, judged by a pixel oracle)"
                   if ctx.world else ""))

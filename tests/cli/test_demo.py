@@ -54,6 +54,8 @@ def test_demo_serves_login_and_annotator_can_log_in(tmp_path):
             assert c.get("/api/v1/me").json()["role"] == "annotator"
             assert c.get("/readyz").json()["status"] == "ready"
         assert (tmp_path / "demo" / "t2i-feedback.sqlite3").exists()
+        assert "request log:" in text  # the README promises a request log; the demo keeps it in a file
+        assert "GET /login 200" in (tmp_path / "demo" / "access.log").read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
