@@ -37,6 +37,28 @@ def render_error(
 
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return login_page_response(request, status_code=401, message="Please log in to continue.", next_path=target)
+    if status == 404 and getattr(request.state, "viewer", None) is None:
+        request.state.viewer = _viewer_from_cookie(request)
     return render(
         request, "error.html", {"status": status, "code": code, "message": message}, status_code=status, headers=headers
     )
+
+
+def _viewer_from_cookie(request: Request) -> Any:
+    """Who is looking at a 404 of an address no route matched (so no dependency read the session):
+    the page then shows that user's navigation. Read-only; any failure just leaves the page anonymous."""
+    from app.deps import SESSION_COOKIE, Viewer, cookie_signer
+
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    try:
+        from app.auth.service import resolve_session
+
+        settings = request.app.state.settings
+        raw = cookie_signer(settings, "session").loads(cookie, max_age=settings.session_hours * 3600)
+        with request.app.state.sessionmaker() as session:
+            principal = resolve_session(session, str(raw))
+            return Viewer.of(principal) if principal else None
+    except Exception:  # noqa: BLE001 - a bad cookie or an unreachable database: an anonymous 404 page
+        return None
