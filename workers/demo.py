@@ -135,6 +135,13 @@ def _auto_chain(evaluation_id: int, votes: int, world: bool) -> dict[str, Any]:
     }
 
 
+def votes_per_pair(ctx: DemoContext) -> int:
+    """The paper's 9 raters per pair when the simulated raters run beside the three demo annotators;
+    fewer otherwise, so that the people at hand can finish the evaluation (the evaluation page and
+    the banner say so)."""
+    return min(9, len(ctx.raters) + 3) if ctx.world else 3
+
+
 def _ensure_demo_data(ctx: DemoContext, factory: sessionmaker[Session], admin_username: str) -> None:
     """A training prompt set (automatic retrain -> fine-tune -> evaluation chained) and an
     evaluation set; the first generation job is queued on first start."""
@@ -144,7 +151,7 @@ def _ensure_demo_data(ctx: DemoContext, factory: sessionmaker[Session], admin_us
 
     settings, world = ctx.settings, ctx.world
     vocabulary = "world" if world else "paper"
-    votes = min(9, len(ctx.raters) + 3) if world else 3
+    votes = votes_per_pair(ctx)
     threshold = (TRAIN_PROMPTS * IMAGES_PER_PROMPT * 3 // 4 if ctx.raters else 64) if world else 20
     # through the app's session factory: the generate job reaches the in-process worker on commit
     with transaction(factory) as session:
@@ -334,6 +341,10 @@ def run_demo(host: str, port: int, data_dir: Path, options: DemoOptions | None =
         click.echo(f"{len(ctx.raters)} simulated raters ({ctx.raters[0]}-{ctx.raters[-1]}, about "
                    f"{100 * options.rater_error:.0f}% wrong answers) rate and vote beside you through the REST API; "
                    "--simulated-raters 0 leaves it all to you")
+    votes = votes_per_pair(ctx)
+    if votes < 9:
+        click.echo(f"the blind evaluation asks {votes} raters per pair, not the paper's 9 "
+                   f"({len(ctx.raters)} simulated raters + 3 demo annotators); its page says so")
     click.echo("")
     click.echo("images are being generated; rate them at /annotate as they arrive")
     stop = threading.Event()

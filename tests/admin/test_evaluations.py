@@ -145,3 +145,15 @@ def test_verdict_beside_agreement_on_the_page(client, admin, db, make_user):
     r = row("all", "alignment")
     assert r.index('data-figure="verdict"') < r.index('data-figure="agreed"')
     assert "wholly above one half" in page
+
+
+def test_page_says_when_an_evaluation_used_fewer_than_nine_raters(client, admin, db, make_user):
+    three, _, _ = _seed(db, make_user)  # 3 votes per pair, as the demo without simulated raters
+    page = client.get(f"/admin/evaluations/{three.id}").text
+    notice = " ".join(page.split("data-raters-notice>")[1].split("</p>")[0].split())
+    assert "asks 3 raters" in notice and "not the paper's 9" in notice and "≥ 3 of 3" in notice
+    assert "3 raters per pair, not 9" in block(client.get("/admin/evaluations").text, "data-evaluation-id",
+                                               str(three.id))
+    nine = _seed_nine(db, make_user)
+    page = client.get(f"/admin/evaluations/{nine.id}").text
+    assert "data-raters-notice" not in page
