@@ -25,6 +25,7 @@ from app.deps import require_researcher
 from app.errors import install_error_handlers
 from app.evaluations import api as evaluations_api
 from app.exports import api as exports_api
+from app.exports import pages as exports_pages
 from app.health import router as health_router
 from app.home import pages as home_pages
 from app.images import api as images_api
@@ -103,7 +104,8 @@ def create_app(
     # annotation loop, and FastAPI tries routes in order (no path of it overlaps another router's)
     routers = (annotation_api.router, health_router, auth_pages.router, home_pages.router, auth_api.router,
                prompts_api.router, images_api.router, evaluations_api.router, jobs_api.router,
-               models_api.router, exports_api.router, admin_pages.router, annotation_pages.router)
+               models_api.router, exports_api.router, exports_pages.router, admin_pages.router,
+               annotation_pages.router)
     for router in routers:
         app.include_router(router)
 
