@@ -157,7 +157,7 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    if (event.defaultPrevented || event.altKey || event.metaKey) return;
+    if (event.defaultPrevented || event.altKey || event.metaKey || T.zoomOpen()) return;
     if (event.target === els.reason) {
       // in the reason list Enter skips with the chosen reason and hands the keys back to the page
       if (event.key === "Enter") {
@@ -188,12 +188,16 @@
     } else if (key === "h") {
       event.preventDefault();
       els.guidelines.open = !els.guidelines.open;
+    } else if (key === "z" && state.shown) {
+      event.preventDefault();
+      T.openZoom(els.image);
     } else if (key === "r" && !els.empty.hidden) {
       event.preventDefault();
       checkAgain();
     }
   });
 
+  T.zoomable(els.image);
   document.querySelectorAll(".answer").forEach(function (button) {
     button.addEventListener("click", function () { answer(button.dataset.label); });
   });

@@ -132,7 +132,7 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    if (event.defaultPrevented || event.altKey || event.metaKey || event.ctrlKey) return;
+    if (event.defaultPrevented || event.altKey || event.metaKey || event.ctrlKey || T.zoomOpen()) return;
     if (T.typingIn(event.target)) return;
     var key = T.normalKey(event);
     if (key === "Enter") {
@@ -161,6 +161,8 @@
   els.checkAgain.addEventListener("click", checkAgain);
   $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
 
+  T.zoomable(els.left);
+  T.zoomable(els.right);
   bar.showPending(outbox);
   bar.refreshStats();
   outbox.flush();

@@ -25,6 +25,54 @@
       pos = h.end;
     });
     if (pos < chars.length) el.appendChild(document.createTextNode(chars.slice(pos).join("")));
+    // a long prompt gets a smaller type and a scrolling box of a few lines: the image stays in view
+    var long = chars.length > LONG_PROMPT;
+    el.classList.toggle("long-prompt", long);
+    if (long) el.setAttribute("tabindex", "0"); // a scrolling region must be reachable by keyboard
+    else el.removeAttribute("tabindex");
+  }
+  var LONG_PROMPT = 140;
+
+  /* Images smaller than their box are enlarged with hard pixel edges (class "upscaled"): a smooth
+   * upscale blurs exactly the details an annotator has to judge. A click (or Z on the rating page)
+   * shows the image as large as the window allows; a click or Escape closes it. */
+  function fit(img) {
+    if (!img.naturalWidth || !img.clientWidth) return;
+    var scale = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
+    img.classList.toggle("upscaled", scale > 1);
+  }
+
+  var zoom = null;
+  function zoomOpen() { return !!(zoom && zoom.open); }
+
+  function openZoom(img) {
+    if (!img.naturalWidth || img.classList.contains("is-loading")) return;
+    if (!zoom) {
+      zoom = document.createElement("dialog");
+      zoom.className = "zoom";
+      zoom.setAttribute("aria-label", "Enlarged image");
+      var big = document.createElement("img");
+      var hint = document.createElement("p");
+      hint.textContent = "Click or press Escape to close.";
+      zoom.appendChild(big);
+      zoom.appendChild(hint);
+      zoom.addEventListener("click", function () { zoom.close(); });
+      big.addEventListener("load", function () { fit(big); });
+      document.body.appendChild(zoom);
+    }
+    var zoomed = zoom.querySelector("img");
+    zoomed.alt = img.alt + " (enlarged)";
+    zoomed.src = img.currentSrc || img.src;
+    zoom.showModal();
+    fit(zoomed);
+  }
+
+  function zoomable(img) {
+    img.classList.add("zoomable");
+    img.title = "Click to enlarge";
+    img.addEventListener("load", function () { fit(img); });
+    img.addEventListener("click", function () { openZoom(img); });
+    window.addEventListener("resize", function () { fit(img); });
   }
 
   // decoded images stay referenced here, so showing the next one is instant
@@ -228,6 +276,7 @@
   window.T2IF = window.T2IF || {};
   Object.assign(window.T2IF, {
     $: $, renderPrompt: renderPrompt, preload: preload, forget: forget, showImage: showImage,
+    zoomable: zoomable, openZoom: openZoom, zoomOpen: zoomOpen,
     typingIn: typingIn, normalKey: normalKey, StatusBar: StatusBar, TaskFeed: TaskFeed,
   });
 })();
