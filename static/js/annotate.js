@@ -11,6 +11,8 @@
   var root = $("rate-app");
   var promptSetId = root.dataset.promptSetId;
   var bar = new T.StatusBar("ratings_today");
+  bar.poolUrl = "/api/v1/me/progress?kind=ratings" +
+    (root.dataset.promptSetId ? "&prompt_set_id=" + encodeURIComponent(root.dataset.promptSetId) : "");
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), image: $("task-image"),
     reason: $("skip-reason"), undo: $("undo"), guidelines: $("guidelines"), checkAgain: $("check-again"),

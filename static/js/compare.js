@@ -8,6 +8,8 @@
   var root = $("compare-app");
   var evaluationId = root.dataset.evaluationId;
   var bar = new T.StatusBar("votes_today");
+  bar.poolUrl = "/api/v1/me/progress?kind=votes" +
+    (evaluationId ? "&evaluation_id=" + encodeURIComponent(evaluationId) : "");
   var form = $("vote-form");
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-image"),

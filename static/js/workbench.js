@@ -32,6 +32,7 @@
     else el.removeAttribute("tabindex");
   }
   var LONG_PROMPT = 140;
+  var POOL_MS = 20000;
 
   /* Images smaller than their box are enlarged with hard pixel edges (class "upscaled"): a smooth
    * upscale blurs exactly the details an annotator has to judge. A click (or Z on the rating page)
@@ -189,7 +190,34 @@
         T2IF.request("GET", "/api/v1/me/stats?since=" + encodeURIComponent(localMidnightIso()))
           .then(function (res) { self.today.textContent = String(res.data[self.countField]); })
           .catch(function () { /* the count is a nicety; the next answer refreshes it */ });
+        self.refreshPool();
       }, 250);
+    }
+
+    /* The pool's progress (whole-set counts): at most every POOL_MS, whatever the pace of answers. */
+    refreshPool() {
+      var self = this;
+      if (!this.poolUrl || (this.poolAt && performance.now() - this.poolAt < POOL_MS)) return;
+      this.poolAt = performance.now();
+      T2IF.request("GET", this.poolUrl)
+        .then(function (res) { self.showPool(res.data); })
+        .catch(function () { self.poolAt = 0; /* a nicety too: the next answer asks again */ });
+    }
+
+    showPool(p) {
+      var box = $("pool");
+      if (!p || !p.wanted) { box.hidden = true; return; }
+      var noun = p.kind === "votes" ? "vote" : "label";
+      var scope = p.kind === "votes" ? (p.evaluation_id ? "This evaluation" : "All evaluations")
+        : (p.prompt_set_id ? "This set" : "All sets");
+      var share = p.my_share === null ? "" : " (" + Math.round(100 * p.my_share) + "%)";
+      $("pool-text").textContent = scope + ": " + p.left + " " + noun + (p.left === 1 ? "" : "s") + " left of " +
+        p.wanted + " · " + p.done + " done, " + p.mine + " by you" + share;
+      var bar = $("pool-bar");
+      bar.max = p.wanted;
+      bar.value = Math.min(p.done, p.wanted);
+      bar.setAttribute("aria-label", scope + ": " + p.done + " of " + p.wanted + " " + noun + "s done");
+      box.hidden = false;
     }
   }
 

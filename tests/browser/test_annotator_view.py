@@ -73,3 +73,24 @@ def test_a_thousand_character_prompt_keeps_the_image_in_view(page, researcher_ap
             assert page.locator("#prompt").get_attribute("tabindex") == "0"
         page.keyboard.press("g")
     assert tops[True] - tops[False] < 80, tops  # a few lines more than a short prompt, no more
+
+
+def test_status_bar_shows_the_pool_and_my_share(page, researcher_api, make_user, db):
+    ps = researcher_api.prompt_set("pool", ["two dogs", "three dogs"])
+    researcher_api.image(ps, "two dogs", png((30, 30, 200), 2))
+    researcher_api.image(ps, "three dogs", png((30, 30, 200), 3))
+    annotator = make_user("annotator")
+    log_in(page, f"/annotate?prompt_set_id={ps}", annotator)
+    shown(page)
+    text = page.locator("#pool-text")
+    page.wait_for_selector("#pool:not([hidden])")
+    assert text.inner_text() == "This set: 2 labels left of 2 · 0 done, 0 by you"
+    assert page.locator("#pool-bar").evaluate("b => [b.value, b.max]") == [0, 2]
+    page.keyboard.press("g")
+    assert wait_until(lambda: len(stored(db, annotator.id)) == 1)
+    page.reload()
+    shown(page)
+    page.wait_for_function("() => document.getElementById('pool-text').textContent.includes('1 done')")
+    assert text.inner_text() == "This set: 1 label left of 2 · 1 done, 1 by you (100%)"
+    assert page.locator("#pool-bar").evaluate("b => [b.value, b.max]") == [1, 2]
+    screenshot(page, "annotate-pool")
