@@ -70,8 +70,10 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
     load_settings()
+    # the app logs one line per request itself (client, method, path, status, time, request id; T2IF_LOG_LEVEL);
+    # uvicorn's own access line would say the same again without the request id
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, proxy_headers=True)
+                log_level=log_level, proxy_headers=True, access_log=False)
 
 
 @click.group()

@@ -121,6 +121,20 @@ class Viewer:
         return cls(u.id, u.username, u.display_name, u.role, u.pseudonym, p.csrf_token)
 
 
+def viewer_from_cookie(request: Request) -> Viewer | None:
+    """Who is looking at a page no route matched (a 404), from the session cookie alone. Read-only;
+    a bad cookie or an unreachable database leaves the page anonymous."""
+    raw = session_secret(request.app.state.settings, request.cookies.get(SESSION_COOKIE))
+    if raw is None:
+        return None
+    try:
+        with request.app.state.sessionmaker() as session:
+            principal = auth.resolve_session(session, raw)
+            return Viewer.of(principal) if principal else None
+    except Exception:  # noqa: BLE001 - an error page must not fail for want of a user name
+        return None
+
+
 OptionalPrincipal = Annotated[Principal | None, Depends(get_principal)]
 
 

@@ -132,6 +132,12 @@ def render_error(
         # an anonymous browser gets the log-in form in place, with a way back to where it was going
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return login_page_response(request, status_code=401, message="Please log in to continue.", next_path=target)
+    if status == 404 and getattr(request.state, "viewer", None) is None:
+        # an address no route matched, so no dependency read the session: the app's reader (set by
+        # app.main; errors sits below the routers and must not import them) finds who is looking,
+        # so the page shows that user's navigation
+        reader = getattr(request.app.state, "viewer_from_cookie", None)
+        request.state.viewer = reader(request) if reader else None
     return render(
         request, "error.html", {"status": status, "code": code, "message": message}, status_code=status, headers=headers
     )

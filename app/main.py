@@ -22,10 +22,11 @@ from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.config import PROJECT_ROOT, Settings, get_settings
 from app.db.session import engine_for, make_sessionmaker
-from app.deps import require_researcher
+from app.deps import require_researcher, viewer_from_cookie
 from app.errors import install_error_handlers
 from app.evaluations import api as evaluations_api
 from app.exports import api as exports_api
+from app.exports import pages as exports_pages
 from app.health import router as health_router
 from app.home import pages as home_pages
 from app.images import api as images_api
@@ -98,6 +99,7 @@ def create_app(
     )
     app.add_middleware(RequestContextMiddleware, hsts=settings.env == "production")
     install_error_handlers(app)
+    app.state.viewer_from_cookie = viewer_from_cookie
 
     app.mount("/static/swagger", StaticFiles(directory=SWAGGER_UI_FILES), name="swagger")
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
@@ -106,7 +108,8 @@ def create_app(
     # annotation loop, and FastAPI tries routes in order (no path of it overlaps another router's)
     routers = (annotation_api.router, health_router, auth_pages.router, home_pages.router, auth_api.router,
                prompts_api.router, images_api.router, evaluations_api.router, jobs_api.router,
-               models_api.router, exports_api.router, admin_pages.router, admin_actions.router,
+               models_api.router, exports_api.router, exports_pages.router, admin_pages.router,
+               admin_actions.router,
                annotation_pages.router)
     for router in routers:
         app.include_router(router)

@@ -13,9 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import BodyTooLarge, error_response
 from app.headers import NO_STORE, SECURITY_HEADERS
-from app.logging import request_id_var
+from app.logging import ACCESS_LOGGER, request_id_var
 
-log = logging.getLogger("t2if.access")
+log = logging.getLogger(ACCESS_LOGGER)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 CACHEABLE_PREFIXES = ("/static/",)
@@ -55,8 +55,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             if log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
                 log.info(
-                    "%s %s %s %.1fms",
+                    "%s %s %s %s %.1fms",
+                    client[0] if client else "-",
                     scope.get("method"),
                     scope.get("path"),
                     status.get("code", "-"),

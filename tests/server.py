@@ -30,7 +30,7 @@ class Server(str):
     """The server's base URL, with a handle on its process group (for fault tests)."""
 
     proc: subprocess.Popen
-    log_path: Path  # its stderr
+    log_path: Path  # its stdout and stderr (uvicorn writes its own lines to stdout)
 
     def kill9(self) -> None:
         """kill -9 of the whole API: the main process and its uvicorn workers."""
@@ -40,7 +40,8 @@ class Server(str):
 
 @contextmanager
 def running_server(database_url: str, *, workers: int = 2, extra_env: dict[str, str] | None = None,
-                   storage_url: str = "/tmp/t2if-test-storage", port: int | None = None) -> Iterator[Server]:
+                   storage_url: str = "/tmp/t2if-test-storage", port: int | None = None,
+                   log_level: str = "warning") -> Iterator[Server]:
     port = port or free_port()
     env = dict(os.environ) | {
         "T2IF_DATABASE_URL": database_url, "T2IF_SECRET_KEY": TEST_SECRET, "T2IF_ENV": "test",
@@ -50,10 +51,10 @@ def running_server(database_url: str, *, workers: int = 2, extra_env: dict[str, 
     # the console script imports whichever copy of the package is installed; run this checkout's
     # code instead (cwd = repo root comes first on sys.path), like bench/annotate.py does
     cmd = [sys.executable, "-c", "from workers.cli import main; main()"]
-    args = ["serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-    # stderr to a file, not a pipe: a pipe nobody reads fills up and blocks the server's logging
+    args = ["serve", "--port", str(port), "--workers", str(workers), "--log-level", log_level]
+    # output to a file, not a pipe: a pipe nobody reads fills up and blocks the server's logging
     log = tempfile.NamedTemporaryFile("w+", prefix=f"t2if-server-{port}-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen([*cmd, *args], env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
+    proc = subprocess.Popen([*cmd, *args], env=env, stdout=log, stderr=log, text=True,
                             cwd=ROOT, start_new_session=True)  # its own process group: kill9 hits it all
     base = Server(f"http://127.0.0.1:{port}")
     base.proc, base.log_path = proc, Path(log.name)

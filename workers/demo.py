@@ -35,6 +35,7 @@ from app.db.enums import Role
 from app.db.models import Evaluation, Job, PromptSet, User
 from app.db.session import make_engine, make_sessionmaker, transaction
 from app.jobs.dispatch import RecordingDispatcher
+from app.logging import access_log_to_file
 from app.main import create_app
 
 DEMO_USERS = [
@@ -134,6 +135,13 @@ def _auto_chain(evaluation_id: int, votes: int, world: bool) -> dict[str, Any]:
     }
 
 
+def votes_per_pair(ctx: DemoContext) -> int:
+    """The paper's 9 raters per pair when the simulated raters run beside the three demo annotators;
+    fewer otherwise, so that the people at hand can finish the evaluation (the evaluation page and
+    the banner say so)."""
+    return min(9, len(ctx.raters) + 3) if ctx.world else 3
+
+
 def _ensure_demo_data(ctx: DemoContext, factory: sessionmaker[Session], admin_username: str) -> None:
     """A training prompt set (automatic retrain -> fine-tune -> evaluation chained) and an
     evaluation set; the first generation job is queued on first start."""
@@ -143,7 +151,7 @@ def _ensure_demo_data(ctx: DemoContext, factory: sessionmaker[Session], admin_us
 
     settings, world = ctx.settings, ctx.world
     vocabulary = "world" if world else "paper"
-    votes = min(9, len(ctx.raters) + 3) if world else 3
+    votes = votes_per_pair(ctx)
     threshold = (TRAIN_PROMPTS * IMAGES_PER_PROMPT * 3 // 4 if ctx.raters else 64) if world else 20
     # through the app's session factory: the generate job reaches the in-process worker on commit
     with transaction(factory) as session:
@@ -274,7 +282,8 @@ class Narrator:
         return (f"evaluation {ev.id} complete ({ev.votes_per_comparison} votes on each of {ev.comparisons} pairs): "
                 f"raters say the fine-tuned model follows the prompt better in {100 * (a.win.share or 0):.0f}% of "
                 f"pairs and worse in {100 * (a.loss.share or 0):.0f}%; at least {ev.agreement_threshold} of "
-                f"{ev.votes_per_comparison} agree on a win in {100 * (a.agreed_win.share or 0):.0f}%")
+                f"{ev.votes_per_comparison} agree on a win in {100 * (a.agreed_win.share or 0):.0f}%; "
+                f"verdict: {a.verdict}")
 
     def run(self, stop: threading.Event, every: float = 3.0) -> None:
         with transaction(self.factory) as s:  # what happened before this start was said before
@@ -311,6 +320,7 @@ def run_demo(host: str, port: int, data_dir: Path, options: DemoOptions | None =
     ctx = prepare_demo(data_dir, options)
     dispatcher = RecordingDispatcher()
     app = create_app(ctx.settings, dispatcher=dispatcher)
+    access_log = access_log_to_file(data_dir / "access.log")
     worker = InProcessWorker(Runtime(ctx.settings, dispatcher=dispatcher, session_factory=app.state.sessionmaker),
                              dispatcher)
     worker.start()
@@ -320,6 +330,7 @@ def run_demo(host: str, port: int, data_dir: Path, options: DemoOptions | None =
     click.echo("")
     click.echo(f"t2i-feedback demo: {url}")
     click.echo(f"data directory: {data_dir.resolve()}")
+    click.echo(f"request log: {access_log.resolve()} (one line per request)")
     click.echo(f"models: {Path(ctx.settings.generator_model).parent}"
                + (" (the shapes world: shapes, counts, colours, backgrounds, judged by a pixel oracle)"
                   if ctx.world else ""))
@@ -330,6 +341,10 @@ def run_demo(host: str, port: int, data_dir: Path, options: DemoOptions | None =
         click.echo(f"{len(ctx.raters)} simulated raters ({ctx.raters[0]}-{ctx.raters[-1]}, about "
                    f"{100 * options.rater_error:.0f}% wrong answers) rate and vote beside you through the REST API; "
                    "--simulated-raters 0 leaves it all to you")
+    votes = votes_per_pair(ctx)
+    if votes < 9:
+        click.echo(f"the blind evaluation asks {votes} raters per pair, not the paper's 9 "
+                   f"({len(ctx.raters)} simulated raters + 3 demo annotators); its page says so")
     click.echo("")
     click.echo("images are being generated; rate them at /annotate as they arrive")
     stop = threading.Event()

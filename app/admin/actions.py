@@ -49,7 +49,8 @@ def create_user(
         try:
             body = UserCreate(username=username, password=password, role=role, display_name=display_name)
         except ValidationError as exc:  # a form, not a JSON body: FastAPI did not validate it for us
-            raise Invalid("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from exc
+            raise Invalid("; ".join(f"{e['loc'][0]}: {str(e['msg']).removeprefix('Value error, ')}"
+                                    for e in exc.errors())) from exc
         auth.create_user(session, body)
     except AppError as exc:
         return refused(request, principal, session, exc, typed)

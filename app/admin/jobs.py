@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.admin.triggers import MAX_DEPTH, Names, Piece, describe
+from app.admin.triggers import text as trigger_text
 from app.db.enums import ACTIVE_JOB_STATES
-from app.db.models import Job, JobLog, User
+from app.db.models import Job, JobLog, PromptSet, User
 from app.errors import NotFound
 
 LIST_LIMIT = 100
@@ -20,7 +22,11 @@ RETRYABLE_STATES = ("failed", "cancelled")
 @dataclass
 class JobView:
     job: Job
-    trigger: str
+    trigger_pieces: list[Piece]
+
+    @property
+    def trigger(self) -> str:
+        return trigger_text(self.trigger_pieces)
 
     @property
     def cancellable(self) -> bool:
@@ -41,6 +47,7 @@ class JobView:
             "message": j.progress_message,
             "error": j.error,
             "trigger": self.trigger,
+            "trigger_pieces": [p.as_json() for p in self.trigger_pieces],
             "created_at": iso(j.created_at),
             "started_at": iso(j.started_at),
             "finished_at": iso(j.finished_at),
@@ -50,30 +57,8 @@ class JobView:
         }
 
 
-def describe_trigger(trigger: dict[str, Any], usernames: dict[int, str], depth: int = 0) -> str:
-    """One line: 'user alice', 'auto (reason=new labels; new_labels=512)',
-    'retry by bob (of_job=3; was: user alice)'."""
-    if not trigger:
-        return "—"
-    kind = str(trigger.get("type", "?"))
-    uid = trigger.get("user_id")
-    if isinstance(uid, int):
-        name = usernames.get(uid) or str(trigger.get("username") or f"#{uid}")
-        kind = f"user {name}" if kind == "user" else f"{kind} by {name}"
-    parts = []
-    for key, value in trigger.items():
-        if key in ("type", "user_id", "username"):
-            continue
-        if isinstance(value, dict):
-            if depth < 2:
-                parts.append(f"was: {describe_trigger(value, usernames, depth + 1)}")
-        else:
-            parts.append(f"{key}={value}")
-    return f"{kind} ({'; '.join(parts)})" if parts else kind
-
-
 def _user_ids(trigger: Any, depth: int = 0) -> set[int]:
-    if not isinstance(trigger, dict) or depth > 2:
+    if not isinstance(trigger, dict) or depth > MAX_DEPTH:
         return set()
     found = {trigger["user_id"]} if isinstance(trigger.get("user_id"), int) else set()
     for value in trigger.values():
@@ -85,8 +70,12 @@ def _views(session: Session, jobs: list[Job]) -> list[JobView]:
     ids: set[int] = set()
     for j in jobs:
         ids |= _user_ids(j.trigger)
-    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
-    return [JobView(j, describe_trigger(j.trigger or {}, names)) for j in jobs]
+    users = dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
+    set_ids = {j.prompt_set_id for j in jobs if j.prompt_set_id is not None}
+    sets = dict(session.execute(select(PromptSet.id, PromptSet.name).where(PromptSet.id.in_(set_ids))).all()) \
+        if set_ids else {}
+    names = Names(users, sets)
+    return [JobView(j, describe(j.trigger, names, j.prompt_set_id)) for j in jobs]
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,14 @@ def overview(session: Session, now: datetime | None = None) -> list[PromptSetOve
         item.total = _row("total", prog["total"], sum(r.last_24h for r in item.rows))
         item.chart = hourly_bar_chart(hourly.get(ps.id, {}), now, CHART_HOURS)
         out.append(item)
-    return out
+    return sorted(out, key=display_order)
+
+
+def display_order(item: PromptSetOverview) -> tuple[bool, bool, int]:
+    """Sets with images to label first (training before evaluation), newest first; a set with nothing
+    to label (an evaluation set's prompts only feed blind pairs) at the end, where it takes no room."""
+    nothing_to_label = item.total is None or item.total.p.labels_wanted == 0
+    return (nothing_to_label, item.purpose == "evaluation", -item.id)
 
 
 def format_eta(hours: float | None, remaining: int) -> str:

@@ -11,10 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.annotation import fastpath, quality, ratings
+from app.annotation import fastpath, progress, quality, ratings
 from app.annotation.schemas import (
     AnnotatorStats,
     GoldAccuracy,
+    PoolProgress,
     RatingRead,
     RatingSubmit,
     RatingTask,
@@ -205,6 +206,15 @@ def my_stats(principal: AnnotatorDep, session: SessionDep,
     elif since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     return quality.stats(session, principal.user.id, since)
+
+
+@router.get("/me/progress", response_model=PoolProgress)
+def my_progress(principal: AnnotatorDep, session: SessionDep, kind: Literal["ratings", "votes"] = "ratings",
+                prompt_set_id: Annotated[Int64 | None, Query(description="ratings: only this prompt set")] = None,
+                evaluation_id: Annotated[Int64 | None, Query(description="votes: only this evaluation")] = None,
+                ) -> PoolProgress:
+    """The pool the caller's page works on: labels or votes wanted, done, left, and the caller's share."""
+    return progress.pool(session, principal.user.id, kind, prompt_set_id=prompt_set_id, evaluation_id=evaluation_id)
 
 
 @router.get("/annotators/gold-accuracy", response_model=list[GoldAccuracy])

@@ -62,3 +62,16 @@ class GoldAccuracy(BaseModel):
     comparison_gold_answered: int
     comparison_gold_correct: int
     comparison_gold_accuracy: float | None
+
+
+class PoolProgress(BaseModel):
+    """How far the pool an annotator works on has come, and their part in it."""
+
+    kind: Literal["ratings", "votes"]
+    prompt_set_id: int | None = Field(description="the prompt set the page is limited to; None: every set")
+    evaluation_id: int | None = Field(description="the evaluation the page is limited to; None: every evaluation")
+    wanted: int = Field(description="labels (good/bad on non-gold images) or votes the pool asks for")
+    done: int = Field(description="of those, given so far by anyone")
+    left: int = Field(description="wanted - done: still to give (by anyone; nobody labels an image twice)")
+    mine: int = Field(description="given by the caller")
+    my_share: float | None = Field(description="mine / done; None while nothing is done")

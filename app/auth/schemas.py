@@ -1,17 +1,28 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.db.enums import Role
 from app.fields import OptionalText, Text
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+USERNAME_RULE = "1 to 64 characters: letters, digits and _ . @ -, starting with a letter or digit"
+
+
+def _username_allowed(v: str) -> str:
+    # checked here rather than by Field(pattern=...): pydantic's message would show users the regex
+    if not re.fullmatch(USERNAME_PATTERN, v):
+        raise ValueError(f"use {USERNAME_RULE}")
+    return v
 
 
 class UserCreate(BaseModel):
-    username: str = Field(pattern=USERNAME_PATTERN, description="letters, digits, _ . @ -; stored lower-case")
+    username: Annotated[str, AfterValidator(_username_allowed)] = Field(
+        description="letters, digits, _ . @ -; stored lower-case", json_schema_extra={"pattern": USERNAME_PATTERN})
     password: str = Field(min_length=8, max_length=256)
     role: Role = Role.annotator
     display_name: Text = Field("", max_length=128)

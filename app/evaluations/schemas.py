@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -19,12 +19,20 @@ class OutcomeShare(BaseModel):
     ci95: Interval | None
 
 
+Verdict = Literal["candidate better", "no detectable difference", "baseline better"]
+
+
 class QuestionResult(BaseModel):
     """One question (alignment or fidelity) over a group of queries.
 
     `win` / `tie` / `loss` are from the candidate's side (image b) by simple majority of the
     votes; `agreed_*` count queries where at least `agreement_threshold` raters chose the same
-    answer (the paper's 7 of 9)."""
+    answer (the paper's 7 of 9).
+
+    `verdict` says whether the difference is real: among the decisive queries (won or lost, ties
+    left out) the candidate's share with its 95% Wilson interval (`decisive`); an interval wholly
+    above one half is "candidate better", wholly below "baseline better", otherwise "no detectable
+    difference" (too few pairs, or too even, to tell)."""
 
     queries: int = Field(description="complete queries (all wanted votes in)")
     win: OutcomeShare
@@ -34,6 +42,10 @@ class QuestionResult(BaseModel):
     agreed_tie: OutcomeShare
     agreed_loss: OutcomeShare
     no_agreement: OutcomeShare
+    agreed: OutcomeShare = Field(description="queries where at least `agreement_threshold` raters chose the same "
+                                             "answer, whichever it was (the paper's headline figure)")
+    decisive: OutcomeShare = Field(description="wins among won + lost queries, with the interval the verdict reads")
+    verdict: Verdict | None = Field(description="None while no query is complete")
 
 
 class GroupResult(BaseModel):

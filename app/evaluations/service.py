@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Comparison, ComparisonVote, Evaluation, Prompt
 from app.errors import NotFound
-from app.evaluations.schemas import EvaluationRead, GroupResult, Interval, OutcomeShare, QuestionResult
+from app.evaluations.schemas import (
+    EvaluationRead,
+    GroupResult,
+    Interval,
+    OutcomeShare,
+    QuestionResult,
+    Verdict,
+)
 
 Z95 = 1.959963984540054
 
@@ -57,9 +64,23 @@ def _question(tallies: list[dict[str, int]], threshold: int) -> QuestionResult:
             a_tie += 1
         else:
             none += 1
+    decisive = share(win, win + loss)
     return QuestionResult(queries=n, win=share(win, n), tie=share(tie, n), loss=share(loss, n),
                           agreed_win=share(a_win, n), agreed_tie=share(a_tie, n), agreed_loss=share(a_loss, n),
-                          no_agreement=share(none, n))
+                          no_agreement=share(none, n), agreed=share(a_win + a_tie + a_loss, n),
+                          decisive=decisive, verdict=verdict(decisive) if n else None)
+
+
+def verdict(decisive: OutcomeShare) -> Verdict:
+    """Candidate's share of the won + lost queries: is one half outside its 95% interval?
+
+    A sign test in interval form; ties say nothing about which side is better, so they are left out."""
+    ci = decisive.ci95
+    if ci is not None and ci.low > 0.5:
+        return "candidate better"
+    if ci is not None and ci.high < 0.5:
+        return "baseline better"
+    return "no detectable difference"
 
 
 def comparison_tallies(session: Session, evaluation_id: int) -> dict[int, dict[str, dict[str, int]]]:

@@ -1,10 +1,17 @@
-"""Exports of ratings and votes, streamed row by row as JSONL or Parquet (one row per label)."""
+"""Exports of ratings and votes, streamed row by row as JSONL or Parquet (one row per label or vote).
+
+Both take the same optional filters (`ExportFilter`: a prompt set; votes also an evaluation) and
+describe the prompt the same way (text, category, split, attributes as an object: a JSON object in
+JSONL, a struct in Parquet), so that `datasets.load_dataset("parquet", ...)` and pandas read them
+without a second parse.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,16 +25,20 @@ from app.images.service import image_url
 
 CHUNK = 2000
 
+# what the prompt grammar parses out of a probe prompt (app/prompts/grammar.py); null where it says nothing
+ATTRIBUTES = pa.struct([("object", pa.string()), ("count", pa.int64()), ("color", pa.string()),
+                        ("background", pa.string())])
 RATING_SCHEMA = pa.schema([
     ("rating_id", pa.int64()), ("image_id", pa.int64()), ("image_url", pa.string()), ("prompt", pa.string()),
-    ("category", pa.string()), ("split", pa.string()), ("attributes", pa.string()), ("label", pa.string()),
+    ("category", pa.string()), ("split", pa.string()), ("attributes", ATTRIBUTES), ("label", pa.string()),
     ("skip_reason", pa.string()), ("annotator", pa.string()), ("duration_ms", pa.int64()),
     ("created_at", pa.timestamp("us", tz="UTC")), ("generator_version_id", pa.int64()), ("seed", pa.int64()),
     ("gold_item", pa.bool_()), ("prompt_set_id", pa.int64()),
 ])
 VOTE_SCHEMA = pa.schema([
     ("vote_id", pa.int64()), ("comparison_id", pa.int64()), ("evaluation_id", pa.int64()), ("prompt", pa.string()),
-    ("category", pa.string()), ("split", pa.string()), ("image_a_id", pa.int64()), ("image_b_id", pa.int64()),
+    ("category", pa.string()), ("split", pa.string()), ("attributes", ATTRIBUTES), ("prompt_set_id", pa.int64()),
+    ("image_a_id", pa.int64()), ("image_b_id", pa.int64()),
     ("image_a_url", pa.string()), ("image_b_url", pa.string()), ("generator_a_id", pa.int64()),
     ("generator_b_id", pa.int64()), ("left_image_id", pa.int64()), ("alignment", pa.string()),
     ("fidelity", pa.string()), ("annotator", pa.string()), ("duration_ms", pa.int64()),
@@ -41,28 +52,52 @@ PICKAPIC_SCHEMA = pa.schema([
 ])
 
 
-def _rating_rows(session: Session, prompt_set_id: int) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which rows an export holds; None: no restriction (everything)."""
+
+    prompt_set_id: int | None = None
+    evaluation_id: int | None = None  # votes only
+
+    def name(self, what: str) -> str:
+        parts = [what]
+        if self.prompt_set_id is not None:
+            parts.append(f"prompt-set-{self.prompt_set_id}")
+        if self.evaluation_id is not None:
+            parts.append(f"evaluation-{self.evaluation_id}")
+        return "-".join(parts) if len(parts) > 1 else f"{what}-all"
+
+
+def attributes(value: Any) -> dict[str, Any]:
+    """A prompt's stored attributes as the export's object: the grammar's four fields, None where absent."""
+    value = value if isinstance(value, dict) else {}
+    return {name: value.get(name) for name in ATTRIBUTES.names}
+
+
+def _rating_rows(session: Session, where: ExportFilter) -> Iterator[dict[str, Any]]:
     query = (
         select(Rating.id, Rating.image_id, Prompt.text, Prompt.category, Prompt.split, Prompt.attributes,
                Rating.label, Rating.skip_reason, User.pseudonym, Rating.duration_ms, Rating.created_at,
                Image.generator_version_id, Image.seed, Image.gold_label, Rating.prompt_set_id)
         .join(Image, Image.id == Rating.image_id).join(Prompt, Prompt.id == Image.prompt_id)
         .join(User, User.id == Rating.annotator_id)
-        .where(Rating.prompt_set_id == prompt_set_id).order_by(Rating.id)
-        .execution_options(yield_per=CHUNK)
+        .order_by(Rating.id).execution_options(yield_per=CHUNK)
     )
+    if where.prompt_set_id is not None:
+        query = query.where(Rating.prompt_set_id == where.prompt_set_id)
     for r in session.execute(query):
         yield {"rating_id": r[0], "image_id": r[1], "image_url": image_url(r[1]), "prompt": r[2], "category": r[3],
-               "split": r[4], "attributes": json.dumps(r[5] or {}), "label": r[6], "skip_reason": r[7],
+               "split": r[4], "attributes": attributes(r[5]), "label": r[6], "skip_reason": r[7],
                "annotator": r[8], "duration_ms": r[9], "created_at": r[10], "generator_version_id": r[11],
                "seed": r[12], "gold_item": r[13] is not None, "prompt_set_id": r[14]}
 
 
-def _vote_rows(session: Session, evaluation_id: int | None) -> Iterator[dict[str, Any]]:
+def _vote_rows(session: Session, where: ExportFilter) -> Iterator[dict[str, Any]]:
     img_a, img_b = aliased(Image), aliased(Image)
     query = (
         select(ComparisonVote.id, Comparison.id, Comparison.evaluation_id, Prompt.text, Prompt.category, Prompt.split,
-               Comparison.image_a_id, Comparison.image_b_id, img_a.generator_version_id, img_b.generator_version_id,
+               Prompt.attributes, Prompt.prompt_set_id, Comparison.image_a_id, Comparison.image_b_id,
+               img_a.generator_version_id, img_b.generator_version_id,
                ComparisonAssignment.left_is_a, ComparisonVote.alignment, ComparisonVote.fidelity, User.pseudonym,
                ComparisonVote.duration_ms, ComparisonVote.created_at)
         .join(Comparison, Comparison.id == ComparisonVote.comparison_id)
@@ -72,14 +107,19 @@ def _vote_rows(session: Session, evaluation_id: int | None) -> Iterator[dict[str
         .join(User, User.id == ComparisonVote.annotator_id)
         .order_by(ComparisonVote.id).execution_options(yield_per=CHUNK)
     )
-    if evaluation_id is not None:
-        query = query.where(Comparison.evaluation_id == evaluation_id)
+    if where.evaluation_id is not None:
+        query = query.where(Comparison.evaluation_id == where.evaluation_id)
+    if where.prompt_set_id is not None:
+        query = query.where(Prompt.prompt_set_id == where.prompt_set_id)
     for r in session.execute(query):
-        yield {"vote_id": r[0], "comparison_id": r[1], "evaluation_id": r[2], "prompt": r[3], "category": r[4],
-               "split": r[5], "image_a_id": r[6], "image_b_id": r[7], "image_a_url": image_url(r[6]),
-               "image_b_url": image_url(r[7]), "generator_a_id": r[8], "generator_b_id": r[9],
-               "left_image_id": r[6] if r[10] else r[7], "alignment": r[11], "fidelity": r[12], "annotator": r[13],
-               "duration_ms": r[14], "created_at": r[15]}
+        (vote_id, comparison_id, evaluation_id, text, category, split, attrs, prompt_set_id, a_id, b_id,
+         gen_a, gen_b, left_is_a, alignment, fidelity, annotator, duration_ms, created_at) = r
+        yield {"vote_id": vote_id, "comparison_id": comparison_id, "evaluation_id": evaluation_id, "prompt": text,
+               "category": category, "split": split, "attributes": attributes(attrs), "prompt_set_id": prompt_set_id,
+               "image_a_id": a_id, "image_b_id": b_id, "image_a_url": image_url(a_id), "image_b_url": image_url(b_id),
+               "generator_a_id": gen_a, "generator_b_id": gen_b, "left_image_id": a_id if left_is_a else b_id,
+               "alignment": alignment, "fidelity": fidelity, "annotator": annotator, "duration_ms": duration_ms,
+               "created_at": created_at}
 
 
 def _pickapic(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -149,16 +189,15 @@ def _parquet(rows: Iterator[dict[str, Any]], schema: pa.Schema) -> Iterator[byte
     yield sink.take()
 
 
-def stream(factory: sessionmaker[Session], what: str, fmt: str, scope_id: int | None) -> Iterator[bytes]:
+def stream(factory: sessionmaker[Session], what: str, fmt: str, where: ExportFilter) -> Iterator[bytes]:
     """The export as byte chunks; it opens its own session because it outlives the request's."""
     with factory() as session:
         if what == "ratings":
-            assert scope_id is not None
-            rows, schema = _rating_rows(session, scope_id), RATING_SCHEMA
+            rows, schema = _rating_rows(session, where), RATING_SCHEMA
         elif fmt == "pickapic":
-            rows, schema = _pickapic(_vote_rows(session, scope_id)), PICKAPIC_SCHEMA
+            rows, schema = _pickapic(_vote_rows(session, where)), PICKAPIC_SCHEMA
         else:
-            rows, schema = _vote_rows(session, scope_id), VOTE_SCHEMA
+            rows, schema = _vote_rows(session, where), VOTE_SCHEMA
         if fmt in ("parquet", "pickapic"):
             yield from _parquet(rows, schema)
         else:

@@ -1,5 +1,5 @@
 // Jobs page: poll /admin/jobs.json every 2 s and update rows in place (textContent only);
-// cancel / retry buttons call the jobs REST API with the session's CSRF token.
+// cancel (after a confirmation) / retry buttons call the jobs REST API with the session's CSRF token.
 (function () {
   "use strict";
   var table = document.getElementById("jobs-table");
@@ -60,7 +60,15 @@
     td.appendChild(document.createTextNode(" "));
     td.appendChild(pct);
     cell(tr, "", "message");
-    cell(tr, job.trigger, "trigger");
+    var trig = cell(tr, "", "trigger");
+    trig.className = "trigger";
+    (job.trigger_pieces || [{ text: job.trigger, href: null }]).forEach(function (p) {
+      if (!p.href) { trig.appendChild(document.createTextNode(p.text)); return; }
+      var link = document.createElement("a");
+      link.href = p.href;
+      link.textContent = p.text;
+      trig.appendChild(link);
+    });
     cell(tr, when(job.created_at));
     cell(tr, "", "started");
     cell(tr, "", "finished");
@@ -126,6 +134,12 @@
   }
 
   function act(action, id, btn) {
+    // cancelling throws away a queued or running job's work: ask first (retry is harmless, no question)
+    if (action === "cancel" && !window.confirm("Cancel job #" + id + "? Work it has done so far is lost; " +
+        "you can retry it afterwards.")) {
+      say("Job #" + id + " was not cancelled.");
+      return;
+    }
     btn.disabled = true;
     fetch("/api/v1/jobs/" + encodeURIComponent(id) + "/" + action, {
       method: "POST",

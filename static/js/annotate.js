@@ -11,6 +11,8 @@
   var root = $("rate-app");
   var promptSetId = root.dataset.promptSetId;
   var bar = new T.StatusBar("ratings_today");
+  bar.poolUrl = "/api/v1/me/progress?kind=ratings" +
+    (root.dataset.promptSetId ? "&prompt_set_id=" + encodeURIComponent(root.dataset.promptSetId) : "");
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), image: $("task-image"),
     reason: $("skip-reason"), undo: $("undo"), guidelines: $("guidelines"), checkAgain: $("check-again"),
@@ -157,7 +159,7 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    if (event.defaultPrevented || event.altKey || event.metaKey) return;
+    if (event.defaultPrevented || event.altKey || event.metaKey || T.zoomOpen()) return;
     if (event.target === els.reason) {
       // in the reason list Enter skips with the chosen reason and hands the keys back to the page
       if (event.key === "Enter") {
@@ -188,12 +190,16 @@
     } else if (key === "h") {
       event.preventDefault();
       els.guidelines.open = !els.guidelines.open;
+    } else if (key === "z" && state.shown) {
+      event.preventDefault();
+      T.openZoom(els.image);
     } else if (key === "r" && !els.empty.hidden) {
       event.preventDefault();
       checkAgain();
     }
   });
 
+  T.zoomable(els.image);
   document.querySelectorAll(".answer").forEach(function (button) {
     button.addEventListener("click", function () { answer(button.dataset.label); });
   });

@@ -8,6 +8,8 @@
   var root = $("compare-app");
   var evaluationId = root.dataset.evaluationId;
   var bar = new T.StatusBar("votes_today");
+  bar.poolUrl = "/api/v1/me/progress?kind=votes" +
+    (evaluationId ? "&evaluation_id=" + encodeURIComponent(evaluationId) : "");
   var form = $("vote-form");
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-image"),
@@ -132,7 +134,7 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    if (event.defaultPrevented || event.altKey || event.metaKey || event.ctrlKey) return;
+    if (event.defaultPrevented || event.altKey || event.metaKey || event.ctrlKey || T.zoomOpen()) return;
     if (T.typingIn(event.target)) return;
     var key = T.normalKey(event);
     if (key === "Enter") {
@@ -161,6 +163,8 @@
   els.checkAgain.addEventListener("click", checkAgain);
   $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
 
+  T.zoomable(els.left);
+  T.zoomable(els.right);
   bar.showPending(outbox);
   bar.refreshStats();
   outbox.flush();

@@ -25,6 +25,55 @@
       pos = h.end;
     });
     if (pos < chars.length) el.appendChild(document.createTextNode(chars.slice(pos).join("")));
+    // a long prompt gets a smaller type and a scrolling box of a few lines: the image stays in view
+    var long = chars.length > LONG_PROMPT;
+    el.classList.toggle("long-prompt", long);
+    if (long) el.setAttribute("tabindex", "0"); // a scrolling region must be reachable by keyboard
+    else el.removeAttribute("tabindex");
+  }
+  var LONG_PROMPT = 140;
+  var POOL_MS = 20000;
+
+  /* Images smaller than their box are enlarged with hard pixel edges (class "upscaled"): a smooth
+   * upscale blurs exactly the details an annotator has to judge. A click (or Z on the rating page)
+   * shows the image as large as the window allows; a click or Escape closes it. */
+  function fit(img) {
+    if (!img.naturalWidth || !img.clientWidth) return;
+    var scale = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
+    img.classList.toggle("upscaled", scale > 1);
+  }
+
+  var zoom = null;
+  function zoomOpen() { return !!(zoom && zoom.open); }
+
+  function openZoom(img) {
+    if (!img.naturalWidth || img.classList.contains("is-loading")) return;
+    if (!zoom) {
+      zoom = document.createElement("dialog");
+      zoom.className = "zoom";
+      zoom.setAttribute("aria-label", "Enlarged image");
+      var big = document.createElement("img");
+      var hint = document.createElement("p");
+      hint.textContent = "Click or press Escape to close.";
+      zoom.appendChild(big);
+      zoom.appendChild(hint);
+      zoom.addEventListener("click", function () { zoom.close(); });
+      big.addEventListener("load", function () { fit(big); });
+      document.body.appendChild(zoom);
+    }
+    var zoomed = zoom.querySelector("img");
+    zoomed.alt = img.alt + " (enlarged)";
+    zoomed.src = img.currentSrc || img.src;
+    zoom.showModal();
+    fit(zoomed);
+  }
+
+  function zoomable(img) {
+    img.classList.add("zoomable");
+    img.title = "Click to enlarge";
+    img.addEventListener("load", function () { fit(img); });
+    img.addEventListener("click", function () { openZoom(img); });
+    window.addEventListener("resize", function () { fit(img); });
   }
 
   // decoded images stay referenced here, so showing the next one is instant
@@ -141,7 +190,34 @@
         T2IF.request("GET", "/api/v1/me/stats?since=" + encodeURIComponent(localMidnightIso()))
           .then(function (res) { self.today.textContent = String(res.data[self.countField]); })
           .catch(function () { /* the count is a nicety; the next answer refreshes it */ });
+        self.refreshPool();
       }, 250);
+    }
+
+    /* The pool's progress (whole-set counts): at most every POOL_MS, whatever the pace of answers. */
+    refreshPool() {
+      var self = this;
+      if (!this.poolUrl || (this.poolAt && performance.now() - this.poolAt < POOL_MS)) return;
+      this.poolAt = performance.now();
+      T2IF.request("GET", this.poolUrl)
+        .then(function (res) { self.showPool(res.data); })
+        .catch(function () { self.poolAt = 0; /* a nicety too: the next answer asks again */ });
+    }
+
+    showPool(p) {
+      var box = $("pool");
+      if (!p || !p.wanted) { box.hidden = true; return; }
+      var noun = p.kind === "votes" ? "vote" : "label";
+      var scope = p.kind === "votes" ? (p.evaluation_id ? "This evaluation" : "All evaluations")
+        : (p.prompt_set_id ? "This set" : "All sets");
+      var share = p.my_share === null ? "" : " (" + Math.round(100 * p.my_share) + "%)";
+      $("pool-text").textContent = scope + ": " + p.left + " " + noun + (p.left === 1 ? "" : "s") + " left of " +
+        p.wanted + " · " + p.done + " done, " + p.mine + " by you" + share;
+      var bar = $("pool-bar");
+      bar.max = p.wanted;
+      bar.value = Math.min(p.done, p.wanted);
+      bar.setAttribute("aria-label", scope + ": " + p.done + " of " + p.wanted + " " + noun + "s done");
+      box.hidden = false;
     }
   }
 
@@ -228,6 +304,7 @@
   window.T2IF = window.T2IF || {};
   Object.assign(window.T2IF, {
     $: $, renderPrompt: renderPrompt, preload: preload, forget: forget, showImage: showImage,
+    zoomable: zoomable, openZoom: openZoom, zoomOpen: zoomOpen,
     typingIn: typingIn, normalKey: normalKey, StatusBar: StatusBar, TaskFeed: TaskFeed,
   });
 })();

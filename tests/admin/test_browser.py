@@ -194,7 +194,8 @@ def test_admin_pages_in_the_browser(page, db, make_user, settings):
     db.commit()
     expect(page.locator(f'tr[data-job-id="{run.id}"] [data-field="progress"]')).to_have_text("77%")
     assert page.locator(f'tr[data-job-id="{run.id}"] progress').evaluate("e => e.value") == 77
-    # cancel the queued job through the jobs API (button -> fetch with the CSRF header)
+    # cancel the queued job through the jobs API (button -> confirm -> fetch with the CSRF header)
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click(f'tr[data-job-id="{queued.id}"] button[data-job-action="cancel"]')
     expect(page.locator(f'tr[data-job-id="{queued.id}"] [data-field="state"]')).to_have_text("cancelled")
     db.expire_all()
@@ -204,7 +205,8 @@ def test_admin_pages_in_the_browser(page, db, make_user, settings):
     expect(page.locator("#jobs-status")).to_contain_text("Retry queued as job #")
     new_id = db.scalar(select(func.max(Job.id)))
     expect(page.locator(f'tr[data-job-id="{new_id}"] [data-field="state"]')).to_have_text("queued")
-    assert "retry by boss" in page.locator(f'tr[data-job-id="{new_id}"] [data-field="trigger"]').inner_text()
+    trigger = page.locator(f'tr[data-job-id="{new_id}"] [data-field="trigger"]').inner_text()
+    assert f"Retry of job #{queued.id} by boss" in trigger
     _shot(page, "jobs")
 
     # the detail page follows its own job and shows the last 20 log lines

@@ -47,13 +47,14 @@ def test_jobs_list_json_and_log_tail(client, admin, db):
     page = client.get("/admin/jobs").text
     row = block(page, "data-job-id", str(run.id))
     assert '<progress max="100" value="42.5"' in row and "43%" in row and "batch 3 of 7" in row
-    assert "user boss" in row
+    assert "Started by boss." in row
     assert (
         'data-job-action="cancel"' in row
         and f'data-job-action="retry" data-job-id="{run.id}" hidden' in row
     )
     frow = block(page, "data-job-id", str(failed.id))
-    assert "auto (reason=new labels; new_labels=512)" in frow and "CUDA out of &lt;memory&gt;" in frow
+    assert f'Started automatically by 512 new labels in prompt set <a href="/admin#set-{ps.id}">s</a>.' in frow
+    assert "CUDA out of &lt;memory&gt;" in frow
     assert '<script src="/static/js/admin-jobs.js"' in page
 
     data = client.get("/admin/jobs.json").json()["jobs"]
@@ -83,7 +84,8 @@ def test_cancel_and_retry_through_the_jobs_api(client, admin, db):
     assert (
         new["id"] == r.json()["id"]
         and new["state"] == "queued"
-        and new["trigger"].startswith("retry by boss")
+        and new["trigger"].startswith(f"Retry of job #{queued.id} by boss")
+        and new["trigger_pieces"][1] == {"text": f"job #{queued.id}", "href": f"/admin/jobs/{queued.id}"}
     )
     # without the CSRF header the browser session cannot cancel
     assert client.post(f"/api/v1/jobs/{new['id']}/cancel").status_code == 403

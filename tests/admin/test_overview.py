@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -86,3 +87,17 @@ def test_overview_has_no_inline_script_or_style(client, admin, db, make_user):
     _seed(db, make_user)
     page = client.get("/admin").text
     assert "style=" not in page and "<script>" not in page and "onclick" not in page
+
+
+def test_overview_lists_sets_with_work_first_and_explains_empty_ones(client, admin, db, make_user):
+    """The demo made an evaluation set first; an admin's first sight was its empty progress table."""
+    empty_eval = f.prompt_set(db, "demo evaluation", purpose="evaluation")
+    f.prompt(db, empty_eval, "a red box", "color")
+    older, newer = _seed(db, make_user)
+    db.commit()
+    page = client.get("/admin").text
+    order = [int(m) for m in re.findall(r'<section class="card" id="set-(\d+)"', page)]
+    assert order[-1] == empty_eval.id and order.index(newer.id) < order.index(older.id)  # newest work first
+    section = page.split(f'id="set-{empty_eval.id}"')[1].split("</section>")[0]
+    assert "Nothing to label in this set" in section and 'href="/admin/evaluations"' in section
+    assert "<table" not in section and "<svg" not in section

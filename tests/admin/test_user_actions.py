@@ -89,3 +89,21 @@ def test_researcher_cannot_act(researcher_client, db, make_user):
     r = researcher_client.post(f"/admin/users/{ann.id}/active", data={"active": "false", "csrf_token": csrf})
     assert r.status_code == 403
     assert _user(db, ann.id).is_active is True
+
+
+def test_refused_username_is_explained_in_words_not_a_pattern(client, admin, db):
+    """Users never see a regular expression: the form and the API say what is allowed."""
+    form = {"username": "-bad name!", "password": "long-enough-1", "role": "annotator", "csrf_token": admin.csrf}
+    r = client.post("/admin/users", data=form)
+    assert r.status_code == 422 and 'role="alert"' in r.text
+    assert "letters, digits and _ . @ -, starting with a letter or digit" in r.text
+    assert "pattern" not in r.text and "^[" not in r.text and "{0,63}" not in r.text
+
+    api = client.post("/api/v1/users", json={"username": "a b", "password": "long-enough-1"},
+                      headers={"X-CSRF-Token": admin.csrf})
+    message = api.json()["error"]["message"]
+    assert api.status_code == 422 and message.startswith("username: use 1 to 64 characters"), message
+    assert "pattern" not in message and "^[" not in message
+    # the API's description still carries the exact rule for scripts
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["UserCreate"]
+    assert schema["properties"]["username"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"

@@ -54,6 +54,20 @@ def test_demo_serves_login_and_annotator_can_log_in(tmp_path):
             assert c.get("/api/v1/me").json()["role"] == "annotator"
             assert c.get("/readyz").json()["status"] == "ready"
         assert (tmp_path / "demo" / "t2i-feedback.sqlite3").exists()
+        assert "request log:" in text  # the README promises a request log; the demo keeps it in a file
+        assert "GET /login 200" in (tmp_path / "demo" / "access.log").read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_demo_evaluation_asks_nine_raters_when_the_simulated_raters_run():
+    from workers.demo import DemoContext, votes_per_pair
+
+    def ctx(world: bool, raters: int) -> DemoContext:
+        return DemoContext(settings=None, logins={}, world=world,  # type: ignore[arg-type]
+                           raters=[f"oracle{i}" for i in range(raters)])
+
+    assert votes_per_pair(ctx(True, 9)) == 9  # the README's default: the paper's 9 per pair
+    assert votes_per_pair(ctx(True, 2)) == 5 and votes_per_pair(ctx(True, 0)) == 3
+    assert votes_per_pair(ctx(False, 0)) == 3  # other models: no oracle, the three demo annotators
