@@ -156,8 +156,8 @@ def _ensure_demo_data(ctx: DemoContext, factory: sessionmaker[Session], admin_us
             description="held-out prompts (seen and unseen objects) for blind comparisons"), creator=admin)
         training = prompt_sets.create_prompt_set(session, settings, PromptSetCreate(
             name="demo", labels_per_image=1, retrain_threshold=threshold,
-            template=TemplateSpec(size=TRAIN_PROMPTS if world else 24, seed=0, vocabulary=vocabulary,
-                                  splits=["seen"] if world else ["seen", "unseen"]),
+            # seen objects only (the default of a training set): the unseen ones are for evaluation
+            template=TemplateSpec(size=TRAIN_PROMPTS if world else 24, seed=0, vocabulary=vocabulary),
             description=f"probe prompts; {threshold} new labels retrain the reward model, then the generator is "
                         "fine-tuned and evaluated blind against the original",
             auto_chain=_auto_chain(evaluation.id, votes, world)), creator=admin)

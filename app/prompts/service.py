@@ -17,7 +17,7 @@ def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreat
         raise Conflict(f"A prompt set named {body.name!r} already exists.", code="name_taken")
     if body.template is not None:
         t = body.template
-        rows = grammar.from_template(t.size, t.seed, list(t.categories), list(t.splits), t.vocabulary)
+        rows = grammar.from_template(t.size, t.seed, list(t.categories), list(t.splits or ["seen"]), t.vocabulary)
         source = {"template": t.model_dump()}
     else:
         assert body.prompts is not None
