@@ -39,7 +39,9 @@ class RewardParams(BaseModel):
     min_steps: int = Field(1500, ge=0, le=1_000_000,
                            description="optimizer steps at least: small label sets get more epochs")
     patience: int = Field(20, ge=1, le=100, description="validations without improvement before stopping")
-    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0, description="share of the seen prompts held out for validation")
+    hold_out_unseen: bool = Field(
+        True, description="validate on every unseen-object prompt and never train on one (the paper's unseen accuracy)")
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     vocabulary: Literal["paper", "world"] | None = Field(
         None, description="words of the perturbed prompts; default: the prompt set's template vocabulary")
