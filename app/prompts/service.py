@@ -12,7 +12,8 @@ from app.prompts import grammar
 from app.prompts.schemas import CategoryProgress, PromptRead, PromptSetCreate, PromptSetRead, PromptSetUpdate
 
 
-def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreate, *, creator: User) -> PromptSetRead:
+def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreate, *,
+                      creator: User | None) -> PromptSetRead:
     if session.scalar(select(PromptSet.id).where(PromptSet.name == body.name)) is not None:
         raise Conflict(f"A prompt set named {body.name!r} already exists.", code="name_taken")
     if body.template is not None:
@@ -41,7 +42,7 @@ def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreat
         retrain_threshold=body.retrain_threshold,
         auto_chain=body.auto_chain,
         source=source,
-        created_by_id=creator.id,
+        created_by_id=creator.id if creator else None,
     )
     session.add(ps)
     session.flush()
