@@ -46,7 +46,7 @@ DEMO_USERS = [
 ]
 ORACLE_PREFIX = "oracle"
 TRAIN_PROMPTS, IMAGES_PER_PROMPT = 32, 16  # the labelled pool: 512 images
-EVAL_PROMPTS, EVAL_IMAGES = 24, 4  # 96 blind pairs
+EVAL_PROMPTS, EVAL_IMAGES = 24, 4  # 24 blind queries of 4 images a side (the paper's)
 WORLD_SAMPLER = {"steps": 20, "guidance_scale": 3.0, "batch_size": 64}  # ml.world.loop.WORLD_GUIDANCE
 
 
@@ -242,7 +242,7 @@ class Narrator:
             oracle = (r.get("oracle") or {}).get("sentence")
             ids = r.get("evaluation_ids") or []
             where = f"{self.url}admin/evaluations/{ids[0]}" if ids else f"{self.url}admin/evaluations"
-            return (f"evaluation ready: {r.get('comparisons', 0)} blind pairs to vote on at {self.url}compare; "
+            return (f"evaluation ready: {r.get('comparisons', 0)} blind queries to vote on at {self.url}compare; "
                     f"results at {where}" + (f"\n           {oracle}" if oracle else ""))
         return None
 
@@ -271,9 +271,9 @@ class Narrator:
         if total is None:
             return f"evaluation {ev.id}: complete"
         a = total.alignment
-        return (f"evaluation {ev.id} complete ({ev.votes_per_comparison} votes on each of {ev.comparisons} pairs): "
+        return (f"evaluation {ev.id} complete ({ev.votes_per_comparison} votes on each of {ev.comparisons} queries): "
                 f"raters say the fine-tuned model follows the prompt better in {100 * (a.win.share or 0):.0f}% of "
-                f"pairs and worse in {100 * (a.loss.share or 0):.0f}%; at least {ev.agreement_threshold} of "
+                f"queries and worse in {100 * (a.loss.share or 0):.0f}%; at least {ev.agreement_threshold} of "
                 f"{ev.votes_per_comparison} agree on a win in {100 * (a.agreed_win.share or 0):.0f}%")
 
     def run(self, stop: threading.Event, every: float = 3.0) -> None:
