@@ -252,6 +252,13 @@ class PromptSetConfig:
         },
     )
     vocabulary: Vocabulary = field(default=PAPER_VOCABULARY, metadata={"help": "words to build from"})
+    balance_splits: bool = field(
+        default=True,
+        metadata={
+            "help": "share the size equally between the splits (False: draw from them pooled, as sets made "
+            "before the split balance were)"
+        },
+    )
 
 
 def generate_prompt_set(config: PromptSetConfig) -> list[Prompt]:
@@ -271,6 +278,9 @@ def generate_prompt_set(config: PromptSetConfig) -> list[Prompt]:
     total = sum(len(ps) for by_cat in by_split.values() for ps in by_cat.values())
     if config.size is None or config.size >= total:
         chosen = [p for by_cat in by_split.values() for ps in by_cat.values() for p in ps]
+    elif not config.balance_splits:
+        pooled = {c: [p for p in ps if p.split in by_split] for c, ps in templates.items() if c in config.categories}
+        chosen = _choose(pooled, config.size, rng)
     else:
         chosen = []
         for split, quota in _split_quotas(by_split, config.size).items():

@@ -163,6 +163,9 @@ def test_a_small_evaluation_set_is_balanced_across_categories_and_splits():
     assert counts == {(s, c): 15 for s in ("seen", "unseen") for c in ("count", "color", "background", "combination")}
     odd = generate_prompt_set(PromptSetConfig(size=41, seed=0, splits=("seen", "unseen"), vocabulary=WORLD_VOCABULARY))
     assert len(odd) == 41 and Counter(p.split for p in odd) == {"seen": 21, "unseen": 20}
+    # pooled, as sets were drawn before: the splits in whatever share the sampling gives
+    pooled = generate_prompt_set(PromptSetConfig(size=120, seed=0, splits=("seen", "unseen"), balance_splits=False))
+    assert Counter(p.split for p in pooled) == {"seen": 96, "unseen": 24}
     # a split with too few prompts gives its share to the other
     few = generate_prompt_set(PromptSetConfig(size=20, splits=("seen", "unseen"), categories=("count",),
                                               vocabulary=WORLD_VOCABULARY))
