@@ -59,7 +59,7 @@ def cli() -> None:
     "splits",
     multiple=True,
     type=click.Choice(["seen", "unseen"]),
-    help="splits to include (repeatable) [default: both]",
+    help="splits to include (repeatable) [default: seen; the unseen objects are held out for evaluation]",
 )
 @config_options(PromptSetConfig, skip=("categories", "splits"))
 def prompts(out: str, parse_file: str | None, categories: tuple, splits: tuple, **kw) -> None:

@@ -244,37 +244,85 @@ class PromptSetConfig:
     )
     seed: int = field(default=0, metadata={"help": "seed of the deterministic sampling"})
     categories: tuple[str, ...] = field(default=CATEGORIES, metadata={"help": "categories to include"})
-    splits: tuple[str, ...] = field(default=("seen", "unseen"), metadata={"help": "splits to include"})
+    splits: tuple[str, ...] = field(
+        default=("seen",),
+        metadata={
+            "help": "splits to include; by default the unseen objects are held out, as the paper keeps them "
+            "for evaluation only (an evaluation set asks for ('seen', 'unseen'): half of each)"
+        },
+    )
     vocabulary: Vocabulary = field(default=PAPER_VOCABULARY, metadata={"help": "words to build from"})
+    balance_splits: bool = field(
+        default=True,
+        metadata={
+            "help": "share the size equally between the splits (False: draw from them pooled, as sets made "
+            "before the split balance were)"
+        },
+    )
 
 
 def generate_prompt_set(config: PromptSetConfig) -> list[Prompt]:
-    """A deterministic prompt set: by default the paper's size (575 single-attribute prompts plus
+    """A deterministic prompt set: by default the paper's size (every single-attribute prompt plus
     sampled combinations); a set too small for every single-attribute prompt takes the categories
-    in turn, so that it stays balanced (a 40-prompt set has 10 of each where the vocabulary allows)."""
-    by_cat = {
-        c: [p for p in ps if p.split in config.splits]
-        for c, ps in all_prompts(config.vocabulary).items()
-        if c in config.categories
+    in turn, so that it stays balanced (a 40-prompt set has 10 of each where the vocabulary allows).
+
+    With several splits, the size is shared equally between them (a 120-prompt evaluation set over
+    seen and unseen objects has 60 of each, as the paper's), a split that runs out leaving the rest
+    to the others; each split's share is then chosen as above."""
+    templates = all_prompts(config.vocabulary)
+    by_split = {
+        s: {c: [p for p in ps if p.split == s] for c, ps in templates.items() if c in config.categories}
+        for s in dict.fromkeys(config.splits)
     }
     rng = random.Random(config.seed)
-    total = sum(len(ps) for ps in by_cat.values())
+    total = sum(len(ps) for by_cat in by_split.values() for ps in by_cat.values())
     if config.size is None or config.size >= total:
-        chosen = [p for ps in by_cat.values() for p in ps]
+        chosen = [p for by_cat in by_split.values() for ps in by_cat.values() for p in ps]
+    elif not config.balance_splits:
+        pooled = {c: [p for p in ps if p.split in by_split] for c, ps in templates.items() if c in config.categories}
+        chosen = _choose(pooled, config.size, rng)
     else:
-        singles = [p for c, ps in by_cat.items() if c != "combination" for p in ps]
-        combos = by_cat.get("combination", [])
-        if len(singles) <= config.size:
-            chosen = singles + rng.sample(combos, config.size - len(singles))
-        else:
-            pools = [rng.sample(ps, len(ps)) for ps in by_cat.values()]
-            chosen = []
-            while len(chosen) < config.size:
-                for pool in pools:
-                    if pool and len(chosen) < config.size:
-                        chosen.append(pool.pop())
+        chosen = []
+        for split, quota in _split_quotas(by_split, config.size).items():
+            chosen += _choose(by_split[split], quota, rng)
     order = {c: i for i, c in enumerate(CATEGORIES)}
     return sorted(chosen, key=lambda p: (order[p.category], p.text))
+
+
+def _split_quotas(by_split: dict[str, dict[str, list[Prompt]]], size: int) -> dict[str, int]:
+    """Equal shares of `size` per split (earlier splits take the remainder); a split with fewer
+    prompts than its share gives the difference to the others."""
+    available = {s: sum(len(ps) for ps in by_cat.values()) for s, by_cat in by_split.items()}
+    quotas: dict[str, int] = {}
+    left = size
+    for i, s in enumerate(sorted(available, key=lambda s: available[s])):
+        rest = len(available) - i
+        quotas[s] = min(available[s], left // rest)
+        left -= quotas[s]
+    for s in by_split:  # the remainder of an uneven division, first splits first
+        extra = min(left, available[s] - quotas[s])
+        quotas[s] += extra
+        left -= extra
+    return {s: quotas[s] for s in by_split}
+
+
+def _choose(by_cat: dict[str, list[Prompt]], size: int, rng: random.Random) -> list[Prompt]:
+    """`size` prompts of one split: every single-attribute prompt plus sampled combinations when
+    they fit, else the categories in turn."""
+    total = sum(len(ps) for ps in by_cat.values())
+    if size >= total:
+        return [p for ps in by_cat.values() for p in ps]
+    singles = [p for c, ps in by_cat.items() if c != "combination" for p in ps]
+    combos = by_cat.get("combination", [])
+    if len(singles) <= size:
+        return singles + rng.sample(combos, size - len(singles))
+    pools = [rng.sample(ps, len(ps)) for ps in by_cat.values()]
+    chosen: list[Prompt] = []
+    while len(chosen) < size:
+        for pool in pools:
+            if pool and len(chosen) < size:
+                chosen.append(pool.pop())
+    return chosen
 
 
 # ---------------------------------------------------------------- parsing
@@ -371,6 +419,7 @@ def perturb(
     Single-attribute swaps (count, colour, object, background) come first, because a near miss is
     the informative negative for the prompt-classification loss; two-attribute swaps fill in when a
     prompt has too few single swaps. The order depends only on the prompt text and `seed`.
+    Object swaps draw from the seen objects only, so that the unseen ones never reach training.
     """
     if n_negatives <= 0:
         return []
@@ -379,7 +428,8 @@ def perturb(
         "count": [c for c in v.counts if c != prompt.count] if prompt.count else [],
         "color": [c for c in v.colors if c != prompt.color] if prompt.color else [],
         "background": [b for b in v.backgrounds if b != prompt.background] if prompt.background else [],
-        "object": [o for o in v.objects if o != prompt.object],
+        # never an unseen object: the negatives of a training prompt are training data too
+        "object": [o for o in v.objects if o != prompt.object and o not in v.unseen_objects],
     }
     rng = random.Random(zlib.crc32(prompt.text.encode()) ^ seed)
     base: dict[str, Any] = {  # keyword arguments of make_prompt

@@ -27,7 +27,7 @@ from torch import nn
 
 from ml.embeddings import clip_score
 from ml.metrics import pairwise_accuracy, roc_auc
-from ml.prompts import VOCABULARIES, perturbed_texts
+from ml.prompts import VOCABULARIES, Vocabulary, parse_prompt, perturbed_texts
 
 LABEL_VALUES = {"good": 1.0, "bad": 0.0}
 TextVectors = Mapping[str, np.ndarray] | Callable[[Sequence[str]], np.ndarray]
@@ -70,7 +70,17 @@ class RewardConfig:
             "plateau kept an under-trained model (measured on the world: unseen AUC .83 at 5, .94 at 20)"
         },
     )
-    val_fraction: float = field(default=0.15, metadata={"help": "share of prompts held out for validation"})
+    val_fraction: float = field(
+        default=0.15,
+        metadata={"help": "share of the seen prompts held out for validation (it drives early stopping)"},
+    )
+    hold_out_unseen: bool = field(
+        default=True,
+        metadata={
+            "help": "validate on every labelled prompt of an unseen object and never train on one: the paper "
+            "reports accuracy on unseen prompts; they are measured after training, not used to stop it"
+        },
+    )
     vocabulary: str = field(
         default="paper",
         metadata={"help": "words the perturbed prompts are drawn from: 'paper' or 'world' (ml.prompts.VOCABULARIES)"},
@@ -148,10 +158,11 @@ class RewardResult:
     history: list[dict]  # per validation: epoch, step, train loss, val MSE
     best_epoch: int
     n_train: int
-    n_val: int
+    n_val: int  # validation rows, seen and unseen
     n_skipped: int  # rows labelled skip (kept by the caller, not trained on)
     n_without_pc: int  # good rows whose prompt could not be perturbed (outside the template language)
     seconds: float
+    n_val_unseen: int = 0  # validation rows of unseen-object prompts (measured only, never trained or stopped on)
 
 
 def _as_rows(rows: Sequence[RewardRow | Mapping]) -> list[RewardRow]:
@@ -182,6 +193,20 @@ def split_prompts(prompts: Sequence[str], val_fraction: float, seed: int) -> set
     random.Random(seed).shuffle(unique)
     n_val = max(1, round(len(unique) * val_fraction)) if val_fraction > 0 and len(unique) > 1 else 0
     return set(unique[:n_val])
+
+
+def validation_prompts(
+    prompts: Sequence[str], config: RewardConfig, vocabulary: Vocabulary
+) -> tuple[set[str], set[str]]:
+    """(seen, unseen) validation prompts: every prompt of an unseen object (with `hold_out_unseen`)
+    and a seeded `val_fraction` of the others, the seen validation."""
+    unique = sorted(set(prompts))
+    unseen: set[str] = set()
+    if config.hold_out_unseen:
+        parsed = {p: parse_prompt(p, vocabulary) for p in unique}
+        unseen = {p for p, q in parsed.items() if q is not None and q.split == "unseen"}
+    seen = split_prompts([p for p in unique if p not in unseen], config.val_fraction, config.seed)
+    return seen, unseen
 
 
 @dataclass
@@ -223,8 +248,10 @@ def train_reward(
     """Train on labelled rows; `image_vectors[image_key]` and `text_vectors` (a mapping or a
     function of a list of texts) give the cached CLIP embeddings, perturbed prompts included.
 
-    `val_prompts` fixes the validation prompts (e.g. the unseen ones); by default a seeded
-    `val_fraction` of the distinct prompts is held out."""
+    `val_prompts` fixes the validation prompts (early stopping and metrics on all of them); by
+    default every unseen-object prompt is held out (`hold_out_unseen`) with a seeded `val_fraction`
+    of the seen ones: early stopping watches the seen validation only, and the metrics cover both,
+    `by_group` giving seen and unseen apart, as the paper reports them."""
     t0 = time.perf_counter()
     all_rows = _as_rows(rows)
     bad = {r.label for r in all_rows} - {"good", "bad", "skip"}
@@ -249,8 +276,11 @@ def train_reward(
         raise KeyError(f"{len(missing)} image(s) have no embedding, e.g. {missing[:3]}")
 
     if val_prompts is None:
-        val_prompts = split_prompts([r.prompt for r in used], config.val_fraction, config.seed)
-    val_prompts = set(val_prompts)
+        stop_prompts, unseen_prompts = validation_prompts(prompts, config, vocabulary)
+        val_prompts = stop_prompts | unseen_prompts
+    else:
+        val_prompts = stop_prompts = set(val_prompts)
+        unseen_prompts = set()
 
     def build(part: list[RewardRow]) -> _Data:
         n_neg = config.n_prompts - 1
@@ -271,8 +301,13 @@ def train_reward(
     train_rows = [r for r in used if r.prompt not in val_prompts]
     val_rows = [r for r in used if r.prompt in val_prompts]
     if not train_rows:
-        raise ValueError("every labelled prompt is in the validation set: nothing left to train on")
+        hint = " (every prompt is of an unseen object: set hold_out_unseen=False to train on them)" \
+            if unseen_prompts and not stop_prompts else ""
+        raise ValueError(f"every labelled prompt is in the validation set: nothing left to train on{hint}")
     train, val = build(train_rows), (build(val_rows) if val_rows else None)
+    # early stopping never sees the unseen prompts: they measure generalisation, not choose the model
+    stop_rows = [r for r in val_rows if r.prompt in stop_prompts]
+    stop = val if len(stop_rows) == len(val_rows) else (build(stop_rows) if stop_rows else None)
 
     with torch.random.fork_rng(devices=[] if device == "cpu" else None):
         torch.manual_seed(config.seed)
@@ -311,7 +346,7 @@ def train_reward(
             if epoch % every and epoch != epochs:
                 continue
             with autocast:  # early stopping compares validations: bf16 resolves that, at a third of the cost
-                val_mse = _val_mse(module, text_mat, val) if val else total / n
+                val_mse = _val_mse(module, text_mat, stop) if stop else total / n
             history.append({"epoch": epoch, "step": epoch * math.ceil(n / batch), "train_loss": total / n,
                             "val_mse": val_mse})
             if val_mse < best[0]:
@@ -324,6 +359,12 @@ def train_reward(
     metrics = _evaluate(module, text_mat, val, config) if val else {}
     if val:
         metrics["by_group"] = _group_metrics(module, text_mat, val)
+        val_texts = {r.prompt for r in val_rows}
+        metrics["validation"] = {
+            "prompts": len(val_texts),
+            "unseen_prompts": len(val_texts & unseen_prompts),
+            "early_stopping_prompts": len(val_texts & stop_prompts),
+        }
         img = val.image.cpu().numpy()
         txt = text_mat[val.text_idx].cpu().numpy()
         metrics.update(_ranking(val, clip_score(img, txt), prefix="clip_"))
@@ -344,6 +385,7 @@ def train_reward(
         n_skipped=len(all_rows) - len(used),
         n_without_pc=sum(1 for r in used if r.label == "good" and negatives[r.prompt] is None),
         seconds=time.perf_counter() - t0,
+        n_val_unseen=sum(1 for r in val_rows if r.prompt in unseen_prompts),
     )
 
 
@@ -361,8 +403,6 @@ def _ranking(d: _Data, scores: np.ndarray, prefix: str = "") -> dict:
 def _group_metrics(module: RewardMLP, texts: torch.Tensor, d: _Data) -> dict:
     """Accuracy, AUC and pairwise accuracy per split (seen/unseen) and per category, for prompts in
     the template language: the paper reports unseen-prompt accuracy separately."""
-    from ml.prompts import parse_prompt
-
     idx = torch.arange(len(d.prompts), device=texts.device)
     scores = _batch_scores(module, texts, d, idx, 0.0)[0].cpu().numpy()
     labels = d.label.cpu().numpy() > 0.5

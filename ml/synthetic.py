@@ -30,8 +30,16 @@ class SyntheticData:
 
 
 def make_synthetic(
-    n_rows: int, dim: int = 64, n_prompts: int = 200, seed: int = 0, bad_rate: float = 0.5, noise: float = 0.3
+    n_rows: int,
+    dim: int = 64,
+    n_prompts: int = 200,
+    seed: int = 0,
+    bad_rate: float = 0.5,
+    noise: float = 0.3,
+    splits: tuple[str, ...] = ("seen",),
 ) -> SyntheticData:
+    """Labelled rows over `n_prompts` template prompts of the given splits (seen objects only by
+    default, as a training set; ("seen", "unseen") gives the reward's unseen validation data)."""
     v = PAPER_VOCABULARY
     rng = np.random.default_rng(seed)
     values = (
@@ -64,7 +72,7 @@ def make_synthetic(
     def embed_text(texts):
         return np.stack([embed(parse_prompt(t), text_dir) for t in texts])
 
-    prompts = generate_prompt_set(PromptSetConfig(size=n_prompts, seed=seed))
+    prompts = generate_prompt_set(PromptSetConfig(size=n_prompts, seed=seed, splits=splits))
     prng = random.Random(seed)
     rows, images = [], {}
     choices = {"count": v.counts, "color": v.colors, "background": v.backgrounds, "object": v.objects}

@@ -47,7 +47,7 @@ DEMO_USERS = [
 ]
 ORACLE_PREFIX = "oracle"
 TRAIN_PROMPTS, IMAGES_PER_PROMPT = 32, 16  # the labelled pool: 512 images
-EVAL_PROMPTS, EVAL_IMAGES = 24, 4  # 96 blind pairs
+EVAL_PROMPTS, EVAL_IMAGES = 24, 4  # 24 blind queries of 4 images a side (the paper's)
 WORLD_SAMPLER = {"steps": 20, "guidance_scale": 3.0, "batch_size": 64}  # ml.world.loop.WORLD_GUIDANCE
 
 
@@ -164,8 +164,8 @@ def _ensure_demo_data(ctx: DemoContext, factory: sessionmaker[Session], admin_us
             description="held-out prompts (seen and unseen objects) for blind comparisons"), creator=admin)
         training = prompt_sets.create_prompt_set(session, settings, PromptSetCreate(
             name="demo", labels_per_image=1, retrain_threshold=threshold,
-            template=TemplateSpec(size=TRAIN_PROMPTS if world else 24, seed=0, vocabulary=vocabulary,
-                                  splits=["seen"] if world else ["seen", "unseen"]),
+            # seen objects only (the default of a training set): the unseen ones are for evaluation
+            template=TemplateSpec(size=TRAIN_PROMPTS if world else 24, seed=0, vocabulary=vocabulary),
             description=f"probe prompts; {threshold} new labels retrain the reward model, then the generator is "
                         "fine-tuned and evaluated blind against the original",
             auto_chain=_auto_chain(evaluation.id, votes, world)), creator=admin)
@@ -250,7 +250,7 @@ class Narrator:
             oracle = (r.get("oracle") or {}).get("sentence")
             ids = r.get("evaluation_ids") or []
             where = f"{self.url}admin/evaluations/{ids[0]}" if ids else f"{self.url}admin/evaluations"
-            return (f"evaluation ready: {r.get('comparisons', 0)} blind pairs to vote on at {self.url}compare; "
+            return (f"evaluation ready: {r.get('comparisons', 0)} blind queries to vote on at {self.url}compare; "
                     f"results at {where}" + (f"\n           {oracle}" if oracle else ""))
         return None
 
@@ -279,9 +279,9 @@ class Narrator:
         if total is None:
             return f"evaluation {ev.id}: complete"
         a = total.alignment
-        return (f"evaluation {ev.id} complete ({ev.votes_per_comparison} votes on each of {ev.comparisons} pairs): "
+        return (f"evaluation {ev.id} complete ({ev.votes_per_comparison} votes on each of {ev.comparisons} queries): "
                 f"raters say the fine-tuned model follows the prompt better in {100 * (a.win.share or 0):.0f}% of "
-                f"pairs and worse in {100 * (a.loss.share or 0):.0f}%; at least {ev.agreement_threshold} of "
+                f"queries and worse in {100 * (a.loss.share or 0):.0f}%; at least {ev.agreement_threshold} of "
                 f"{ev.votes_per_comparison} agree on a win in {100 * (a.agreed_win.share or 0):.0f}%; "
                 f"verdict: {a.verdict}")
 

@@ -126,8 +126,9 @@ class SimulatedAnnotator:
         if task is None:
             return False
         flipped = self.rater.flipped
-        alignment, fidelity = self.rater.vote(task["prompt"], self._image(task["left"]["image_url"]),
-                                              self._image(task["right"]["image_url"]))
+        alignment, fidelity = side_vote(self.rater, task["prompt"],
+                                        [self._image(u) for u in _urls(task["left"])],
+                                        [self._image(u) for u in _urls(task["right"])])
         self.stats.flipped += self.rater.flipped - flipped
         s = self.http.post("/api/v1/comparison-votes", json={"assignment_id": task["assignment_id"],
                                                               "alignment": alignment, "fidelity": fidelity})
@@ -190,3 +191,30 @@ def _run_logged(a: SimulatedAnnotator, stop: threading.Event, kwargs: dict[str, 
         a.run(stop, **kwargs)
     except Exception:
         log.exception("simulated annotator %s stopped", a.username)
+
+
+def _urls(side: dict[str, Any]) -> list[str]:
+    return list(side.get("image_urls") or [side["image_url"]])
+
+
+def side_vote(rater: Any, prompt: str, left: list[Any], right: list[Any]) -> tuple[str, str]:
+    """The oracle rater's answer for a query of several images a side (the paper's 4 against 4), as a
+    person would weigh them: the side more of whose images follow the text (then the higher mean share
+    of checks passed), and the side that looks better on average; one image a side is the rater's own
+    vote. The rater's error rate applies to each answer as for one pair."""
+    from ml.world.raters import QUALITY_TIE
+
+    if len(left) == 1 and len(right) == 1:
+        return rater.vote(prompt, left[0], right[0])  # type: ignore[no-any-return]
+    verdicts = rater.judge(left + right, [prompt] * (len(left) + len(right)))
+    a, b = verdicts[: len(left)], verdicts[len(left):]
+
+    def align(vs: list[Any]) -> tuple[float, float]:
+        return (sum(v.aligned for v in vs) / len(vs),
+                sum(sum(v.checks.values()) / len(v.checks) for v in vs) / len(vs))
+
+    sa, sb = align(a), align(b)
+    alignment = "tie" if sa == sb else ("left" if sa > sb else "right")
+    d = sum(v.quality for v in a) / len(a) - sum(v.quality for v in b) / len(b)
+    fidelity = "tie" if abs(d) < QUALITY_TIE else ("left" if d > 0 else "right")
+    return rater._maybe_flip(alignment), rater._maybe_flip(fidelity)

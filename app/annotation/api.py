@@ -177,6 +177,15 @@ def comparison_task_image(assignment_id: int, side: Literal["left", "right"], pr
     return images.file_response(settings, comparisons.pair_image(session, principal.user, assignment_id, side))
 
 
+@router.get("/comparison-tasks/{assignment_id}/images/{side}/{index}", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def comparison_task_side_image(assignment_id: int, side: Literal["left", "right"], index: int,
+                               principal: AnnotatorDep, session: SessionDep, settings: SettingsDep) -> Response:
+    """Image `index` (from 0) of one side of your comparison task: a query shows several a side (the
+    paper's 4 against 4); the task's `image_urls` list them."""
+    return images.file_response(settings, comparisons.pair_image(session, principal.user, assignment_id, side, index))
+
+
 @router.post("/comparison-votes", response_model=VoteRead, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "identical repeat: the stored vote"}})
 def submit_vote(body: VoteSubmit, principal: AnnotatorDep, session: SessionDep) -> Response:

@@ -11,7 +11,9 @@ Choice = Literal["left", "right", "tie"]
 
 
 class PairImage(BaseModel):
-    image_url: str
+    image_url: str = Field(description="the side's first image")
+    image_urls: list[str] = Field(default_factory=list,
+                                  description="every image of the side, in order (the paper shows 4 a side)")
 
 
 class ComparisonTask(BaseModel):

@@ -22,31 +22,60 @@ from app.comparisons.schemas import (
 )
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.models import Comparison, ComparisonAssignment, ComparisonVote, Evaluation, Image, Prompt
+from app.db.models import (
+    Comparison,
+    ComparisonAssignment,
+    ComparisonImage,
+    ComparisonVote,
+    Evaluation,
+    Image,
+    Prompt,
+)
 from app.errors import Conflict, Invalid, NotFound
 
 TO_MODEL = {True: {"left": "a", "right": "b", "tie": "tie"}, False: {"left": "b", "right": "a", "tie": "tie"}}
 TO_SCREEN = {flag: {v: k for k, v in m.items()} for flag, m in TO_MODEL.items()}
 
 
-def pair_image_url(assignment_id: int, side: str) -> str:
-    """A pair's image by assignment and side: nothing in it tells which model made the image (image
-    ids would: a candidate's images are generated after the baseline's, so they have higher ids)."""
-    return f"/api/v1/comparison-tasks/{assignment_id}/images/{side}"
+def pair_image_url(assignment_id: int, side: str, index: int = 0) -> str:
+    """A pair's image by assignment, side and place on that side: nothing in it tells which model made
+    the image (image ids would: a candidate's images are generated after the baseline's, so they have
+    higher ids)."""
+    base = f"/api/v1/comparison-tasks/{assignment_id}/images/{side}"
+    return base if index == 0 else f"{base}/{index}"
 
 
-def pair_image(session: Session, user: UserIdentity, assignment_id: int, side: str) -> Image:
-    """The image shown on `side` of the caller's own comparison assignment (404 for anyone else's)."""
+def side_images(session: Session, comparisons: list[Comparison]) -> dict[int, dict[str, list[int]]]:
+    """{comparison id: {"a": image ids, "b": image ids}} in order; a comparison without listed images
+    (one pair by hand, or made before the 0007 migration) has its image_a / image_b alone."""
+    out: dict[int, dict[str, list[int]]] = {c.id: {"a": [], "b": []} for c in comparisons}
+    if comparisons:
+        rows = session.execute(
+            select(ComparisonImage.comparison_id, ComparisonImage.side, ComparisonImage.image_id)
+            .where(ComparisonImage.comparison_id.in_(list(out)))
+            .order_by(ComparisonImage.comparison_id, ComparisonImage.side, ComparisonImage.position)
+        )
+        for r in rows:
+            out[r.comparison_id][r.side].append(r.image_id)
+    for c in comparisons:
+        out[c.id]["a"] = out[c.id]["a"] or [c.image_a_id]
+        out[c.id]["b"] = out[c.id]["b"] or [c.image_b_id]
+    return out
+
+
+def pair_image(session: Session, user: UserIdentity, assignment_id: int, side: str, index: int = 0) -> Image:
+    """The image shown at `index` on `side` of the caller's own comparison assignment (404 for anyone
+    else's)."""
     a = session.get(ComparisonAssignment, assignment_id)
     if a is None or a.annotator_id != user.id or side not in ("left", "right"):
         raise NotFound(f"Comparison task {assignment_id} has no {side} image for you.")
     c = session.get(Comparison, a.comparison_id)
     if c is None:
         raise NotFound(f"Comparison task {assignment_id} no longer exists.")
-    image_id = c.image_a_id if (side == "left") == a.left_is_a else c.image_b_id
-    image = session.get(Image, image_id)
+    ids = side_images(session, [c])[c.id]["a" if (side == "left") == a.left_is_a else "b"]
+    image = session.get(Image, ids[index]) if 0 <= index < len(ids) else None
     if image is None:
-        raise NotFound(f"Comparison task {assignment_id} has no {side} image.")
+        raise NotFound(f"Comparison task {assignment_id} has no {side} image {index}.")
     return image
 
 
@@ -54,26 +83,25 @@ def _tasks(session: Session, assignments: list[ComparisonAssignment]) -> list[Co
     if not assignments:
         return []
     rows = {
-        r.id: r
-        for r in session.execute(
-            select(Comparison.id, Comparison.image_a_id, Comparison.image_b_id, Prompt.text)
+        c.id: (c, text)
+        for c, text in session.execute(
+            select(Comparison, Prompt.text)
             .join(Prompt, Prompt.id == Comparison.prompt_id)
             .where(Comparison.id.in_([a.comparison_id for a in assignments]))
         )
     }
-    out = []
-    for a in assignments:
-        r = rows[a.comparison_id]
-        out.append(
-            ComparisonTask(
-                assignment_id=a.id,
-                prompt=r.text,
-                left=PairImage(image_url=pair_image_url(a.id, "left")),
-                right=PairImage(image_url=pair_image_url(a.id, "right")),
-                lease_expires_at=a.lease_expires_at,
-            )
-        )
-    return out
+    sides = side_images(session, [c for c, _ in rows.values()])
+
+    def side(a: ComparisonAssignment, screen: str) -> PairImage:
+        n = len(sides[a.comparison_id]["a" if (screen == "left") == a.left_is_a else "b"])
+        return PairImage(image_url=pair_image_url(a.id, screen),
+                         image_urls=[pair_image_url(a.id, screen, i) for i in range(n)])
+
+    return [
+        ComparisonTask(assignment_id=a.id, prompt=rows[a.comparison_id][1], left=side(a, "left"),
+                       right=side(a, "right"), lease_expires_at=a.lease_expires_at)
+        for a in assignments
+    ]
 
 
 def next_tasks(

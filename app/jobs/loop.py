@@ -79,7 +79,14 @@ def chain_after(session: Session, settings: Settings, job: Job, version: ModelVe
     elif job.kind == "finetune" and "evaluate" in chain:
         kind, params = "evaluate", {**chain["evaluate"], "candidate_version_id": version.id,
                                     "baseline_version_id": version.parent_id}
-        params.setdefault("prompt_set_id", ps.id)
+        if "prompt_set_id" not in params:
+            # never the training set itself: the evaluation's images would join the next fine-tune
+            try:
+                with session.begin_nested():
+                    params["prompt_set_id"] = evaluation_set_for(session, settings, ps).id
+            except AppError as exc:
+                service.add_log(session, job.id, f"could not chain evaluate: {exc.message}", "warning")
+                return None
     else:
         return None
     trigger = {"type": "chain", "after_job": job.id, "after_kind": job.kind, "root": job.trigger}
@@ -91,3 +98,32 @@ def chain_after(session: Session, settings: Settings, job: Job, version: ModelVe
         return None
     service.add_log(session, job.id, f"chained {kind} job {nxt.id}")
     return nxt.id
+
+
+EVALUATION_SET_SIZE = 120  # the paper's: 60 seen and 60 unseen prompts
+
+
+def evaluation_set_for(session: Session, settings: Settings, ps: PromptSet) -> PromptSet:
+    """The evaluation prompt set of a training set whose chain names none: "<name> evaluation",
+    made once from the templates (the paper's 120 prompts, half of unseen objects, in the training
+    set's vocabulary) and reused by later rounds."""
+    from app.errors import Conflict
+    from app.prompts import service as prompt_sets
+    from app.prompts.schemas import PromptSetCreate, TemplateSpec
+
+    name = f"{ps.name[:189]} evaluation"
+    existing = session.scalar(select(PromptSet).where(PromptSet.name == name))
+    if existing is not None:
+        if existing.purpose != "evaluation":
+            raise Conflict(f"prompt set {name!r} exists and is not an evaluation set; name one in auto_chain.evaluate")
+        return existing
+    template = (ps.source or {}).get("template") or {}
+    created = prompt_sets.create_prompt_set(session, settings, PromptSetCreate(
+        name=name, purpose="evaluation", votes_per_comparison=ps.votes_per_comparison,
+        template=TemplateSpec(size=EVALUATION_SET_SIZE, seed=int(template.get("seed", 0)) + 1,
+                              vocabulary=template.get("vocabulary", "paper")),
+        description=f"held-out prompts (seen and unseen objects) for the chained evaluations of {ps.name!r}",
+    ), creator=None)
+    row = session.get(PromptSet, created.id)
+    assert row is not None
+    return row

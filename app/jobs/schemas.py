@@ -39,7 +39,9 @@ class RewardParams(BaseModel):
     min_steps: int = Field(1500, ge=0, le=1_000_000,
                            description="optimizer steps at least: small label sets get more epochs")
     patience: int = Field(20, ge=1, le=100, description="validations without improvement before stopping")
-    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0, description="share of the seen prompts held out for validation")
+    hold_out_unseen: bool = Field(
+        True, description="validate on every unseen-object prompt and never train on one (the paper's unseen accuracy)")
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     vocabulary: Literal["paper", "world"] | None = Field(
         None, description="words of the perturbed prompts; default: the prompt set's template vocabulary")
@@ -86,10 +88,15 @@ class EvaluateParams(BaseModel):
     baseline_version_id: Id | None = Field(None, description="default: the base generator")
     candidate_version_id: Id
     images_per_prompt: int = Field(4, ge=1, le=64, description="per side, with shared seeds")
+    images_per_side: int = Field(
+        4, ge=1, le=16,
+        description="images of each model shown together in one query (the paper's 4 against 4); a prompt's "
+                    "seeds are split into queries of this many (the last one smaller when they do not divide)")
     base_seed: int = Field(1000, ge=0, le=MAX_BASE_SEED)
     votes_per_comparison: int | None = Field(None, ge=1, le=100, description="default: the prompt set's (9)")
     best_of_n: int | None = Field(None, ge=2, le=256,
-                                  description="add a third arm: baseline + best-of-n by reward vs baseline")
+                                  description="add a third arm: each baseline image against the best of n "
+                                              "samples of the baseline by reward (n per image shown)")
     reward_version_id: Id | None = Field(None, description="for best_of_n; default: newest of the set")
     sampler: SamplerParams = Field(default_factory=SamplerParams)
 

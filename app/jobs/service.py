@@ -109,6 +109,9 @@ def _resolve(session: Session, settings: Settings, kind: str, params: BaseModel)
         _version(session, params.candidate_version_id, "generator", "params.candidate_version_id")
         if params.baseline_version_id == params.candidate_version_id:
             raise Invalid("params.candidate_version_id: must differ from the baseline")
+        if ps.purpose != "evaluation":
+            raise Invalid("params.prompt_set_id: evaluate on an evaluation prompt set (purpose 'evaluation'); the "
+                          "images an evaluation draws belong to its set and must stay out of the training data")
         if params.votes_per_comparison is None:
             params.votes_per_comparison = ps.votes_per_comparison
         if params.best_of_n is not None and params.reward_version_id is None:

@@ -31,7 +31,10 @@ class TemplateSpec(BaseModel):
     size: int | None = Field(2774, ge=1, le=100_000, description="number of prompts (None: every template prompt)")
     seed: Int64 = Field(0, description="seed of the deterministic sampling")
     categories: list[Category] = Field(default_factory=_all_categories, min_length=1)
-    splits: list[Split] = Field(default_factory=_all_splits, min_length=1)
+    splits: list[Split] | None = Field(
+        None, min_length=1,
+        description="default: 'seen' only for a training set (the unseen objects are held out, as in the paper), "
+                    "'seen' and 'unseen' in equal shares for an evaluation set")
     vocabulary: Literal["paper", "world"] = Field(
         "paper", description="the paper's words, or the shapes world's (for the world models and their oracle)")
 
@@ -78,6 +81,8 @@ class PromptSetCreate(BaseModel):
     def _one_source(self) -> PromptSetCreate:
         if (self.prompts is None) == (self.template is None):
             raise ValueError("give either `prompts` (a list of texts) or `template`, not both or neither")
+        if self.template is not None and self.template.splits is None:
+            self.template.splits = _all_splits() if self.purpose == "evaluation" else ["seen"]
         return self
 
 

@@ -14,12 +14,12 @@ from app.prompts.schemas import CategoryProgress, PromptRead, PromptSetCreate, P
 
 
 def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreate, *,
-                      creator: UserIdentity) -> PromptSetRead:
+                      creator: UserIdentity | None) -> PromptSetRead:
     if session.scalar(select(PromptSet.id).where(PromptSet.name == body.name)) is not None:
         raise Conflict(f"A prompt set named {body.name!r} already exists.", code="name_taken")
     if body.template is not None:
         t = body.template
-        rows = grammar.from_template(t.size, t.seed, list(t.categories), list(t.splits), t.vocabulary)
+        rows = grammar.from_template(t.size, t.seed, list(t.categories), list(t.splits or ["seen"]), t.vocabulary)
         source = {"template": t.model_dump()}
     else:
         assert body.prompts is not None
@@ -43,7 +43,7 @@ def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreat
         retrain_threshold=body.retrain_threshold,
         auto_chain=body.auto_chain,
         source=source,
-        created_by_id=creator.id,
+        created_by_id=creator.id if creator else None,
     )
     session.add(ps)
     session.flush()

@@ -1,5 +1,6 @@
-/* /compare: two images side by side, two questions, Enter submits; votes go through the outbox.
- * The server already drew which image is left for this assignment and maps the answer back. */
+/* /compare: two sides of images (the paper's 4 against 4), two questions, Enter submits; votes go
+ * through the outbox. The server already drew which side is left for this assignment and maps the
+ * answer back. */
 (function () {
   "use strict";
 
@@ -12,8 +13,8 @@
     (evaluationId ? "&evaluation_id=" + encodeURIComponent(evaluationId) : "");
   var form = $("vote-form");
   var els = {
-    task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-image"),
-    right: $("right-image"), submit: $("submit-vote"), hint: $("submit-hint"), checkAgain: $("check-again"),
+    task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-images"),
+    right: $("right-images"), submit: $("submit-vote"), hint: $("submit-hint"), checkAgain: $("check-again"),
   };
   // home row: left hand answers the first question, right hand the second; digits as an alternative
   var KEYS = {
@@ -50,7 +51,7 @@
       return "/api/v1/comparison-tasks/next?" + query;
     },
     isKnown: function (id) { return state.answered.has(id) || outbox.has(id); },
-    imagesOf: function (task) { return [task.left.image_url, task.right.image_url]; },
+    imagesOf: function (task) { return urlsOf(task.left).concat(urlsOf(task.right)); },
     onUpdate: render,
     onSessionLost: function (err) { bar.sessionLost(err); },
     onError: function (err) {
@@ -60,6 +61,24 @@
   });
 
   function choice(name) { return form.elements[name].value; }
+
+  function urlsOf(side) { return side.image_urls && side.image_urls.length ? side.image_urls : [side.image_url]; }
+
+  // one <img> per image of the side, the first keeping its id (#left-image / #right-image)
+  function showSide(grid, name, urls) {
+    var imgs = grid.querySelectorAll("img");
+    for (var i = imgs.length; i < urls.length; i++) {
+      var img = document.createElement("img");
+      grid.appendChild(img);
+    }
+    for (var j = imgs.length - 1; j >= urls.length; j--) grid.removeChild(imgs[j]);
+    grid.dataset.count = String(urls.length);
+    imgs = grid.querySelectorAll("img");
+    return urls.map(function (url, k) {
+      imgs[k].alt = name + " image " + (k + 1) + " of " + urls.length;
+      return T.showImage(imgs[k], url);
+    });
+  }
 
   function updateSubmit() {
     var ready = state.shownAt !== null && choice("alignment") && choice("fidelity");
@@ -90,10 +109,10 @@
     form.reset();
     updateSubmit();
     T.renderPrompt(els.prompt, task.prompt, []);
-    Promise.all([T.showImage(els.left, task.left.image_url), T.showImage(els.right, task.right.image_url)])
+    Promise.all(showSide(els.left, "Left", urlsOf(task.left)).concat(showSide(els.right, "Right", urlsOf(task.right))))
       .then(function (loaded) {
         if (state.shown !== task) return;
-        state.shownAt = performance.now(); // time on item runs from the moment both are visible
+        state.shownAt = performance.now(); // time on item runs from the moment every image is visible
         root.dataset.shown = String(task.assignment_id); // answerable now (tests wait on it)
         updateSubmit();
         if (loaded.indexOf(false) !== -1) bar.say("An image of this pair did not load.", "error");

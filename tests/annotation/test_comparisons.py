@@ -206,3 +206,30 @@ def test_unmarking_gold_keeps_a_pair_to_its_n_distinct_voters(client, researcher
     voters = db.execute(select(ComparisonVote.annotator_id)).scalars().all()
     assert len(voters) == 3 and len(set(voters)) == 3
     assert db.scalar(select(Comparison.votes_open)) == 0
+
+
+def test_a_query_shows_four_images_a_side_blind(client, researcher, make_user, db):
+    """The paper's query: 4 images of each model; the task lists every image of each side by
+    assignment, side and place, and the server maps the sides as for one pair."""
+    from app.db.models import ComparisonImage
+
+    pool = make_pool(client, researcher, n_images=8, prompts=["Two dogs"])
+    side_a, side_b = pool.image_ids[:4], pool.image_ids[4:]
+    comp = client.post("/api/v1/comparisons", headers=bearer(researcher),
+                       json={"image_a_id": side_a[0], "image_b_id": side_b[0], "votes_wanted": 1}).json()
+    db.add_all([ComparisonImage(comparison_id=comp["id"], side=s, position=i, image_id=image)
+                for s, images in (("a", side_a), ("b", side_b)) for i, image in enumerate(images)])
+    db.commit()
+    files = {i: client.get(f"/api/v1/images/{i}/file", headers=bearer(researcher)).content for i in pool.image_ids}
+    a = make_user("annotator")
+    task = client.get("/api/v1/comparison-tasks/next", headers=bearer(a)).json()
+    left_is_a = db.scalar(select(ComparisonAssignment.left_is_a)
+                          .where(ComparisonAssignment.id == task["assignment_id"]))
+    shown = {s: [client.get(u, headers=bearer(a)).content for u in task[s]["image_urls"]] for s in ("left", "right")}
+    assert shown["left" if left_is_a else "right"] == [files[i] for i in side_a]
+    assert shown["right" if left_is_a else "left"] == [files[i] for i in side_b]
+    assert task["left"]["image_url"] == task["left"]["image_urls"][0]
+    assert all(f"/images/{i}" not in str(task) for i in pool.image_ids)
+    url = f"/api/v1/comparison-tasks/{task['assignment_id']}/images/left"
+    assert client.get(f"{url}/4", headers=bearer(a)).status_code == 404
+    assert client.get(f"{url}/1", headers=bearer(make_user("annotator"))).status_code == 404

@@ -23,7 +23,21 @@ def test_template_set_has_the_paper_categories_and_splits(client, researcher):
     prompts = client.get(
         f"/api/v1/prompt-sets/{r.json()['id']}/prompts", headers=bearer(researcher), params={"limit": 5000}
     ).json()
-    assert {p["split"] for p in prompts} == {"seen", "unseen"}
+    # a training set holds the unseen objects out (the paper keeps them for evaluation)
+    assert {p["split"] for p in prompts} == {"seen"}
+    assert r.json()["source"]["template"]["splits"] == ["seen"]
+
+
+def test_evaluation_template_set_is_the_papers_120_balanced_prompts(client, researcher):
+    from collections import Counter
+
+    h = bearer(researcher)
+    r = client.post("/api/v1/prompt-sets", headers=h,
+                    json={"name": "eval", "purpose": "evaluation", "template": {"size": 120}})
+    assert r.status_code == 201 and r.json()["prompt_count"] == 120
+    prompts = client.get(f"/api/v1/prompt-sets/{r.json()['id']}/prompts", headers=h, params={"limit": 500}).json()
+    counts = Counter((p["split"], p["category"]) for p in prompts)
+    assert counts == {(s, c): 15 for s in ("seen", "unseen") for c in ("count", "color", "background", "combination")}
 
 
 def test_list_and_validation(client, researcher):

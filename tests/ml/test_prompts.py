@@ -5,6 +5,8 @@ from ml.prompts import (
     COLORS,
     COUNTS,
     OBJECTS,
+    UNSEEN_OBJECTS,
+    WORLD_VOCABULARY,
     PromptSetConfig,
     all_prompts,
     generate_prompt_set,
@@ -105,7 +107,7 @@ def test_highlight_spans_point_at_the_words():
 def test_prompt_set_sizes_and_determinism():
     full = generate_prompt_set(PromptSetConfig())
     assert len(full) == 2774
-    singles = len(OBJECTS) * (len(COUNTS) + len(COLORS) + len(BACKGROUNDS))
+    singles = (len(OBJECTS) - len(UNSEEN_OBJECTS)) * (len(COUNTS) + len(COLORS) + len(BACKGROUNDS))
     assert sum(p.category != "combination" for p in full) == singles
     assert {p.category for p in full} == {"count", "color", "background", "combination"}
     small = generate_prompt_set(PromptSetConfig(size=100, seed=3))
@@ -114,6 +116,60 @@ def test_prompt_set_sizes_and_determinism():
     assert small != generate_prompt_set(PromptSetConfig(size=100, seed=4))
     seen_only = generate_prompt_set(PromptSetConfig(size=None, splits=("seen",), categories=("count",)))
     assert len(seen_only) == 20 * 6 and all(p.split == "seen" for p in seen_only)
+
+
+# What ml.world.loop.choose_prompts returns for the round's calls (full and reduced round, seed 0):
+# the world loop is tuned against these prompts, so a change to the set builder must not move them.
+WORLD_CHOICES = {
+    ("seen", 48, 0): "1d20444bce445943",
+    ("unseen", 24, 1): "6174c9c666936473",
+    ("seen", 30, 2): "98d08f6fd5954dec",
+    ("unseen", 30, 3): "ea90954731e78752",
+    ("seen", 32, 0): "3a86e0419bc6643c",
+    ("unseen", 16, 1): "b95c19fe4a326c3e",
+    ("seen", 20, 2): "5ddfb3d5aa5808c4",
+    ("unseen", 20, 3): "e73777e02b3699c5",
+}
+
+
+@pytest.mark.parametrize("call", sorted(WORLD_CHOICES))
+def test_world_loop_prompt_choice_is_pinned(call):
+    import hashlib
+
+    from ml.world.loop import choose_prompts
+
+    texts = "\n".join(p.text for p in choose_prompts(*call))
+    assert hashlib.sha256(texts.encode()).hexdigest()[:16] == WORLD_CHOICES[call]
+
+
+def test_training_sets_hold_out_the_unseen_objects_and_their_perturbations_never_add_them():
+    for vocabulary in (PromptSetConfig().vocabulary, WORLD_VOCABULARY):
+        for size in (40, 120, 2774, None):
+            train = generate_prompt_set(PromptSetConfig(size=size, vocabulary=vocabulary))
+            assert train and all(p.split == "seen" and p.object not in vocabulary.unseen_objects for p in train)
+        negatives = [q for p in train for q in perturb(p, 9, seed=0, vocabulary=vocabulary)]
+        assert negatives and not {q.object for q in negatives} & set(vocabulary.unseen_objects)
+        assert all(q.split == "seen" for q in negatives)
+    # an unseen prompt keeps its own object in count/colour/background swaps, but gains no other unseen one
+    rose = parse_prompt("Six purple roses on the table")
+    assert {q.object for q in perturb(rose, 30)} - {"rose"} <= set(OBJECTS) - set(UNSEEN_OBJECTS)
+
+
+def test_a_small_evaluation_set_is_balanced_across_categories_and_splits():
+    from collections import Counter
+
+    ev = generate_prompt_set(PromptSetConfig(size=120, seed=0, splits=("seen", "unseen")))
+    counts = Counter((p.split, p.category) for p in ev)
+    assert counts == {(s, c): 15 for s in ("seen", "unseen") for c in ("count", "color", "background", "combination")}
+    odd = generate_prompt_set(PromptSetConfig(size=41, seed=0, splits=("seen", "unseen"), vocabulary=WORLD_VOCABULARY))
+    assert len(odd) == 41 and Counter(p.split for p in odd) == {"seen": 21, "unseen": 20}
+    # pooled, as sets were drawn before: the splits in whatever share the sampling gives
+    pooled = generate_prompt_set(PromptSetConfig(size=120, seed=0, splits=("seen", "unseen"), balance_splits=False))
+    assert Counter(p.split for p in pooled) == {"seen": 96, "unseen": 24}
+    # a split with too few prompts gives its share to the other
+    few = generate_prompt_set(PromptSetConfig(size=20, splits=("seen", "unseen"), categories=("count",),
+                                              vocabulary=WORLD_VOCABULARY))
+    assert Counter(p.split for p in few) == {"unseen": 4, "seen": 16}
 
 
 def test_small_prompt_sets_are_balanced_across_categories():

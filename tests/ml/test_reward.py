@@ -139,8 +139,46 @@ def test_bad_labels_and_missing_embeddings_are_errors(synthetic):
         )
 
 
-def test_explicit_validation_prompts(synthetic):
-    unseen = {r["prompt"] for r in synthetic.rows if any(w in r["prompt"] for w in ("wol", "bear", "tiger"))}
+@pytest.fixture(scope="module")
+def with_unseen():
+    return make_synthetic(1200, dim=32, n_prompts=60, seed=1, splits=("seen", "unseen"))
+
+
+def _unseen_prompts(data):
+    return {r["prompt"] for r in data.rows if any(w in r["prompt"] for w in ("wol", "bear", "tiger", "rabbit", "rose"))}
+
+
+def test_validation_holds_out_every_unseen_prompt_and_stops_on_the_seen_ones(with_unseen):
+    """The paper's unseen accuracy: unseen-object prompts are validation only, never trained on, and
+    early stopping does not look at them (their labels change nothing in the model)."""
+    data = with_unseen
+    unseen = _unseen_prompts(data)
+    n_unseen = sum(r["prompt"] in unseen for r in data.rows)
+    assert len(unseen) == 30 and n_unseen > 0
+    cfg = RewardConfig(**{**FAST, "max_epochs": 6, "min_steps": 0})
+    r = train_reward(cfg, data.rows, data.image_vectors, data.embed_text)
+    assert r.n_val_unseen == n_unseen and r.n_val > n_unseen  # unseen + a seen share
+    assert r.n_train == len(data.rows) - r.n_val
+    assert r.metrics["by_group"]["unseen"]["n"] == n_unseen
+    assert r.metrics["validation"]["unseen_prompts"] == 30 and r.metrics["validation"]["early_stopping_prompts"] > 0
+    flipped = [{**row, "label": {"good": "bad", "bad": "good"}[row["label"]]} if row["prompt"] in unseen else row
+               for row in data.rows]
+    r2 = train_reward(cfg, flipped, data.image_vectors, data.embed_text)
+    assert r2.best_epoch == r.best_epoch and len(r2.history) == len(r.history)
+    assert [h["val_mse"] for h in r2.history] == pytest.approx([h["val_mse"] for h in r.history], abs=1e-6)
+    seen_rows = [row for row in data.rows if row["prompt"] not in unseen][:50]
+    img = np.stack([data.image_vectors[row["image_key"]] for row in seen_rows])
+    txt = data.embed_text([row["prompt"] for row in seen_rows])
+    assert np.allclose(score(r.model, img, txt), score(r2.model, img, txt), atol=1e-5)
+    # the old behaviour stays available: unseen prompts in the random split like any other
+    mixed = train_reward(RewardConfig(**{**FAST, "max_epochs": 1, "hold_out_unseen": False}), data.rows,
+                         data.image_vectors, data.embed_text)
+    assert mixed.n_val_unseen == 0 and mixed.n_train > r.n_train
+
+
+def test_explicit_validation_prompts(with_unseen):
+    synthetic = with_unseen
+    unseen = _unseen_prompts(synthetic)
     cfg = RewardConfig(**{**FAST, "max_epochs": 1})
     r = train_reward(cfg, synthetic.rows, synthetic.image_vectors, synthetic.embed_text, val_prompts=unseen)
     assert r.n_val == sum(row["prompt"] in unseen for row in synthetic.rows) > 0

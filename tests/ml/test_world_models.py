@@ -22,7 +22,9 @@ def base_verdicts():
     from ml.generation import GenerationConfig, generate, load_generator
 
     gen = load_generator(SHIPPED_MODELS / "sd", device="cpu")
-    prompts = generate_prompt_set(PromptSetConfig(size=80, seed=11, vocabulary=WORLD_VOCABULARY))
+    # both splits pooled: the sample the figures below were measured on
+    prompts = generate_prompt_set(PromptSetConfig(size=80, seed=11, splits=("seen", "unseen"), balance_splits=False,
+                                                  vocabulary=WORLD_VOCABULARY))
     requests = [(p.text, 500 + s) for p in prompts for s in range(3)]
     images = generate(gen, requests, GenerationConfig(steps=20, guidance_scale=WORLD_GUIDANCE, batch_size=256)).images
     return [p for p in prompts for _ in range(3)], judge([g.image for g in images], [t for t, _ in requests])

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from app.db.models import Comparison, Evaluation, Image, Job, ModelVersion, Prompt, PromptSet
+from app.db.models import Comparison, ComparisonImage, Evaluation, Image, Job, ModelVersion, Prompt, PromptSet
 from app.db.session import upsert_insert
 from app.jobs.schemas import EvaluateParams
 from workers.handlers.embeddings import image_vectors, text_vectors
@@ -49,8 +49,20 @@ def _images(s: Any, ctx: JobContext, version_id: int) -> dict[tuple[int, int], i
     }
 
 
-def _pairs(s: Any, evaluation_id: int, votes: int, pairs: list[tuple[int, int, int]]) -> int:
-    if not pairs:
+Query = tuple[int, list[int], list[int]]  # prompt id, baseline images, candidate images (same seeds, in order)
+
+
+def queries_of(pid: int, seeds: list[int], per_side: int, a: dict[tuple[int, int], int],
+               b: dict[tuple[int, int], int]) -> list[Query]:
+    """A prompt's seeds in queries of `per_side` images a side: seed i of side a faces seed i of side b."""
+    chunks = [seeds[i:i + per_side] for i in range(0, len(seeds), per_side)]
+    return [(pid, [a[(pid, sd)] for sd in chunk], [b[(pid, sd)] for sd in chunk]) for chunk in chunks]
+
+
+def _pairs(s: Any, evaluation_id: int, votes: int, queries: list[Query]) -> int:
+    """One comparison per query (its first images as image_a / image_b) and its images a side, in order;
+    a re-run adds nothing twice."""
+    if not queries:
         return 0
     stmt = (
         upsert_insert(s)(Comparison)
@@ -59,18 +71,30 @@ def _pairs(s: Any, evaluation_id: int, votes: int, pairs: list[tuple[int, int, i
                 {
                     "evaluation_id": evaluation_id,
                     "prompt_id": pid,
-                    "image_a_id": a,
-                    "image_b_id": b,
+                    "image_a_id": a[0],
+                    "image_b_id": b[0],
                     "votes_wanted": votes,
                     "votes_open": votes,
                 }
-                for pid, a, b in pairs
+                for pid, a, b in queries
             ]
         )
         .on_conflict_do_nothing()
         .returning(Comparison.id)
     )
-    return len(list(s.scalars(stmt)))
+    made = len(list(s.scalars(stmt)))
+    ids = {
+        (r.image_a_id, r.image_b_id): r.id
+        for r in s.execute(select(Comparison.id, Comparison.image_a_id, Comparison.image_b_id)
+                           .where(Comparison.evaluation_id == evaluation_id))
+    }
+    rows = [
+        {"comparison_id": ids[(a[0], b[0])], "side": side, "position": i, "image_id": image}
+        for _, a, b in queries for side, images in (("a", a), ("b", b)) for i, image in enumerate(images)
+    ]
+    for start in range(0, len(rows), 5000):
+        s.execute(upsert_insert(s)(ComparisonImage).values(rows[start:start + 5000]).on_conflict_do_nothing())
+    return made
 
 
 def run(ctx: JobContext, job: Job) -> dict[str, Any]:
@@ -128,7 +152,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     )
     with rt.tx() as s:
         a, b = _images(s, ctx, base.id), _images(s, ctx, cand.id)
-        made = _pairs(s, main_id, votes, [(pid, a[(pid, sd)], b[(pid, sd)]) for pid, _ in prompts for sd in seeds])
+        per_side = min(p.images_per_side, len(seeds))
+        made = _pairs(s, main_id, votes, [q for pid, _ in prompts for q in queries_of(pid, seeds, per_side, a, b)])
     result: dict[str, Any] = {"evaluation_ids": [main_id], "comparisons": made}
     if is_world_model(rt, base) or is_world_model(rt, cand):
         oracle = oracle_measure(ctx, main_id, [(text, a[(pid, sd)], b[(pid, sd)]) for pid, text in prompts
@@ -193,19 +218,20 @@ def best_of_n_arm(
     evaluation_id: int,
     votes: int,
 ) -> int:
-    """The paper's rejection-sampling baseline: n samples of the baseline per prompt, the best by
-    reward paired against the baseline's images of the shared seeds."""
+    """The paper's rejection-sampling baseline: each baseline image of the shared seeds against the
+    best by reward of n samples of the baseline drawn for it alone (shared seed i has its own group of
+    n seeds), shown in queries of `images_per_side` as the main arm."""
     from ml.reward import score
 
     rt = ctx.rt
     n = p.best_of_n or 16
-    bon_seeds = list(range(p.base_seed + BEST_OF_N_SEED_OFFSET, p.base_seed + BEST_OF_N_SEED_OFFSET + n))
+    groups = bon_seed_groups(p.base_seed, seeds, n)
     draw(
         ctx,
         job,
         base,
         prompts,
-        bon_seeds,
+        [sd for group in groups for sd in group],
         p.sampler,
         prompt_set_id=p.prompt_set_id,
         wanted=0,
@@ -213,7 +239,6 @@ def best_of_n_arm(
         label="best-of-n samples",
     )
     model = rt.reward(reward)
-    pairs = []
     with rt.tx() as s:
         rows = s.execute(
             select(Image.id, Image.prompt_id, Image.seed, Image.content_hash, Image.storage_key).where(
@@ -221,13 +246,35 @@ def best_of_n_arm(
             )
         ).all()
     by_key = {(r.prompt_id, r.seed): r for r in rows}
+    baseline = {(pid, sd): by_key[(pid, sd)].id for pid, _ in prompts for sd in seeds}
+    best: dict[tuple[int, int], int] = {}
     for pid, text in prompts:
-        cands = [by_key[(pid, sd)] for sd in bon_seeds if (pid, sd) in by_key]
-        vecs = image_vectors(rt, [(r.content_hash, r.storage_key) for r in cands])
-        img = np.stack([vecs[r.content_hash] for r in cands])
-        txt = np.repeat(text_vectors(rt, [text]), len(cands), axis=0)
-        order = np.argsort(-score(model, img, txt), kind="stable")
-        best = [cands[i] for i in order[: len(seeds)]]
-        pairs += [(pid, by_key[(pid, sd)].id, b.id) for sd, b in zip(seeds, best, strict=False)]
+        cands = [[by_key[(pid, sd)] for sd in group if (pid, sd) in by_key] for group in groups]
+        flat = [r for group in cands for r in group]
+        vecs = image_vectors(rt, [(r.content_hash, r.storage_key) for r in flat])
+        img = np.stack([vecs[r.content_hash] for r in flat])
+        txt = np.repeat(text_vectors(rt, [text]), len(flat), axis=0)
+        rewards = score(model, img, txt)
+        for sd, i in zip(seeds, best_in_groups(rewards, [len(g) for g in cands]), strict=True):
+            best[(pid, sd)] = flat[i].id
+    per_side = min(p.images_per_side, len(seeds))
     with rt.tx() as s:
-        return _pairs(s, evaluation_id, votes, pairs)
+        return _pairs(s, evaluation_id, votes,
+                      [q for pid, _ in prompts for q in queries_of(pid, seeds, per_side, baseline, best)])
+
+
+def bon_seed_groups(base_seed: int, seeds: list[int], n: int) -> list[list[int]]:
+    """The n best-of-n sample seeds of each shared seed, apart from every evaluation seed."""
+    first = base_seed + BEST_OF_N_SEED_OFFSET
+    return [list(range(first + i * n, first + (i + 1) * n)) for i in range(len(seeds))]
+
+
+def best_in_groups(rewards: np.ndarray, sizes: list[int]) -> list[int]:
+    """Index (into the flat array) of the highest reward of each consecutive group; the first on ties."""
+    out, start = [], 0
+    for size in sizes:
+        if size == 0:
+            raise JobFailed("a best-of-n group has no samples")
+        out.append(start + int(np.argmax(rewards[start:start + size])))
+        start += size
+    return out

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 
 from app.db.models import Image, Job, ModelVersion, Prompt, PromptSet, Rating, RewardScore
 from app.jobs import loop
@@ -35,6 +35,20 @@ def finetune_config(p: FinetuneParams) -> Any:
     return FinetuneConfig(**values, checkpoint_every=max(1, min(500, steps // 4 or 1)))
 
 
+def training_images(prompt_set_id: int, reward_version_id: int) -> Select[int, str, str, float]:
+    """D_model: the set's generated images with their reward, but never an evaluation's images (an
+    evaluate job once could draw into a training set; those images must not train the next round)."""
+    evaluation_jobs = select(Job.id).where(Job.kind == "evaluate")
+    return (
+        select(Image.id, Image.storage_key, Prompt.text, RewardScore.score)
+        .join(Prompt, Prompt.id == Image.prompt_id)
+        .join(RewardScore, (RewardScore.image_id == Image.id) & (RewardScore.reward_version_id == reward_version_id))
+        .where(Image.prompt_set_id == prompt_set_id, Image.source == "generated",
+               or_(Image.job_id.is_(None), Image.job_id.not_in(evaluation_jobs)))
+        .order_by(Image.id)
+    )
+
+
 def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     from ml.finetune import ModelSample, finetune
 
@@ -45,12 +59,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             s.get(ModelVersion, p.reward_version_id)
         if ps is None or gv is None or rv is None:
             raise JobFailed("the prompt set, generator version or reward version no longer exists")
-        rows = s.execute(
-            select(Image.id, Image.storage_key, Prompt.text, RewardScore.score)
-            .join(Prompt, Prompt.id == Image.prompt_id)
-            .join(RewardScore, (RewardScore.image_id == Image.id) & (RewardScore.reward_version_id == rv.id))
-            .where(Image.prompt_set_id == ps.id, Image.source == "generated")
-        ).all()
+        rows = s.execute(training_images(ps.id, rv.id)).all()
         labelled = set(s.scalars(select(Rating.image_id).where(Rating.prompt_set_id == ps.id, Rating.label != "skip")))
         for obj in (gv, rv):
             s.expunge(obj)

@@ -50,7 +50,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     vectors = image_vectors(rt, [(r.content_hash, r.storage_key) for r in rows if r.label != "skip"])
     config = RewardConfig(lambda_pc=p.reward.lambda_pc, temperature=p.reward.temperature, n_prompts=p.reward.n_prompts,
                           max_epochs=p.reward.max_epochs, min_steps=p.reward.min_steps, patience=p.reward.patience,
-                          val_fraction=p.reward.val_fraction, lr=p.reward.lr, vocabulary=vocabulary,
+                          val_fraction=p.reward.val_fraction, hold_out_unseen=p.reward.hold_out_unseen,
+                          lr=p.reward.lr, vocabulary=vocabulary,
                           seed=p.reward.seed)
     ctx.progress(0.2, "training", force=True)
     try:
@@ -70,7 +71,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     save_reward(result.model, work_dir(rt, key))
     url = publish(rt, work_dir(rt, key), key)
     metrics = {**result.metrics, "history": result.history, "best_epoch": result.best_epoch,
-               "n_train": result.n_train, "n_val": result.n_val, "seconds": round(result.seconds, 3)}
+               "n_train": result.n_train, "n_val": result.n_val, "n_val_unseen": result.n_val_unseen,
+               "seconds": round(result.seconds, 3)}
     with rt.tx() as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
         if version is None:  # a re-run after a crash reuses the version its first run made

@@ -1,6 +1,12 @@
 """Every ORM model, imported in one place: one metadata for Alembic, no import cycles."""
 
-from app.db.models.comparison import Comparison, ComparisonAssignment, ComparisonVote, Evaluation
+from app.db.models.comparison import (
+    Comparison,
+    ComparisonAssignment,
+    ComparisonImage,
+    ComparisonVote,
+    Evaluation,
+)
 from app.db.models.image import Image, Rating, RatingAssignment
 from app.db.models.job import Job, JobLog
 from app.db.models.model_version import ModelVersion, RewardScore
@@ -11,6 +17,7 @@ __all__ = [
     "ApiToken",
     "Comparison",
     "ComparisonAssignment",
+    "ComparisonImage",
     "ComparisonVote",
     "Evaluation",
     "Image",

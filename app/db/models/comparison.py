@@ -62,6 +62,25 @@ class Comparison(IdMixin, CreatedAtMixin, Base):
     gold_fidelity: Mapped[str | None] = mapped_column(String(4))
 
 
+class ComparisonImage(IdMixin, Base):
+    """The images of one side of a query, in order: the paper shows 4 images of each model against
+    each other. image_a_id / image_b_id of the comparison are the first of each side; a comparison
+    without rows here (one made before 0007, or one pair by hand) shows those two alone."""
+
+    __tablename__ = "comparison_image"
+    __table_args__ = (
+        one_of("side", ("a", "b")),
+        CheckConstraint("position >= 0", name="position_non_negative"),
+        UniqueConstraint("comparison_id", "side", "position"),
+        Index("ix_comparison_image_image_id", "image_id"),
+    )
+
+    comparison_id: Mapped[int] = mapped_column(BigIntPK, ForeignKey("comparison.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(1))  # a: baseline, b: candidate (model terms, as votes)
+    position: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(BigIntPK, ForeignKey("image.id", ondelete="CASCADE"))
+
+
 class ComparisonAssignment(IdMixin, Base):
     __tablename__ = "comparison_assignment"
     __table_args__ = (
