@@ -26,6 +26,7 @@ from app.comparisons.schemas import (
     ComparisonCreate,
     ComparisonGoldUpdate,
     ComparisonRead,
+    ComparisonTask,
     ComparisonTaskBatch,
     VoteRead,
     VoteSubmit,
@@ -191,6 +192,13 @@ def comparison_task_side_image(assignment_id: int, side: Literal["left", "right"
 def submit_vote(body: VoteSubmit, principal: AnnotatorDep, session: SessionDep) -> Response:
     vote, created = comparisons.submit_vote(session, principal.user, body)
     return JSONResponse(vote.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.post("/comparison-votes/{assignment_id}/undo", response_model=ComparisonTask,
+             responses={409: {"description": "no vote to undo, or the time on the pair ran out"}})
+def undo_vote(assignment_id: int, principal: AnnotatorDep, session: SessionDep) -> ComparisonTask:
+    """Withdraw your vote on a pair while your time on it runs: the pair comes back to you, same sides."""
+    return comparisons.undo_vote(session, principal.user, assignment_id)
 
 
 @router.post("/comparisons", response_model=ComparisonRead, status_code=status.HTTP_201_CREATED)

@@ -220,6 +220,20 @@ def submit_vote(session: Session, user: UserIdentity, body: VoteSubmit) -> tuple
     return _vote_read(vote, assignment.left_is_a), True
 
 
+def undo_vote(session: Session, user: UserIdentity, assignment_id: int) -> ComparisonTask:
+    """Withdraw the caller's vote while their lease on the pair still runs: the vote goes and the
+    lease comes back to the same rater with the same sides. A vote holds its slot and so does the
+    lease it turns back into, so the pair still ends with exactly N votes from N distinct raters."""
+    now = utcnow()
+    item, assignment = leases.lock_assignment(session, COMPARISON, assignment_id, user.id)
+    stored = session.scalars(select(ComparisonVote).where(ComparisonVote.assignment_id == assignment.id)).first()
+    leases.unclaim_answer(COMPARISON, item, assignment, now, used_slot=True)
+    if stored is not None:
+        session.delete(stored)
+    session.flush()
+    return _tasks(session, [assignment])[0]
+
+
 def create_comparison(session: Session, settings: Settings, body: ComparisonCreate) -> ComparisonRead:
     a, b = session.get(Image, body.image_a_id), session.get(Image, body.image_b_id)
     if a is None or b is None:

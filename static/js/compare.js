@@ -14,7 +14,7 @@
   var form = $("vote-form");
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-images"),
-    right: $("right-images"), submit: $("submit-vote"), hint: $("submit-hint"), checkAgain: $("check-again"),
+    right: $("right-images"), submit: $("submit-vote"), undo: $("undo"), hint: $("submit-hint"), checkAgain: $("check-again"),
   };
   // home row: left hand answers the first question, right hand the second; digits as an alternative
   var KEYS = {
@@ -24,7 +24,8 @@
     7: ["fidelity", "left"], 8: ["fidelity", "tie"], 9: ["fidelity", "right"],
   };
 
-  var state = { shown: null, shownAt: null, answered: new Set(), loadError: false };
+  // history: pairs voted on this page, newest last (for undo); busy: an undo is talking to the server
+  var state = { shown: null, shownAt: null, answered: new Set(), history: [], busy: false, loadError: false };
 
   var outbox = new T.Outbox("votes." + root.dataset.user, {
     onStored: function (item) {
@@ -36,6 +37,8 @@
     },
     onRejected: function (item, err) {
       state.answered.add(item.id);
+      state.history = state.history.filter(function (t) { return t.assignment_id !== item.id; });
+      render();
       bar.say(err.message, "error");
       feed.refill();
     },
@@ -95,6 +98,7 @@
     els.task.hidden = !task;
     els.empty.hidden = !!task || !feed.exhausted;
     els.loading.hidden = !!task || feed.exhausted || feed.stopped;
+    els.undo.disabled = state.history.length === 0;
     if (!task) {
       state.shown = null;
       delete root.dataset.shown;
@@ -135,14 +139,53 @@
       return;
     }
     state.answered.add(task.assignment_id);
+    state.history.push(task);
+    if (state.history.length > 20) state.history.shift();
     outbox.add(task.assignment_id, "/api/v1/comparison-votes", {
       assignment_id: task.assignment_id, alignment: alignment, fidelity: fidelity,
       duration_ms: Math.round(performance.now() - state.shownAt),
     });
     bar.clear();
-    bar.lastAnswer("Last pair: text " + alignment + ", looks " + fidelity);
+    bar.lastAnswer("Last pair: text " + alignment + ", looks " + fidelity + " (U to undo)");
     feed.shift();
     render();
+  }
+
+  /* Like /annotate: a vote still queued is taken back here; one sent at least once is withdrawn on
+   * the server, which hands the pair back to this rater with the same sides while the lease runs. */
+  async function undo() {
+    if (state.busy) return;
+    var task = state.history.pop();
+    if (!task) {
+      bar.say("There is no vote to undo.", "info");
+      return;
+    }
+    state.busy = true;
+    var queued = null;
+    try {
+      await outbox.idle();
+      queued = outbox.take(task.assignment_id);
+      if (!queued || queued.attempts > 0) {
+        try {
+          task = (await T.request("POST", "/api/v1/comparison-votes/" + task.assignment_id + "/undo")).data;
+        } catch (err) {
+          if (!(queued && err.code === "nothing_to_undo")) throw err;
+        }
+      }
+      state.answered.delete(task.assignment_id);
+      feed.unshift(task);
+      bar.lastAnswer("");
+      bar.say("Vote undone. Compare this pair again.", "info");
+      bar.refreshStats();
+    } catch (err) {
+      if (queued) outbox.putBack(queued);
+      if (err.sessionLost) bar.sessionLost(err);
+      else bar.say(err.transient ? "Could not undo: no connection. Try again in a moment." : err.message, "error");
+      if (err.transient) state.history.push(task);
+    } finally {
+      state.busy = false;
+      render();
+    }
   }
 
   function checkAgain() {
@@ -153,9 +196,16 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    if (event.defaultPrevented || event.altKey || event.metaKey || event.ctrlKey || T.zoomOpen()) return;
+    if (event.defaultPrevented || event.altKey || event.metaKey || T.zoomOpen()) return;
     if (T.typingIn(event.target)) return;
     var key = T.normalKey(event);
+    if (event.ctrlKey) {
+      if (key === "z") {
+        event.preventDefault();
+        undo();
+      }
+      return;
+    }
     if (key === "Enter") {
       // buttons and links keep their own Enter; elsewhere (radios included) Enter submits the vote
       if (event.target.closest && event.target.closest("button, a, summary")) return;
@@ -168,6 +218,9 @@
     if (Object.prototype.hasOwnProperty.call(KEYS, key)) {
       event.preventDefault();
       choose(KEYS[key][0], KEYS[key][1]);
+    } else if (key === "u") {
+      event.preventDefault();
+      undo();
     } else if (key === "r" && !els.empty.hidden) {
       event.preventDefault();
       checkAgain();
@@ -180,6 +233,7 @@
     submitVote();
   });
   els.checkAgain.addEventListener("click", checkAgain);
+  els.undo.addEventListener("click", undo);
   $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
 
   T.zoomable(els.left);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.db.models import Comparison, ComparisonAssignment, ComparisonVote
 from tests.annotation.conftest import expire_leases, make_pool
@@ -233,3 +233,45 @@ def test_a_query_shows_four_images_a_side_blind(client, researcher, make_user, d
     url = f"/api/v1/comparison-tasks/{task['assignment_id']}/images/left"
     assert client.get(f"{url}/4", headers=bearer(a)).status_code == 404
     assert client.get(f"{url}/1", headers=bearer(make_user("annotator"))).status_code == 404
+
+
+def test_a_vote_is_undone_by_its_author_and_the_pair_comes_back_with_its_sides(client, researcher, make_user, db):
+    _pair(client, researcher, n_votes=1)
+    a, b = make_user("annotator"), make_user("annotator")
+    task = client.get("/api/v1/comparison-tasks/next", headers=bearer(a)).json()
+    aid = task["assignment_id"]
+    body = {"assignment_id": aid, "alignment": "left", "fidelity": "right"}
+    assert client.post("/api/v1/comparison-votes", headers=bearer(a), json=body).status_code == 201
+
+    assert client.post(f"/api/v1/comparison-votes/{aid}/undo", headers=bearer(b)).status_code == 404  # not b's
+    undone = client.post(f"/api/v1/comparison-votes/{aid}/undo", headers=bearer(a))
+    assert undone.status_code == 200, undone.text
+    back = undone.json()
+    assert back["assignment_id"] == aid and back["left"] == task["left"] and back["right"] == task["right"]
+    assert db.scalar(select(func.count()).select_from(ComparisonVote)) == 0
+    db.rollback()
+    again = client.post(f"/api/v1/comparison-votes/{aid}/undo", headers=bearer(a))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "nothing_to_undo"
+
+    # the lease came back to the same rater and still holds the pair's one slot: nobody else gets it
+    assert client.get("/api/v1/comparison-tasks/next", headers=bearer(b)).status_code == 204
+    assert client.get("/api/v1/comparison-tasks/next", headers=bearer(a)).json()["assignment_id"] == aid
+    changed = client.post("/api/v1/comparison-votes", headers=bearer(a), json=body | {"alignment": "tie"})
+    assert changed.status_code == 201 and changed.json()["alignment"] == "tie"
+    repeat = client.post("/api/v1/comparison-votes", headers=bearer(a), json=body | {"alignment": "tie"})
+    assert repeat.status_code == 200
+    assert db.scalar(select(func.count()).select_from(ComparisonVote)) == 1
+    assert db.scalar(select(Comparison.votes_open)) == 0
+
+
+def test_a_vote_cannot_be_undone_after_its_lease_ran_out(client, researcher, make_user, db):
+    _pair(client, researcher, n_votes=2)
+    a = make_user("annotator")
+    aid = client.get("/api/v1/comparison-tasks/next", headers=bearer(a)).json()["assignment_id"]
+    client.post("/api/v1/comparison-votes", headers=bearer(a),
+                json={"assignment_id": aid, "alignment": "left", "fidelity": "left"})
+    db.execute(text("UPDATE comparison_assignment SET lease_expires_at = now() - interval '1 second'"))
+    db.commit()
+    late = client.post(f"/api/v1/comparison-votes/{aid}/undo", headers=bearer(a))
+    assert late.status_code == 409 and late.json()["error"]["code"] == "undo_expired"
+    assert db.scalar(select(func.count()).select_from(ComparisonVote)) == 1
