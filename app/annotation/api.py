@@ -16,6 +16,7 @@ from app.annotation.schemas import (
     AnnotatorStats,
     GoldAccuracy,
     PoolProgress,
+    PoolWaiting,
     RatingRead,
     RatingSubmit,
     RatingTask,
@@ -232,6 +233,17 @@ def my_progress(principal: AnnotatorDep, session: SessionDep, kind: Literal["rat
                 ) -> PoolProgress:
     """The pool the caller's page works on: labels or votes wanted, done, left, and the caller's share."""
     return progress.pool(session, principal.user.id, kind, prompt_set_id=prompt_set_id, evaluation_id=evaluation_id)
+
+
+@router.get("/me/waiting", response_model=PoolWaiting)
+def my_waiting(principal: AnnotatorDep, session: SessionDep, kind: Literal["ratings", "votes"] = "ratings",
+               prompt_set_id: Annotated[Int64 | None, Query(description="ratings: only this prompt set")] = None,
+               evaluation_id: Annotated[Int64 | None, Query(description="votes: only this evaluation")] = None,
+               ) -> PoolWaiting:
+    """Why `next` answered 204: images still being generated, items other annotators hold (and when
+    the first of those leases runs out), or nothing left at all."""
+    return progress.waiting(session, principal.user.id, kind, prompt_set_id=prompt_set_id,
+                            evaluation_id=evaluation_id)
 
 
 @router.get("/annotators/gold-accuracy", response_model=list[GoldAccuracy])

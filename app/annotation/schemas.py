@@ -75,3 +75,14 @@ class PoolProgress(BaseModel):
     left: int = Field(description="wanted - done: still to give (by anyone; nobody labels an image twice)")
     mine: int = Field(description="given by the caller")
     my_share: float | None = Field(description="mine / done; None while nothing is done")
+
+
+class PoolWaiting(BaseModel):
+    """Why `next` has nothing for the caller right now, so that the page says what is true."""
+
+    kind: Literal["ratings", "votes"]
+    generating: int = Field(description="images (ratings) still to come from generation jobs queued or running")
+    jobs: int = Field(description="generation (ratings) or evaluation (votes) jobs queued or running for this pool")
+    held_by_others: int = Field(description="items the caller could answer that other annotators hold leases on")
+    next_back_at: datetime | None = Field(description="when the first of those leases runs out")
+    answerable: int = Field(description="items open to the caller right now (a `next` call would hand them out)")

@@ -16,6 +16,7 @@
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), image: $("task-image"),
     reason: $("skip-reason"), undo: $("undo"), guidelines: $("guidelines"), checkAgain: $("check-again"),
+    emptyTitle: $("empty-title"), emptyText: $("empty-text"),
   };
   var LABELS = { good: "Good", bad: "Bad", skip: "Skip" };
   var KEYS = { g: "good", 1: "good", ArrowRight: "good", b: "bad", 2: "bad", ArrowLeft: "bad", s: "skip", 0: "skip" };
@@ -58,6 +59,15 @@
     },
     isKnown: function (id) { return state.answered.has(id) || outbox.has(id); },
     imagesOf: function (task) { return [task.image_url]; },
+    waitUrl: function () {
+      return "/api/v1/me/waiting?kind=ratings" + (promptSetId ? "&prompt_set_id=" + encodeURIComponent(promptSetId) : "");
+    },
+    onWaiting: function (info) {
+      var said = T.describeWait(info, { one: "image", many: "images", verb: "rate", coming: "Images are", done: "Every image that needs a label has one" });
+      if (!said) return;
+      els.emptyTitle.textContent = said.title;
+      els.emptyText.textContent = said.text;
+    },
     onUpdate: render,
     onSessionLost: function (err) { bar.sessionLost(err); },
     onError: function (err) {

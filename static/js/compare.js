@@ -15,6 +15,7 @@
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-images"),
     right: $("right-images"), submit: $("submit-vote"), undo: $("undo"), hint: $("submit-hint"), checkAgain: $("check-again"),
+    emptyTitle: $("empty-title"), emptyText: $("empty-text"),
   };
   // home row: left hand answers the first question, right hand the second; digits as an alternative
   var KEYS = {
@@ -55,6 +56,15 @@
     },
     isKnown: function (id) { return state.answered.has(id) || outbox.has(id); },
     imagesOf: function (task) { return urlsOf(task.left).concat(urlsOf(task.right)); },
+    waitUrl: function () {
+      return "/api/v1/me/waiting?kind=votes" + (evaluationId ? "&evaluation_id=" + encodeURIComponent(evaluationId) : "");
+    },
+    onWaiting: function (info) {
+      var said = T.describeWait(info, { one: "pair", many: "pairs", verb: "compare", coming: "An evaluation’s pairs are", done: "Every pair has enough votes" });
+      if (!said) return;
+      els.emptyTitle.textContent = said.title;
+      els.emptyText.textContent = said.text;
+    },
     onUpdate: render,
     onSessionLost: function (err) { bar.sessionLost(err); },
     onError: function (err) {

@@ -222,6 +222,37 @@
   }
 
 
+  /* What the empty page says while `next` hands out nothing, from /me/waiting: images still being
+   * generated, items other annotators hold (and when they come back), or nothing left at all. */
+  function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
+
+  function describeWait(info, noun) {
+    // noun: {one: "image", many: "images", verb: "rate", done: "Every image that needs a label has one"}
+    if (!info) return null;
+    var lines = [];
+    var title = "";
+    if (info.generating > 0) {
+      title = plural(info.generating, noun.one + " is", noun.many + " are") + " being generated";
+    } else if (info.jobs > 0) {
+      title = noun.coming + " being generated";
+    }
+    if (info.held_by_others > 0) {
+      var held = plural(info.held_by_others, noun.one + " is", noun.many + " are") + " held by other annotators";
+      if (info.next_back_at) {
+        var mins = Math.max(1, Math.ceil((Date.parse(info.next_back_at) - Date.now()) / 60000));
+        held += ", back within " + plural(mins, "min", "min") + " if not answered";
+      }
+      if (title) lines.push(held + ".");
+      else title = held;
+    }
+    if (!title) {
+      return { title: "Nothing left to " + noun.verb,
+               text: noun.done + " for now. This page checks for new " + noun.many + " by itself." };
+    }
+    lines.push("They appear here as soon as they are ready; this page checks by itself.");
+    return { title: title, text: lines.join(" ") };
+  }
+
   /* The leased tasks this page holds, refilled from `next` before they run out. The server hands
    * back the caller's live leases first, so asking again is safe; tasks already on the page or
    * answered (isKnown) are dropped from each batch. */
@@ -241,13 +272,27 @@
       this.stopped = false;
       this.failures = 0;
       this.timer = null;
+      // while nothing is handed out: ask again by itself, with a growing pause (waitUrl: why)
+      this.waitUrl = options.waitUrl;
+      this.onWaiting = options.onWaiting || function () {};
+      this.idlePolls = 0;
+      this.waiting = null;
+      var self = this;
+      document.addEventListener("visibilitychange", function () {
+        if (!document.hidden && self.exhausted && !self.loading) self.refill({ force: true });
+      });
     }
 
     get current() { return this.tasks[0] || null; }
 
     has(id) { return this.tasks.some(function (t) { return t.assignment_id === id; }); }
 
-    shift() { var t = this.tasks.shift(); this.refill(); return t; }
+    shift() {
+      var t = this.tasks.shift();
+      // the last one went while the server had nothing more: ask now, and learn why (wait)
+      this.refill({ force: this.tasks.length === 0 && this.exhausted });
+      return t;
+    }
 
     unshift(task) {
       this.tasks = [task].concat(this.tasks.filter(function (t) { return t.assignment_id !== task.assignment_id; }));
@@ -293,6 +338,8 @@
       } finally {
         this.loading = false;
       }
+      if (this.exhausted && !this.stopped && this.timer === null) await this.wait();
+      else if (!this.exhausted) { this.idlePolls = 0; this.waiting = null; }
       this.onUpdate();
       if (this.again) {
         this.again = false;
@@ -301,10 +348,43 @@
     }
   }
 
+  TaskFeed.prototype.wait = async function () {
+    /* Nothing for us now: learn why, and ask `next` again after a pause that grows from 1.5 s to
+     * 30 s; sooner while images are being generated (they arrive one batch after another) and
+     * right when another annotator's lease runs out. */
+    this.idlePolls += 1;
+    var delay = Math.min(30000, 1500 * Math.pow(1.6, this.idlePolls - 1));
+    if (this.waitUrl && this.tasks.length === 0) {
+      try {
+        var info = (await T2IF.request("GET", this.waitUrl())).data;
+        this.waiting = info;
+        if (info.answerable > 0) delay = 0; // work appeared between the two calls
+        else if (info.jobs > 0) delay = Math.min(delay, 4000);
+        if (info.next_back_at) {
+          delay = Math.min(delay, Math.max(1000, Date.parse(info.next_back_at) - Date.now() + 1000));
+        }
+      } catch (err) {
+        if (!(err instanceof T2IF.ApiError)) throw err;
+        if (err.sessionLost) {
+          this.stopped = true;
+          this.onSessionLost(err);
+          return;
+        }
+      }
+      this.onWaiting(this.waiting);
+    }
+    var self = this;
+    this.timer = setTimeout(function () {
+      self.timer = null;
+      if (document.hidden) return; // the visibilitychange handler asks again when the tab is back
+      self.refill({ force: true });
+    }, delay);
+  };
+
   window.T2IF = window.T2IF || {};
   Object.assign(window.T2IF, {
     $: $, renderPrompt: renderPrompt, preload: preload, forget: forget, showImage: showImage,
     zoomable: zoomable, openZoom: openZoom, zoomOpen: zoomOpen,
-    typingIn: typingIn, normalKey: normalKey, StatusBar: StatusBar, TaskFeed: TaskFeed,
+    typingIn: typingIn, normalKey: normalKey, StatusBar: StatusBar, TaskFeed: TaskFeed, describeWait: describeWait,
   });
 })();
