@@ -154,6 +154,13 @@ async def submit_rating(request: Request, caller: AnnotatorCaller) -> Response:
     return _json(rating, 201 if created else 200)
 
 
+@router.get("/ratings/{assignment_id}", response_model=RatingRead,
+            responses={404: {"description": "no answer of yours on this assignment"}})
+def stored_rating(assignment_id: int, principal: AnnotatorDep, session: SessionDep) -> RatingRead:
+    """Your stored answer on an assignment (a page shows it when another tab answered first)."""
+    return ratings.stored_answer(session, principal.user, assignment_id)
+
+
 @router.post("/ratings/{assignment_id}/undo", response_model=RatingTask)
 def undo_rating(assignment_id: int, principal: AnnotatorDep, session: SessionDep) -> RatingTask:
     return ratings.undo(session, principal.user, assignment_id)

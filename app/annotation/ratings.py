@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.enums import PromptSetPurpose
 from app.db.models import Image, Prompt, PromptSet, Rating, RatingAssignment
-from app.errors import Conflict
+from app.errors import Conflict, NotFound
 from app.images.service import image_url
 from app.prompts.grammar import highlights
 
@@ -135,6 +135,16 @@ def submit(session: Session, user: UserIdentity, body: RatingSubmit) -> tuple[Ra
     session.add(rating)
     session.flush()
     return RatingRead.model_validate(rating), True
+
+
+def stored_answer(session: Session, user: UserIdentity, assignment_id: int) -> RatingRead:
+    """The answer stored on the caller's assignment: what a page shows when another tab (or a page
+    restored from the back/forward cache) answered first."""
+    rating = session.scalars(select(Rating).where(Rating.assignment_id == assignment_id,
+                                                  Rating.annotator_id == user.id)).first()
+    if rating is None:
+        raise NotFound(f"Assignment {assignment_id} has no answer of yours.", code="not_answered")
+    return RatingRead.model_validate(rating)
 
 
 def undo(session: Session, user: UserIdentity, assignment_id: int) -> RatingTask:

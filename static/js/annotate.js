@@ -39,7 +39,14 @@
       feed.refill();
     },
     onRejected: function (item, err) {
-      // lease lost or answered elsewhere: the server's own words, and the page has moved on already
+      if (err.code === "already_answered") {
+        // another tab (or this page before Back / Forward) answered first: that answer stands
+        state.answered.add(item.id);
+        showStored(item.id);
+        feed.refill();
+        return;
+      }
+      // lease lost: the server's own words, and the page has moved on already
       state.history = state.history.filter(function (t) { return t.assignment_id !== item.id; });
       state.answered.add(item.id);
       bar.say(err.message, "error");
@@ -123,6 +130,22 @@
     bar.lastAnswer("Last: " + LABELS[label] + " (U to undo)");
     feed.shift();
     render();
+  }
+
+  async function showStored(id) {
+    var stored;
+    try {
+      stored = (await T.request("GET", "/api/v1/ratings/" + id)).data;
+    } catch (err) {
+      bar.say("This image was already answered elsewhere; that answer stands.", "info");
+      return;
+    }
+    var label = LABELS[stored.label] || stored.label;
+    bar.say("This image was already answered “" + label + "” (in another tab or earlier); that answer stands.",
+      "info");
+    var last = state.history[state.history.length - 1];
+    if (last && last.assignment_id === id) bar.lastAnswer("Last: " + label + " (U to undo)");
+    bar.refreshStats();
   }
 
   async function undo() {
@@ -216,6 +239,12 @@
   els.undo.addEventListener("click", undo);
   els.checkAgain.addEventListener("click", checkAgain);
   $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
+
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return; // restored by Back / Forward: send what waits, recount
+    outbox.flush();
+    bar.refreshStats();
+  });
 
   bar.showPending(outbox);
   bar.refreshStats();

@@ -278,9 +278,23 @@
       this.idlePolls = 0;
       this.waiting = null;
       var self = this;
+      // a tab coming back, or a page restored by Back / Forward (bfcache), may show tasks another
+      // tab answered meanwhile: the server's list of our live leases is the truth
       document.addEventListener("visibilitychange", function () {
-        if (!document.hidden && self.exhausted && !self.loading) self.refill({ force: true });
+        if (!document.hidden) self.resync();
       });
+      window.addEventListener("pageshow", function (event) {
+        if (event.persisted) self.resync();
+      });
+    }
+
+    resync() {
+      if (this.stopped) return;
+      if (this.loading) {
+        this.resyncAfter = true;
+        return;
+      }
+      this.refill({ force: true, replace: true, prefetch: 5 });
     }
 
     get current() { return this.tasks[0] || null; }
@@ -317,6 +331,11 @@
         this.exhausted = res.status === 204;
         var batch = res.data ? [res.data].concat(res.data.prefetched || []) : [];
         var self = this;
+        if (options && options.replace) {
+          // drop what the server no longer lists as ours (answered elsewhere, or the lease is gone)
+          var listed = new Set(batch.map(function (t) { return t.assignment_id; }));
+          this.tasks = this.tasks.filter(function (t) { return listed.has(t.assignment_id); });
+        }
         batch.forEach(function (task) {
           delete task.prefetched;
           if (self.has(task.assignment_id) || self.isKnown(task.assignment_id)) return;
@@ -341,7 +360,11 @@
       if (this.exhausted && !this.stopped && this.timer === null) await this.wait();
       else if (!this.exhausted) { this.idlePolls = 0; this.waiting = null; }
       this.onUpdate();
-      if (this.again) {
+      if (this.resyncAfter) {
+        this.resyncAfter = false;
+        this.again = false;
+        this.resync();
+      } else if (this.again) {
         this.again = false;
         this.refill();
       }
