@@ -131,12 +131,15 @@ def generate(
     config: GenerationConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    interrupt: Callable[[], bool] | None = None,
 ) -> GenerationResult:
     """Images for (prompt, seed) pairs, in order, each with the settings that reproduce it.
 
     `progress(done, total)` is called after each batch; `should_cancel()` is checked before each
     batch and raises `Cancelled` (images already made are lost to the caller by design: a job that
-    is cancelled writes nothing half-done).
+    is cancelled writes nothing half-done). `interrupt()` is checked between denoising steps and
+    raises `Cancelled` too: a batch of many images takes minutes on a CPU, a stopping process
+    should not wait for it.
     """
     config = config or GenerationConfig()
     pipe = generator.pipe
@@ -146,6 +149,14 @@ def generate(
     width = config.width or pipe.unet.config.sample_size * scale
     out: list[GeneratedImage] = []
     total = len(requests)
+    extra: dict[str, Any] = {}
+    if interrupt is not None:
+        def between_steps(_pipe: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if interrupt():
+                raise Cancelled(len(out), total)
+            return kwargs
+
+        extra["callback_on_step_end"] = between_steps
     for start in range(0, total, config.batch_size):
         if should_cancel is not None and should_cancel():
             raise Cancelled(start, total)
@@ -162,6 +173,7 @@ def generate(
                 height=height,
                 width=width,
                 generator=gens,
+                **extra,
             ).images
         for (prompt, seed), image in zip(batch, images, strict=True):
             settings = {

@@ -24,7 +24,7 @@ from typing import Any
 import click
 import httpx
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth import service as auth
@@ -226,6 +226,7 @@ class Narrator:
     def __init__(self, factory: sessionmaker[Session], url: str) -> None:
         self.factory, self.url = factory, url
         self.seen_jobs: set[int] = set()
+        self.seen_started: set[int] = set()
         self.done_evaluations: set[int] = set()
 
     def _say(self, text: str) -> None:
@@ -242,10 +243,12 @@ class Narrator:
         if job.kind == "train_reward":
             m = r.get("metrics") or {}
             auc = m.get("auc")
-            return (f"reward model trained on {r.get('label_snapshot', {}).get('labels', '?')} labels"
-                    + (f" (held-out AUC {auc:.2f})" if isinstance(auc, float) else "") + "; fine-tuning follows")
+            return (f"reward model ready, trained on {r.get('label_snapshot', {}).get('labels', '?')} labels"
+                    + (f" (held-out AUC {auc:.2f})" if isinstance(auc, float) else "")
+                    + f": {self.url}admin/models; fine-tuning follows")
         if job.kind == "finetune":
-            return f"fine-tuned generator ready after {r.get('steps')} steps; a blind evaluation follows"
+            return (f"fine-tuned generator ready after {r.get('steps')} steps: {self.url}admin/models; "
+                    "a blind evaluation follows")
         if job.kind == "evaluate":
             oracle = (r.get("oracle") or {}).get("sentence")
             ids = r.get("evaluation_ids") or []
@@ -254,10 +257,19 @@ class Narrator:
                     f"results at {where}" + (f"\n           {oracle}" if oracle else ""))
         return None
 
+    STARTED = {"train_reward": "the loop has enough new labels: the reward model is training",
+               "finetune": "fine-tuning the generator with the new reward model",
+               "evaluate": "generating the blind evaluation's images (original vs fine-tuned)"}
+
     def poll(self) -> None:
         from app.evaluations.service import evaluation_results
 
         with transaction(self.factory) as s:
+            for job in s.scalars(select(Job).where(Job.state == "running", Job.kind.in_(list(self.STARTED)))
+                                 .order_by(Job.id)):
+                if job.id not in self.seen_started:
+                    self.seen_started.add(job.id)
+                    self._say(f"{self.STARTED[job.kind]} (job {job.id}; progress at {self.url}admin/jobs)")
             for job in s.scalars(select(Job).where(Job.state.in_(("succeeded", "failed"))).order_by(Job.id)):
                 if job.id in self.seen_jobs:
                     continue
@@ -288,11 +300,37 @@ class Narrator:
     def run(self, stop: threading.Event, every: float = 3.0) -> None:
         with transaction(self.factory) as s:  # what happened before this start was said before
             self.seen_jobs = set(s.scalars(select(Job.id).where(Job.state.in_(("succeeded", "failed")))))
+            self.seen_started = set(self.seen_jobs)
         while not stop.wait(every):
             try:
                 self.poll()
             except Exception as exc:  # the narration must never take the demo down
                 click.echo(f"(progress report failed: {exc})", err=True)
+
+
+def startup_line(factory: sessionmaker[Session], url: str) -> str:
+    """What the demo is doing as it starts, true on a first start and on a restart alike."""
+    from app.annotation.progress import images_to_come
+    from app.db.models import Image
+
+    with transaction(factory) as s:
+        active = list(s.scalars(select(Job).where(Job.state.in_(("queued", "running"))).order_by(Job.id)))
+        coming = sum(images_to_come(s, job) for job in active if job.kind == "generate")
+        training = select(PromptSet.id).where(PromptSet.purpose == "training")
+        open_images = s.scalar(select(func.count()).select_from(Image).where(
+            Image.ratings_open > 0, Image.gold_label.is_(None), Image.prompt_set_id.in_(training))) or 0
+    lines = []
+    if coming:
+        lines.append(f"{coming} image{' is' if coming == 1 else 's are'} being generated; "
+                     f"rate them at {url}annotate as they arrive")
+    if open_images:
+        lines.append(f"{open_images} image{' waits' if open_images == 1 else 's wait'} for labels at {url}annotate")
+    others = sorted({job.kind.replace("_", " ") for job in active if job.kind != "generate"})
+    if others:
+        lines.append(f"resuming: {', '.join(others)} (progress at {url}admin/jobs)")
+    if not lines:
+        lines.append(f"nothing is being generated and every image has its labels; results at {url}admin/evaluations")
+    return "\n".join(lines)
 
 
 def _start_raters(ctx: DemoContext, base_url: str, error_rate: float, stop: threading.Event) -> None:
@@ -346,13 +384,18 @@ def run_demo(host: str, port: int, data_dir: Path, options: DemoOptions | None =
         click.echo(f"the blind evaluation asks {votes} raters per pair, not the paper's 9 "
                    f"({len(ctx.raters)} simulated raters + 3 demo annotators); its page says so")
     click.echo("")
-    click.echo("images are being generated; rate them at /annotate as they arrive")
+    click.echo(startup_line(app.state.sessionmaker, url))
     stop = threading.Event()
     threading.Thread(target=Narrator(app.state.sessionmaker, url).run, args=(stop,), daemon=True).start()
     if ctx.raters:
         threading.Thread(target=_start_raters, args=(ctx, local, options.rater_error, stop), daemon=True).start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # one Ctrl-C: uvicorn stops serving (open requests get a few seconds), then the worker
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
         stop.set()
-        worker.shutdown()
+        click.echo("stopping: a running job stops at its next step and resumes on the next start")
+        if worker.shutdown(timeout=20):
+            click.echo(f"stopped; `t2i-feedback demo --data-dir {data_dir}` carries on where this left off")
+        else:
+            click.echo("the running job did not stop within 20 s; it resumes on the next start", err=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 
 from sqlalchemy import select
 
@@ -25,12 +26,20 @@ class InProcessWorker:
         self.rt = rt
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2if-job")
         self.stop = threading.Event()
+        self.futures: set[Future[None]] = set()
         dispatcher.listeners.append(self.submit)
 
     def submit(self, message: Message) -> None:
         kind = message.task.removeprefix("jobs.")
         if kind in HANDLERS:
-            self.pool.submit(self._run, kind, int(message.kwargs["job_id"]))
+            self._submit(kind, int(message.kwargs["job_id"]))
+
+    def _submit(self, kind: str, job_id: int) -> None:
+        if self.stop.is_set():
+            return  # stays queued in the database: the next start hands it over
+        future = self.pool.submit(self._run, kind, job_id)
+        self.futures.add(future)
+        future.add_done_callback(self.futures.discard)
 
     def _run(self, kind: str, job_id: int) -> None:
         try:
@@ -44,7 +53,7 @@ class InProcessWorker:
         with self.rt.tx() as s:
             queued = list(s.execute(select(Job.kind, Job.id).where(Job.state == "queued").order_by(Job.id)))
         for kind, job_id in queued:
-            self.pool.submit(self._run, kind, job_id)
+            self._submit(kind, job_id)
         threading.Thread(target=self._periodic, name="t2if-loop", daemon=True).start()
 
     def _periodic(self) -> None:
@@ -60,6 +69,11 @@ class InProcessWorker:
             except Exception:
                 log.exception("periodic loop check failed")
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 20.0) -> bool:
+        """Stop promptly: queued jobs stay queued, the running one stops at its next check (between
+        denoising steps) and goes back to the queue. True when nothing runs any more."""
         self.stop.set()
+        self.rt.stopping.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        _, running = wait_for(list(self.futures), timeout=timeout)
+        return not running

@@ -36,6 +36,7 @@ class JobContext:
         self._last_cancel_check = 0.0
         self._cancel = False
         self.busy_elsewhere = False
+        self.interrupted = False  # stopped because the process stops, not because someone cancelled
         self.lineage = [job_id]  # this job and the jobs it retries (set by claim)
 
     def claim(self) -> Job | None:
@@ -93,7 +94,11 @@ class JobContext:
             jobs.add_log(s, self.job_id, message, level)
 
     def should_cancel(self) -> bool:
-        """Checked at batch boundaries; reads the row at most once a second."""
+        """Checked at batch boundaries (and between denoising steps); reads the row at most once a
+        second. True too when the process stops: the job then goes back to the queue (requeue)."""
+        if self.rt.stopping.is_set():
+            self.interrupted = True
+            return True
         now = time.monotonic()
         if self._cancel or now - self._last_cancel_check < 1.0:
             return self._cancel
@@ -101,6 +106,17 @@ class JobContext:
         with self.rt.tx() as s:
             self._cancel = s.scalar(select(Job.cancel_requested_at).where(Job.id == self.job_id)) is not None
         return self._cancel
+
+    def requeue(self, reason: str) -> None:
+        """running -> queued without counting an attempt: the process stopped, the job did not fail.
+        What it finished stays (a re-run skips it)."""
+        with self.rt.tx() as s:
+            job = s.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
+            if job is None or job.state != JobState.running.value:
+                return
+            job.state, job.worker, job.progress_message = JobState.queued.value, None, reason[:500]
+            job.attempts = max(0, job.attempts - 1)
+            jobs.add_log(s, job.id, reason)
 
     def finish(self, state: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
         with self.rt.tx() as s:
@@ -181,6 +197,9 @@ def run_job(rt: Runtime, job_id: int, handler: Callable[[JobContext, Job], dict[
     try:
         result = handler(ctx, job)
     except Cancelled:
+        if ctx.interrupted:
+            ctx.requeue("stopped with the process; resumes on the next start")
+            return JobState.queued.value
         ctx.finish(JobState.cancelled.value, error=None)
         return JobState.cancelled.value
     except JobFailed as exc:

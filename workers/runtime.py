@@ -34,6 +34,9 @@ class Runtime:
         self._models: OrderedDict[tuple[str, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.worker_name = f"{os.uname().nodename}:{os.getpid()}"
+        # set when the process stops (the demo's Ctrl-C): a running job stops at its next check and
+        # goes back to the queue, to resume on the next start
+        self.stopping = threading.Event()
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

@@ -71,3 +71,98 @@ def test_demo_evaluation_asks_nine_raters_when_the_simulated_raters_run():
     assert votes_per_pair(ctx(True, 9)) == 9  # the README's default: the paper's 9 per pair
     assert votes_per_pair(ctx(True, 2)) == 5 and votes_per_pair(ctx(True, 0)) == 3
     assert votes_per_pair(ctx(False, 0)) == 3  # other models: no oracle, the three demo annotators
+
+
+def test_the_start_line_says_what_is_true_on_a_restart(db, session_factory):
+    from app.db.models import Job
+    from tests.admin import factories as f
+    from workers.demo import startup_line
+
+    url = "http://127.0.0.1:8000/"
+    ps = f.prompt_set(db, "demo")
+    prompts = [f.prompt(db, ps, f"{n} dogs", "count") for n in ("two", "three")]
+    job = Job(kind="generate", state="running", params={"prompt_set_id": ps.id, "images_per_prompt": 4},
+              prompt_set_id=ps.id, scope_key="g", progress=0)
+    db.add(job)
+    db.flush()
+    made = f.image(db, prompts[0])
+    made.job_id, made.ratings_open = job.id, 1
+    db.commit()
+    assert startup_line(session_factory, url).splitlines() == [
+        f"7 images are being generated; rate them at {url}annotate as they arrive",
+        f"1 image waits for labels at {url}annotate"]
+
+    # a restart after the generation finished and every image was labelled: nothing is generated
+    job.state = "succeeded"
+    made.ratings_open = 0
+    db.commit()
+    line = startup_line(session_factory, url)
+    assert line.startswith("nothing is being generated") and "images are" not in line
+
+
+def test_one_ctrl_c_stops_the_demo_within_seconds_during_its_first_generation(tmp_path):
+    """The first generation takes minutes on a CPU; one Ctrl-C must not wait for it. The job goes back
+    to the queue (not cancelled, no attempt used up) and the next start resumes it."""
+    import signal
+    import sqlite3
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("T2IF_")} | {"HF_HUB_OFFLINE": "1"}
+    data = tmp_path / "demo"
+    proc = subprocess.Popen([EXE, "demo", "--port", str(port), "--data-dir", str(data), "--simulated-raters", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        state = None
+        while time.monotonic() < deadline and state != "running":
+            assert proc.poll() is None, "demo exited early"
+            time.sleep(1)
+            try:
+                with sqlite3.connect(data / "t2i-feedback.sqlite3", timeout=5) as conn:
+                    row = conn.execute("SELECT state FROM job WHERE kind = 'generate'").fetchone()
+            except sqlite3.Error:
+                row = None
+            state = row[0] if row else None
+        assert state == "running", "the first generation did not start"
+        time.sleep(3)  # well inside its first batch
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert took < 15, f"one Ctrl-C took {took:.0f} s"
+    assert "stopped;" in out, out[-2000:]
+    with sqlite3.connect(data / "t2i-feedback.sqlite3") as conn:
+        state, attempts = conn.execute("SELECT state, attempts FROM job WHERE kind = 'generate'").fetchone()
+    assert (state, attempts) == ("queued", 0)
+
+
+def test_the_terminal_says_when_each_stage_of_the_loop_starts_and_is_ready_with_where_to_look(
+        db, session_factory, capsys):
+    from app.db.models import Job
+    from tests.admin import factories as f
+    from workers.demo import Narrator
+
+    url = "http://127.0.0.1:8000/"
+    ps = f.prompt_set(db, "demo")
+    reward = Job(kind="train_reward", state="running", params={}, prompt_set_id=ps.id, scope_key="r", progress=0)
+    db.add(reward)
+    db.commit()
+    narrator = Narrator(session_factory, url)
+    narrator.poll()
+    assert f"the reward model is training (job {reward.id}; progress at {url}admin/jobs)" in capsys.readouterr().out
+
+    reward.state, reward.result = "succeeded", {"label_snapshot": {"labels": 400}, "metrics": {"auc": 0.9}}
+    tune = Job(kind="finetune", state="succeeded", params={}, prompt_set_id=ps.id, scope_key="t", progress=100,
+               result={"steps": 300})
+    db.add(tune)
+    db.commit()
+    narrator.poll()
+    out = capsys.readouterr().out
+    assert f"reward model ready, trained on 400 labels (held-out AUC 0.90): {url}admin/models" in out
+    assert f"fine-tuned generator ready after 300 steps: {url}admin/models" in out
+    narrator.poll()
+    assert capsys.readouterr().out == ""  # once each

@@ -47,6 +47,18 @@ def test_progress_and_cancel_between_batches(generator):
     assert info.value.done == 2
 
 
+def test_interrupt_stops_within_a_batch(generator):
+    steps = []
+
+    def interrupt() -> bool:
+        steps.append(1)
+        return len(steps) >= 2  # after the second denoising step of the first batch
+
+    with pytest.raises(Cancelled) as info:
+        generate(generator, [("Two dogs", i) for i in range(2)], CFG, interrupt=interrupt)
+    assert info.value.done == 0 and len(steps) == 2
+
+
 def test_unknown_scheduler_is_an_error(generator):
     with pytest.raises(ValueError, match="unknown scheduler"):
         generate(generator, [("Two dogs", 1)], GenerationConfig(scheduler="nope"))

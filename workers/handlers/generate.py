@@ -45,7 +45,8 @@ def draw(ctx: JobContext, job: Job, version: ModelVersion, prompts: list[tuple[i
 
             raise Cancelled(start, len(todo))
         batch = todo[start:start + chunk]
-        result = generate(generator, [(text, seed) for _, text, seed in batch], config)
+        result = generate(generator, [(text, seed) for _, text, seed in batch], config,
+                          interrupt=ctx.should_cancel)
         rows = [
             image_row(rt, data=png(img.image), prompt_id=pid, prompt_set_id=prompt_set_id, job_id=job.id,
                       generator_version_id=version.id, seed=seed, settings=img.settings, wanted=wanted)
