@@ -6,15 +6,16 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Form, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.annotation import fastpath, progress, quality, ratings
+from app.annotation import fastpath, leases, progress, quality, ratings
 from app.annotation.schemas import (
     AnnotatorStats,
     GoldAccuracy,
+    LeasesReleased,
     PoolProgress,
     PoolWaiting,
     RatingRead,
@@ -251,6 +252,19 @@ def my_waiting(principal: AnnotatorDep, session: SessionDep, kind: Literal["rati
     the first of those leases runs out), or nothing left at all."""
     return progress.waiting(session, principal.user.id, kind, prompt_set_id=prompt_set_id,
                             evaluation_id=evaluation_id)
+
+
+@router.post("/leases/release", response_model=LeasesReleased)
+def release_leases(principal: AnnotatorDep, session: SessionDep,
+                   rating_assignment_id: Annotated[list[Int64] | None, Form()] = None,
+                   comparison_assignment_id: Annotated[list[Int64] | None, Form()] = None,
+                   ) -> LeasesReleased:
+    """Hand back your unanswered leases (a form, so that a page going away can send it with
+    navigator.sendBeacon; a session cookie needs its `csrf_token` field). Answered or foreign
+    assignments are left alone."""
+    return LeasesReleased(
+        ratings=leases.release(session, leases.RATING, principal.user.id, rating_assignment_id or []),
+        comparisons=leases.release(session, leases.COMPARISON, principal.user.id, comparison_assignment_id or []))
 
 
 @router.get("/annotators/gold-accuracy", response_model=list[GoldAccuracy])

@@ -101,12 +101,40 @@ def sweep_expired(session: Session, kind: LeaseKind, now: datetime, *, min_inter
         update(A).where(A.id.in_(candidates), A.state == "leased", A.lease_expires_at <= now)
         .values(state="released").returning(kind.fk, A.is_gold)
     ).all()
+    _return_slots(session, kind, released)
+    return len(released)
+
+
+def _return_slots(session: Session, kind: LeaseKind, released: Sequence[Any]) -> None:
+    """Give the slots of released (item id, is_gold) leases back to their items (locked by the caller)."""
     per_item = Counter(item_id for item_id, is_gold in released if not is_gold)
     for item_id, n in sorted(per_item.items()):
         session.execute(
             update(kind.item).where(kind.item.id == item_id)
             .values({kind.open_col: case((kind.open + n > kind.wanted, kind.wanted), else_=kind.open + n)})
         )
+
+
+def release(session: Session, kind: LeaseKind, annotator_id: int, assignment_ids: Sequence[int]) -> int:
+    """Hand back the caller's own unanswered leases (a page that goes away), as an expiry would:
+    the item gets its slot back at once instead of after the lease time. Answered, foreign and
+    unknown assignments are left alone. Lock order as everywhere: items first, then assignments."""
+    if not assignment_ids:
+        return 0
+    A = kind.assignment
+    rows = session.execute(
+        select(A.id, kind.fk).where(A.id.in_(list(assignment_ids)), A.annotator_id == annotator_id,
+                                    A.state == "leased")
+    ).all()
+    if not rows:
+        return 0
+    session.execute(select(kind.item.id).where(kind.item.id.in_(sorted({r[1] for r in rows})))
+                    .order_by(kind.item.id).with_for_update())
+    released = session.execute(
+        update(A).where(A.id.in_([r[0] for r in rows]), A.annotator_id == annotator_id, A.state == "leased")
+        .values(state="released").returning(kind.fk, A.is_gold)
+    ).all()
+    _return_slots(session, kind, released)
     return len(released)
 
 

@@ -86,3 +86,8 @@ class PoolWaiting(BaseModel):
     held_by_others: int = Field(description="items the caller could answer that other annotators hold leases on")
     next_back_at: datetime | None = Field(description="when the first of those leases runs out")
     answerable: int = Field(description="items open to the caller right now (a `next` call would hand them out)")
+
+
+class LeasesReleased(BaseModel):
+    ratings: int = Field(description="rating leases handed back")
+    comparisons: int = Field(description="comparison leases handed back")
