@@ -15,7 +15,7 @@
     (root.dataset.promptSetId ? "&prompt_set_id=" + encodeURIComponent(root.dataset.promptSetId) : "");
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), image: $("task-image"),
-    reason: $("skip-reason"), undo: $("undo"), guidelines: $("guidelines"), checkAgain: $("check-again"),
+    reason: $("skip-reason"), undo: $("undo"), guidelines: $("guidelines"), checkAgain: $("check-again"), idle: $("idle"),
     emptyTitle: $("empty-title"), emptyText: $("empty-text"),
   };
   var LABELS = { good: "Good", bad: "Bad", skip: "Skip" };
@@ -75,6 +75,8 @@
       els.emptyTitle.textContent = said.title;
       els.emptyText.textContent = said.text;
     },
+    releaseField: "rating_assignment_id",
+    idle: root.dataset.role !== "annotator",
     onUpdate: render,
     onSessionLost: function (err) { bar.sessionLost(err); },
     onError: function (err) {
@@ -91,7 +93,8 @@
     }
     els.task.hidden = !task;
     els.empty.hidden = !!task || !feed.exhausted;
-    els.loading.hidden = !!task || feed.exhausted || feed.stopped;
+    els.loading.hidden = !!task || feed.exhausted || feed.stopped || feed.idle;
+    els.idle.hidden = !feed.idle;
     els.undo.disabled = state.history.length === 0;
     if (!task) {
       state.shown = null;
@@ -191,7 +194,18 @@
     bar.refreshStats();
   }
 
+  function begin() {
+    feed.start();
+    render();
+  }
+
   document.addEventListener("keydown", function (event) {
+    if (feed.idle && !event.defaultPrevented && !T.typingIn(event.target) && event.key === "Enter") {
+      if (event.target.closest && event.target.closest("button, a, summary")) return;
+      event.preventDefault();
+      begin();
+      return;
+    }
     if (event.defaultPrevented || event.altKey || event.metaKey || T.zoomOpen()) return;
     if (event.target === els.reason) {
       // in the reason list Enter skips with the chosen reason and hands the keys back to the page
@@ -238,6 +252,7 @@
   });
   els.undo.addEventListener("click", undo);
   els.checkAgain.addEventListener("click", checkAgain);
+  $("start").addEventListener("click", begin);
   $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
 
   window.addEventListener("pageshow", function (event) {
@@ -249,5 +264,6 @@
   bar.showPending(outbox);
   bar.refreshStats();
   outbox.flush(); // answers left from an earlier visit go first
+  render(); // an idle viewer sees the start button, everyone else "Loading…"
   feed.refill();
 })();

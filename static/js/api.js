@@ -216,5 +216,6 @@
   window.T2IF.ApiError = ApiError;
   window.T2IF.request = request;
   window.T2IF.backoff = backoff;
+  window.T2IF.csrfToken = csrfToken;
   window.T2IF.Outbox = Outbox;
 })();

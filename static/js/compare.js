@@ -14,7 +14,7 @@
   var form = $("vote-form");
   var els = {
     task: $("task"), loading: $("loading"), empty: $("empty"), prompt: $("prompt"), left: $("left-images"),
-    right: $("right-images"), submit: $("submit-vote"), undo: $("undo"), hint: $("submit-hint"), checkAgain: $("check-again"),
+    right: $("right-images"), submit: $("submit-vote"), undo: $("undo"), hint: $("submit-hint"), checkAgain: $("check-again"), idle: $("idle"),
     emptyTitle: $("empty-title"), emptyText: $("empty-text"),
   };
   // home row: left hand answers the first question, right hand the second; digits as an alternative
@@ -65,6 +65,8 @@
       els.emptyTitle.textContent = said.title;
       els.emptyText.textContent = said.text;
     },
+    releaseField: "comparison_assignment_id",
+    idle: root.dataset.role !== "annotator",
     onUpdate: render,
     onSessionLost: function (err) { bar.sessionLost(err); },
     onError: function (err) {
@@ -107,7 +109,8 @@
     }
     els.task.hidden = !task;
     els.empty.hidden = !!task || !feed.exhausted;
-    els.loading.hidden = !!task || feed.exhausted || feed.stopped;
+    els.loading.hidden = !!task || feed.exhausted || feed.stopped || feed.idle;
+    els.idle.hidden = !feed.idle;
     els.undo.disabled = state.history.length === 0;
     if (!task) {
       state.shown = null;
@@ -205,7 +208,18 @@
     bar.refreshStats();
   }
 
+  function begin() {
+    feed.start();
+    render();
+  }
+
   document.addEventListener("keydown", function (event) {
+    if (feed.idle && !event.defaultPrevented && !T.typingIn(event.target) && event.key === "Enter") {
+      if (event.target.closest && event.target.closest("button, a, summary")) return;
+      event.preventDefault();
+      begin();
+      return;
+    }
     if (event.defaultPrevented || event.altKey || event.metaKey || T.zoomOpen()) return;
     if (T.typingIn(event.target)) return;
     var key = T.normalKey(event);
@@ -243,6 +257,7 @@
     submitVote();
   });
   els.checkAgain.addEventListener("click", checkAgain);
+  $("start").addEventListener("click", begin);
   els.undo.addEventListener("click", undo);
   $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
 
@@ -251,5 +266,6 @@
   bar.showPending(outbox);
   bar.refreshStats();
   outbox.flush();
+  render(); // an idle viewer sees the start button, everyone else "Loading…"
   feed.refill();
 })();

@@ -277,7 +277,13 @@
       this.onWaiting = options.onWaiting || function () {};
       this.idlePolls = 0;
       this.waiting = null;
+      // a viewer who does not annotate (an admin looking at /compare) leases nothing until they act
+      this.idle = !!options.idle;
+      this.releaseField = options.releaseField; // form field of POST /api/v1/leases/release
       var self = this;
+      // a page that goes away hands back the leases it holds and has not answered, so that they do
+      // not wait out the lease time (answers still in the outbox keep theirs: they are sent later)
+      window.addEventListener("pagehide", function () { self.release(); });
       // a tab coming back, or a page restored by Back / Forward (bfcache), may show tasks another
       // tab answered meanwhile: the server's list of our live leases is the truth
       document.addEventListener("visibilitychange", function () {
@@ -288,8 +294,25 @@
       });
     }
 
+    start() {
+      if (!this.idle) return;
+      this.idle = false;
+      this.refill({ force: true });
+    }
+
+    release() {
+      var self = this;
+      var ids = this.tasks.map(function (t) { return t.assignment_id; })
+        .filter(function (id) { return !self.isKnown(id); });
+      if (!ids.length || !this.releaseField || !navigator.sendBeacon) return;
+      var form = new FormData();
+      form.append("csrf_token", T2IF.csrfToken());
+      ids.forEach(function (id) { form.append(self.releaseField, String(id)); });
+      navigator.sendBeacon("/api/v1/leases/release", form);
+    }
+
     resync() {
-      if (this.stopped) return;
+      if (this.stopped || this.idle) return;
       if (this.loading) {
         this.resyncAfter = true;
         return;
@@ -314,6 +337,7 @@
 
     async refill(options) {
       var force = options && options.force;
+      if (this.idle) return;
       if (this.loading) {
         // the answer in flight may predate what just changed (an answer stored): ask again after it
         this.again = true;
