@@ -33,6 +33,7 @@
   }
   var LONG_PROMPT = 140;
   var POOL_MS = 20000;
+  var HIDDEN_RELEASE_MS = 120000; // a tab out of view this long hands its leases back
 
   /* Images smaller than their box are enlarged with hard pixel edges (class "upscaled"): a smooth
    * upscale blurs exactly the details an annotator has to judge. A click (or Z on the rating page)
@@ -287,7 +288,14 @@
       // a tab coming back, or a page restored by Back / Forward (bfcache), may show tasks another
       // tab answered meanwhile: the server's list of our live leases is the truth
       document.addEventListener("visibilitychange", function () {
-        if (!document.hidden) self.resync();
+        clearTimeout(self.hiddenTimer);
+        if (document.hidden) {
+          // out of view for a while: nobody is rating here, let others have the images meanwhile
+          self.hiddenTimer = setTimeout(function () { self.shelve(); }, HIDDEN_RELEASE_MS);
+        } else {
+          self.shelved = false;
+          self.resync();
+        }
       });
       window.addEventListener("pageshow", function (event) {
         if (event.persisted) self.resync();
@@ -309,6 +317,14 @@
       form.append("csrf_token", T2IF.csrfToken());
       ids.forEach(function (id) { form.append(self.releaseField, String(id)); });
       navigator.sendBeacon("/api/v1/leases/release", form);
+    }
+
+    shelve() {
+      if (!document.hidden) return;
+      this.release();
+      this.tasks = [];
+      this.shelved = true; // nothing is leased again until the tab is back in view
+      this.onUpdate();
     }
 
     resync() {
@@ -337,7 +353,7 @@
 
     async refill(options) {
       var force = options && options.force;
-      if (this.idle) return;
+      if (this.idle || (this.shelved && document.hidden)) return;
       if (this.loading) {
         // the answer in flight may predate what just changed (an answer stored): ask again after it
         this.again = true;

@@ -52,3 +52,32 @@ def test_an_admin_opening_compare_takes_no_lease_until_they_start(page, research
     page.wait_for_function("() => document.querySelector('#compare-app').dataset.shown")
     assert _leases(db, "comparison_assignment") == {"leased": 1}
     assert page.is_hidden("#idle")
+
+
+def _visibility(page: Any, hidden: bool) -> None:
+    page.evaluate("""(hidden) => {
+        Object.defineProperty(document, 'hidden', {value: hidden, configurable: true});
+        Object.defineProperty(document, 'visibilityState', {value: hidden ? 'hidden' : 'visible', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""", hidden)
+
+
+def test_a_tab_out_of_view_for_two_minutes_hands_its_leases_back_and_takes_work_again_when_back(
+        page, researcher_api, make_user, db):
+    training = researcher_api.prompt_set("training", ["two green dogs", "one red car"])
+    for i, prompt in enumerate(["two green dogs", "one red car"]):
+        researcher_api.image(training, prompt, png((30 + 60 * i, 140, 60), i + 1))
+    page.clock.install()
+    log_in(page, "/annotate", make_user("annotator"))
+    page.wait_for_function("() => document.querySelector('#rate-app').dataset.shown")
+    wait_until(lambda: _leases(db, "rating_assignment").get("leased") == 2, what="two leases")
+
+    _visibility(page, True)
+    page.clock.fast_forward("01:00")
+    assert _leases(db, "rating_assignment") == {"leased": 2}  # a minute away keeps them
+    page.clock.fast_forward("01:05")
+    wait_until(lambda: _leases(db, "rating_assignment") == {"released": 2}, what="the leases handed back")
+
+    _visibility(page, False)
+    page.wait_for_function("() => document.querySelector('#rate-app').dataset.shown")
+    wait_until(lambda: _leases(db, "rating_assignment") == {"leased": 2}, what="leased again")
