@@ -31,12 +31,27 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def broker_url() -> Iterator[str]:
-    """A Redis database of its own, emptied before and after (runs in parallel do not meet)."""
-    url = f"{REDIS_HOST}/{random.randint(1, 14)}"
+    """A Redis database of its own, emptied before and after. Runs that go on side by side (two
+    checkouts, CI beside a developer) must not meet: each claims a free database with a key in
+    database 0 (SET NX, expiring after an hour in case a run dies) instead of drawing one at random
+    and flushing another run's queue."""
+    import os
+
+    claims = redis.Redis.from_url(f"{REDIS_HOST}/0")
+    for db in random.sample(range(1, 15), 14):  # 15: the default test settings
+        key = f"t2if-test-broker:{db}"
+        if claims.set(key, f"{os.getpid()}", nx=True, ex=3600):
+            break
+    else:
+        raise RuntimeError("every Redis database 1-14 is claimed by another test run")
+    url = f"{REDIS_HOST}/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
-    yield url
-    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        claims.delete(key)
 
 
 @pytest.fixture
