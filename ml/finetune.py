@@ -14,7 +14,8 @@ Without pre-training data the β term is skipped and the result says so in `warn
 
 Checkpoints (`out_dir/checkpoint-<step>/`) are what `ml.generation.load_generator` reads: a full
 pipeline folder (mode "full") or a LoRA adapter folder to put on the base model (mode "lora"), plus
-`training_state.pt` (optimizer, step) and `finetune.json` for resuming.
+`finetune.json`; the newest also holds `training_state.pt` (trained weights, optimizer, schedule, step,
+RNG states, EMA) for resuming exactly where it stopped. Only the newest `keep_checkpoints` stay.
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ class FinetuneConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
     resolution: int | None = field(default=None, metadata={"help": "training image size; None: model's"})
     checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints (and at end)"})
+    keep_checkpoints: int = field(
+        default=2,
+        metadata={
+            "help": "checkpoints kept on disk, newest first; older ones are deleted. Only the newest keeps the "
+            "resume state (optimizer, RNG, the trained weights in fp32): a full SD1.5 fine-tune's is ~10 GB"
+        },
+    )
+    checkpoint_dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype of a full fine-tune's saved UNet: 'fp32', 'fp16'; auto: fp16 on CUDA, fp32 on CPU"},
+    )
     ema_decay: float | None = field(
         default=None,
         metadata={
@@ -293,8 +305,13 @@ def finetune(
     resume_from: str | Path | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    resume: bool = False,
 ) -> FinetuneResult:
-    """Fine-tune `base_model` (folder or hub id) on reward-weighted `samples`; see module doc."""
+    """Fine-tune `base_model` (folder or hub id) on reward-weighted `samples`; see module doc.
+
+    `resume=True` continues from the newest complete checkpoint in `out_dir` (if any), as `resume_from`
+    would: with the same config, samples and seed, a run that was killed and resumed ends with the same
+    weights as one that never stopped."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
@@ -310,8 +327,13 @@ def finetune(
     acc = Accelerator(
         mixed_precision=mp, gradient_accumulation_steps=config.gradient_accumulation_steps, cpu=not cuda
     )
+    if resume and resume_from is None:
+        resume_from = latest_checkpoint(out)
     state = _read_resume(resume_from, config) if resume_from else None
-    load_from = resume_from if state and config.mode == "full" else base_model
+    # Older checkpoints (before the trained weights were kept in the resume state) hold them only as a
+    # pipeline (full) or in adapter_state.safetensors (LoRA).
+    legacy = state is not None and "params" not in state
+    load_from = resume_from if legacy and config.mode == "full" else base_model
     pipe = StableDiffusionPipeline.from_pretrained(
         str(load_from), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
     )
@@ -336,7 +358,7 @@ def finetune(
                 target_modules=LORA_TARGETS,
             )
         )
-        if state:
+        if legacy:
             if not resume_from:  # state is only ever read from resume_from
                 raise RuntimeError("resume state without a folder to resume from")
             from peft.utils import set_peft_model_state_dict
@@ -384,15 +406,35 @@ def finetune(
         pre_loader = acc.prepare(pre_loader)
     step, curve = 0, []
     if state:
+        if not legacy:
+            with torch.no_grad():
+                for p, saved in zip(params, state["params"], strict=True):
+                    p.copy_(saved.to(p.device, p.dtype))
         opt.load_state_dict(state["optimizer"])
         step, curve = state["step"], state["curve"]
-        for _ in range(step):  # the warm-up goes on where it stopped
-            lr_at.step()
+        if "lr_scheduler" in state:
+            lr_at.load_state_dict(state["lr_scheduler"])
+        else:
+            for _ in range(step):  # the warm-up goes on where it stopped
+                lr_at.step()
     ema = _Ema(params, config.ema_decay, state.get("ema") if state else None) if config.ema_decay else None
 
     noise_gen = torch.Generator(device=acc.device).manual_seed(config.seed * 1000 + acc.process_index + step)
     model_iter = _forever(model_loader)
     pre_iter = _forever(pre_loader) if pre_loader is not None else None
+    if state and not legacy:
+        # Replaying the loaders' draws (index batches only: no image is read) puts the data order where it
+        # stopped; the noise generator and the global RNG come back as they were saved.
+        # The frozen encoders see the images in the batches they first saw them in: a batch's latents do
+        # not depend on its company only up to float rounding.
+        for _ in range(step * config.gradient_accumulation_steps):
+            model_cache.latent_dist(next(model_iter)[0].tolist())
+            if pre_iter is not None and pre_cache is not None:
+                pre_cache.latent_dist(next(pre_iter)[0].tolist())
+        noise_gen.set_state(state["noise_rng"][acc.process_index].cpu())
+        torch.set_rng_state(state["torch_rng"])
+        if cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
     unet.train()
     ckpt = None
     micro: list[torch.Tensor] = []
@@ -469,8 +511,14 @@ def finetune(
                 progress(step, config.max_steps, curve[-1]["loss"])
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 ckpt = _save_checkpoint(
-                    acc, pipe, unet, opt, out / f"checkpoint-{step}", config, base_model, step, curve, ema
+                    acc, pipe, unet, opt, out / f"checkpoint-{step}", config, base_model, step, curve, ema,
+                    resume_state={"params": [p.detach().cpu().clone() for p in params],
+                                  "ema": ema.state() if ema else None,  # taken before the save swaps it in
+                                  "lr_scheduler": lr_at.state_dict(), "noise_rng": _gather_rng(acc, noise_gen),
+                                  "torch_rng": torch.get_rng_state(),
+                                  "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None},
                 )
+                _prune_checkpoints(out, keep=config.keep_checkpoints, newest=ckpt, main=acc.is_main_process)
     if ckpt is None:  # resumed at or past max_steps: nothing new to save
         ckpt = Path(resume_from) if resume_from else out
     acc.wait_for_everyone()
@@ -483,6 +531,45 @@ def finetune(
         warnings=notes,
         seconds=time.perf_counter() - t0,
     )
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """The newest complete checkpoint under `out` that can be resumed from (finetune.json is written last)."""
+    done = [p for p in Path(out).glob("checkpoint-*")
+            if (p / "finetune.json").exists() and (p / "training_state.pt").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _prune_checkpoints(out: Path, keep: int, newest: Path, main: bool) -> None:
+    """Keep the `keep` newest checkpoints; only `newest` keeps its resume state."""
+    if not main:
+        return
+    ckpts = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for i, p in enumerate(ckpts):
+        if p == newest:
+            continue
+        if i >= max(1, keep):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            (p / "training_state.pt").unlink(missing_ok=True)
+
+
+def _checkpoint_dtype(config: FinetuneConfig) -> torch.dtype:
+    name = config.checkpoint_dtype
+    if name == "auto":
+        name = "fp16" if torch.cuda.is_available() else "fp32"
+    if name not in ("fp16", "fp32"):
+        raise ValueError(f"checkpoint_dtype must be 'auto', 'fp16' or 'fp32', not {name!r}")
+    return torch.float16 if name == "fp16" else torch.float32
+
+
+def _gather_rng(acc: Any, gen: torch.Generator) -> list[torch.Tensor]:
+    """Every process's noise generator state (each draws its own noise), as CPU byte tensors."""
+    state = gen.get_state()
+    if acc.num_processes == 1:
+        return [state]
+    return [s.cpu() for s in acc.gather(state.to(acc.device)[None])]
 
 
 def _read_resume(path: str | Path, config: FinetuneConfig) -> dict:
@@ -505,6 +592,7 @@ def _save_checkpoint(
     step: int,
     curve: list[dict],
     ema: _Ema | None = None,
+    resume_state: dict | None = None,
 ) -> Path:
     acc.wait_for_everyone()
     if ema is not None:
@@ -515,6 +603,11 @@ def _save_checkpoint(
         if config.mode == "full":
             pipe.unet = model
             pipe.save_pretrained(path)
+            if _checkpoint_dtype(config) == torch.float16:  # half the disk; loading casts it back as asked
+                from safetensors.torch import save_file
+
+                save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()},
+                          str(path / "unet" / "diffusion_pytorch_model.safetensors"))
             marker = Path(str(base_model)) / "world.json"
             if marker.is_file():  # a shapes-world model stays one: its images can still be judged by the oracle
                 shutil.copy(marker, path / "world.json")
@@ -522,18 +615,13 @@ def _save_checkpoint(
             from diffusers import StableDiffusionPipeline
             from diffusers.utils import convert_state_dict_to_diffusers
             from peft.utils import get_peft_model_state_dict
-            from safetensors.torch import save_file
 
             peft_state = get_peft_model_state_dict(model)
             StableDiffusionPipeline.save_lora_weights(
                 path, unet_lora_layers=convert_state_dict_to_diffusers(peft_state), safe_serialization=True
             )
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in peft_state.items()},
-                str(path / "adapter_state.safetensors"),
-            )
         torch.save(
-            {"optimizer": opt.state_dict(), "step": step, "curve": curve, "ema": ema.state() if ema else None},
+            {"optimizer": opt.state_dict(), "step": step, "curve": curve, **(resume_state or {})},
             path / "training_state.pt",
         )
         (path / "finetune.json").write_text(
@@ -570,4 +658,4 @@ class _Ema:
             s.copy_(tmp)
 
     def state(self) -> list[torch.Tensor]:
-        return [s.detach().cpu() for s in self.shadow]
+        return [s.detach().cpu().clone() for s in self.shadow]  # .cpu() of a CPU tensor is no copy

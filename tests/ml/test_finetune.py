@@ -204,3 +204,69 @@ def test_frozen_cache_encodes_each_image_and_caption_once_and_matches_the_encode
         with torch.no_grad():
             torch.testing.assert_close(states, text_forward(ids)[0], atol=1e-5, rtol=1e-4)
     assert calls == {"vae": 3, "text": 4}  # three images, three prompts and the empty one: once each
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_killed_finetune_resumes_to_the_weights_of_an_uninterrupted_run(tiny_sd, samples, tmp_path, ema):
+    from safetensors.torch import load_file
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pre = [PretrainSample(s.image, "a photo") for s in samples]
+        cfg = FinetuneConfig(mode="lora", max_steps=5, batch_size=2, lr=1e-2, checkpoint_every=2,
+                             caption_dropout=0.5, ema_decay=ema)
+        torch.manual_seed(0)  # LoRA's initial A comes from the global generator
+        whole = finetune(cfg, tiny_sd, samples, tmp_path / "whole", pretrain=pre)
+
+        def kill_at_3(step, total, loss):
+            if step == 3:  # after step 3 was trained, before it was saved: step 3 is lost and redone
+                raise _Killed
+
+        torch.manual_seed(0)
+        with pytest.raises(_Killed):
+            finetune(cfg, tiny_sd, samples, tmp_path / "killed", pretrain=pre, progress=kill_at_3)
+        torch.manual_seed(1)  # a fresh worker's generator: the resume state must not depend on it
+        resumed = finetune(cfg, tiny_sd, samples, tmp_path / "killed", pretrain=pre, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.steps == 5 and [c["step"] for c in resumed.curve] == [1, 2, 3, 4, 5]
+    assert [c["loss"] for c in resumed.curve] == [c["loss"] for c in whole.curve]
+    a = load_file(str(whole.checkpoint / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.checkpoint / "pytorch_lora_weights.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_only_the_newest_checkpoints_stay_and_only_the_newest_can_resume(tiny_sd, samples, tmp_path):
+    cfg = FinetuneConfig(mode="lora", max_steps=4, batch_size=2, checkpoint_every=1, keep_checkpoints=2)
+    with pytest.warns(UserWarning):
+        r = finetune(cfg, tiny_sd, samples, tmp_path / "ft")
+    assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == ["checkpoint-3", "checkpoint-4"]
+    older = {p.name for p in (tmp_path / "ft" / "checkpoint-3").iterdir()}
+    assert {"finetune.json", "pytorch_lora_weights.safetensors"} <= older and "training_state.pt" not in older
+    assert (r.checkpoint / "training_state.pt").exists()
+    from ml.finetune import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path / "ft") == r.checkpoint
+
+
+def test_full_checkpoint_saves_the_unet_in_fp16_when_asked(tiny_sd, samples, tmp_path):
+    from safetensors.torch import load_file
+
+    sizes = {}
+    for dtype in ("fp32", "fp16"):
+        cfg = FinetuneConfig(mode="full", max_steps=1, batch_size=2, checkpoint_dtype=dtype)
+        with pytest.warns(UserWarning):
+            r = finetune(cfg, tiny_sd, samples, tmp_path / dtype)
+        weights = r.checkpoint / "unet" / "diffusion_pytorch_model.safetensors"
+        sizes[dtype] = weights.stat().st_size
+        assert {v.dtype for v in load_file(str(weights)).values()} == {
+            torch.float16 if dtype == "fp16" else torch.float32}
+        gen = load_generator(r.checkpoint, device="cpu")
+        assert gen.pipe.unet.dtype == torch.float32  # loading casts it back
+        generate(gen, [("Two dogs", 7)], GenerationConfig(steps=2))
+    assert sizes["fp16"] < 0.6 * sizes["fp32"]

@@ -18,9 +18,11 @@ from workers.version import code_version
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    """Resume point after a crash: the newest complete checkpoint this job wrote."""
-    done = [p for p in out.glob("checkpoint-*") if (p / "finetune.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    """Resume point after a crash: the newest complete checkpoint this job wrote that holds its resume
+    state (trained weights, optimizer, RNG): the retried job ends as it would have without the crash."""
+    from ml.finetune import latest_checkpoint as newest
+
+    return newest(out)
 
 
 def finetune_config(p: FinetuneParams) -> Any:
