@@ -115,6 +115,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # and a share of samples also trains the unconditional branch that guidance subtracts.
     "world": {"mode": "lora", "lora_rank": 8, "lr": 2e-3, "max_steps": 500, "batch_size": 64, "beta": 1.0,
               "caption_dropout": 0.3, "snr_gamma": 5.0},
+    # The paper's settings (docs/method.md §4): full UNet, AdamW (0.9, 0.999, 1e-8, wd 1e-2), lr 2e-5 (the
+    # likely value; not reported), 10,000 steps of 256 generated + 256 pre-training samples (32 per
+    # micro-batch × 8 accumulated on one GPU; under `accelerate launch` on n GPUs, divide the
+    # accumulation by n), β 1, fp16 mixed precision on CUDA.
+    "paper": {"mode": "full", "lr": 2e-5, "adam_betas": (0.9, 0.999), "adam_eps": 1e-8, "weight_decay": 1e-2,
+              "max_steps": 10_000, "batch_size": 32, "gradient_accumulation_steps": 8, "beta": 1.0,
+              "mixed_precision": "auto"},
 }
 
 

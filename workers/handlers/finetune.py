@@ -37,6 +37,17 @@ def finetune_config(p: FinetuneParams) -> Any:
     return FinetuneConfig(**values, checkpoint_every=max(1, min(500, steps // 4 or 1)))
 
 
+def estimate_lines(config: Any, base_model: str, with_pretrain: bool) -> list[str]:
+    """The job's expected memory, disk and time, for its log before it starts; a model whose config
+    cannot be read (an odd architecture) gets a line saying so instead of failing the job."""
+    from ml.finetune_estimate import estimate_finetune
+
+    try:
+        return estimate_finetune(config, base_model, with_pretrain=with_pretrain).lines()
+    except Exception as e:  # an estimate must never stop the job it describes
+        return [f"no estimate of memory, disk and time: {type(e).__name__}: {e}"]
+
+
 def training_images(prompt_set_id: int, reward_version_id: int) -> Select[int, str, str, float]:
     """D_model: the set's generated images with their reward, but never an evaluation's images (an
     evaluate job once could draw into a training set; those images must not train the next round)."""
@@ -79,6 +90,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     if resume is not None:
         ctx.log(f"resuming from {resume.name}")
     config = finetune_config(p)
+    for line in estimate_lines(config, base_model, with_pretrain=bool(pretrain)):
+        ctx.log(line)
     result = finetune(
         config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
         progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
