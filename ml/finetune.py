@@ -27,13 +27,16 @@ import warnings as pywarnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ml.generation import Cancelled
+
+if TYPE_CHECKING:
+    from ml.latent_cache import LatentCache
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -260,11 +263,17 @@ class _FrozenCache:
     the encoders 0.22 s). Latents are still *sampled* from the stored distribution every step, with the
     same generator calls as encoding on the fly, so the loss curve is the same. Kept on the CPU: 2 × 4 ×
     (H/8) × (W/8) floats per image (128 KB at 512 px in fp32).
+
+    With a `store` (ml.latent_cache.LatentCache) the latents also outlive the run: an image met before,
+    by any run with the same VAE, is not encoded again. Images encoded in other batches may differ from
+    this run's by float rounding (~1e-7), the only difference a stored latent makes.
     """
 
-    def __init__(self, vae: Any, text_encoder: Any, tokenizer: Any, images: Sequence[Any], size: int, dtype: Any):
+    def __init__(self, vae: Any, text_encoder: Any, tokenizer: Any, images: Sequence[Any], size: int, dtype: Any,
+                 store: LatentCache | None = None, vae_id: str = ""):
         self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
         self.images, self.size, self.dtype = images, size, dtype
+        self.store, self.vae_id = store, vae_id  # on disk, across runs (ml.latent_cache); None: this run only
         self.device = next(vae.parameters()).device
         self.dist: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.text: dict[str, torch.Tensor] = {}  # captions of generated samples and pre-training pairs alike
@@ -272,11 +281,24 @@ class _FrozenCache:
     @torch.no_grad()
     def latent_dist(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         missing = [i for i in dict.fromkeys(idx) if i not in self.dist]
+        hashes: dict[int, str] = {}
+        if missing and self.store is not None:
+            from ml.latent_cache import content_hash
+
+            hashes = {i: content_hash(self.images[i]) for i in missing}
+            stored = self.store.get_many(self.vae_id, self.size, list(hashes.values()))
+            for i in missing:
+                if hashes[i] in stored:
+                    mean, std = stored[hashes[i]]
+                    self.dist[i] = (mean.to(self.dtype), std.to(self.dtype))
+            missing = [i for i in missing if i not in self.dist]
         if missing:
             pixels = torch.stack([_pixels(self.images[i], self.size) for i in missing])
             d = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
             for i, mean, std in zip(missing, d.mean.cpu(), d.std.cpu(), strict=True):
                 self.dist[i] = (mean, std)
+            if self.store is not None:
+                self.store.put_many(self.vae_id, self.size, {hashes[i]: self.dist[i] for i in missing})
         return (
             torch.stack([self.dist[i][0] for i in idx]).to(self.device),
             torch.stack([self.dist[i][1] for i in idx]).to(self.device),
@@ -313,12 +335,14 @@ def finetune(
     progress: Callable[[int, int, float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     resume: bool = False,
+    latent_cache: LatentCache | None = None,
 ) -> FinetuneResult:
     """Fine-tune `base_model` (folder or hub id) on reward-weighted `samples`; see module doc.
 
     `resume=True` continues from the newest complete checkpoint in `out_dir` (if any), as `resume_from`
     would: with the same config, samples and seed, a run that was killed and resumed ends with the same
-    weights as one that never stopped."""
+    weights as one that never stopped. `latent_cache` keeps the VAE's latents of each image on disk across
+    runs (ml.latent_cache); without it they are kept for this run only."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
@@ -390,7 +414,13 @@ def finetune(
     model_loader = torch.utils.data.DataLoader(
         model_ds, batch_size=config.batch_size, shuffle=True, generator=loader_gen, drop_last=False
     )
-    model_cache = _FrozenCache(vae, text_encoder, tokenizer, [s.image for s in samples], size, weight_dtype)
+    vae_id = ""
+    if latent_cache is not None:
+        from ml.latent_cache import vae_identity
+
+        vae_id = vae_identity(base_model, vae, weight_dtype)
+    model_cache = _FrozenCache(vae, text_encoder, tokenizer, [s.image for s in samples], size, weight_dtype,
+                               latent_cache, vae_id)
     model_texts = [s.prompt for s in samples]
     pre = read_pretrain_folder(pretrain) if isinstance(pretrain, str | Path) else pretrain
     pre_loader, pre_cache = None, None
@@ -401,7 +431,8 @@ def finetune(
             shuffle=True,
             generator=loader_gen,
         )
-        pre_cache = _FrozenCache(vae, text_encoder, tokenizer, [p.image for p in pre], size, weight_dtype)
+        pre_cache = _FrozenCache(vae, text_encoder, tokenizer, [p.image for p in pre], size, weight_dtype,
+                                 latent_cache, vae_id)
     elif config.beta:
         notes.append(
             "no pre-training data: the β regulariser was skipped; the model may drift "

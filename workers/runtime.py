@@ -89,6 +89,12 @@ class Runtime:
         return self.model(("embedding-cache",), lambda: EmbeddingCache(self.cache_dir / "embeddings.sqlite3"),
                           keep=8)
 
+    def latent_cache(self) -> Any:
+        """The VAE latents of training images, by VAE and content, beside the embedding cache."""
+        from ml.latent_cache import LatentCache
+
+        return self.model(("latent-cache",), lambda: LatentCache(self.cache_dir / "latents.sqlite3"), keep=8)
+
 
 @lru_cache(maxsize=1)
 def get_runtime() -> Runtime:

@@ -270,3 +270,35 @@ def test_full_checkpoint_saves_the_unet_in_fp16_when_asked(tiny_sd, samples, tmp
         assert gen.pipe.unet.dtype == torch.float32  # loading casts it back
         generate(gen, [("Two dogs", 7)], GenerationConfig(steps=2))
     assert sizes["fp16"] < 0.6 * sizes["fp32"]
+
+
+def test_latent_cache_on_disk_keeps_the_loss_curve_and_spares_the_vae(tiny_sd, samples, tmp_path, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    from ml.latent_cache import LatentCache
+
+    pre = [PretrainSample(s.image, "a photo") for s in samples]
+    cfg = FinetuneConfig(mode="lora", max_steps=3, batch_size=2, lr=1e-2, checkpoint_every=10**9)
+    encoded = [0]
+    encode = AutoencoderKL.encode
+
+    def counted(self, x, *a, **k):
+        encoded[0] += len(x)
+        return encode(self, x, *a, **k)
+
+    monkeypatch.setattr(AutoencoderKL, "encode", counted)
+    curves = {}
+    cache = LatentCache(tmp_path / "latents.sqlite3")
+    for run in ("plain", "filling", "reading"):
+        torch.manual_seed(0)
+        encoded[0] = 0
+        r = finetune(cfg, tiny_sd, samples, tmp_path / run, pretrain=pre,
+                     latent_cache=None if run == "plain" else cache)
+        curves[run] = [c["loss"] for c in r.curve]
+        if run == "filling":
+            # the pre-training pairs are the same three images: stored by content, they are encoded once
+            assert encoded[0] == 3 and cache.count() == 3
+        if run == "reading":
+            assert encoded[0] == 0  # every latent came from the disk
+    assert curves["filling"] == curves["plain"]
+    np.testing.assert_allclose(curves["reading"], curves["plain"], rtol=0, atol=1e-6)

@@ -93,7 +93,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     for line in estimate_lines(config, base_model, with_pretrain=bool(pretrain)):
         ctx.log(line)
     result = finetune(
-        config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
+        config, base_model, samples, out, pretrain=pretrain, resume_from=resume, latent_cache=rt.latent_cache(),
         progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
         should_cancel=ctx.should_cancel,
     )
