@@ -123,7 +123,7 @@ def generate(model, lora, prompts_file, images_per_prompt, base_seed, out, devic
         for i, t in enumerate(texts)
         for j in range(images_per_prompt)
     ]
-    gen = load_generator(model, lora=lora, device=device)
+    gen = load_generator(model, lora=lora, device=device, fuse_lora=True)
     pbar, progress = bar("generate")
     result = generate(gen, requests, config, progress=progress)
     pbar.close()
@@ -375,7 +375,7 @@ def best_of_n(model, lora, reward_dir, clip_model, cache, device, prompts_file, 
         raise click.BadParameter(f"need 1 <= k <= n (k={config.k}, n={config.n})", param_hint="--k")
     texts = _prompt_texts(prompts_file)
     clip, store = _load_clip(clip_model, device, cache)
-    gen = load_generator(model, lora=lora, device=device)
+    gen = load_generator(model, lora=lora, device=device, fuse_lora=True)
     pbar, progress = bar("best-of-n")
     result = run(config, gen, clip, load_reward(reward_dir, device=device), texts, store, progress)
     pbar.close()

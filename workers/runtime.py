@@ -67,7 +67,7 @@ class Runtime:
         from ml.generation import load_generator
 
         model, lora = self.generator_source(version)
-        return self.model(("generator", model, lora or ""), lambda: load_generator(model, lora=lora))
+        return self.model(("generator", model, lora or ""), lambda: load_generator(model, lora=lora, fuse_lora=True))
 
     def clip(self) -> Any:
         from ml.embeddings import load_clip

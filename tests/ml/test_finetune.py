@@ -302,3 +302,27 @@ def test_latent_cache_on_disk_keeps_the_loss_curve_and_spares_the_vae(tiny_sd, s
             assert encoded[0] == 0  # every latent came from the disk
     assert curves["filling"] == curves["plain"]
     np.testing.assert_allclose(curves["reading"], curves["plain"], rtol=0, atol=1e-6)
+
+
+def test_fused_lora_generates_what_the_unfused_adapter_does(tiny_sd, samples, tmp_path):
+    cfg = FinetuneConfig(mode="lora", max_steps=2, batch_size=2, lr=5e-2, checkpoint_every=10**9)
+    with pytest.warns(UserWarning):
+        r = finetune(cfg, tiny_sd, samples, tmp_path / "ft")
+    plain = load_generator(tiny_sd, lora=r.checkpoint, device="cpu")
+    fused = load_generator(tiny_sd, lora=r.checkpoint, device="cpu", fuse_lora=True)
+    assert any("lora_" in k for k in fused.pipe.unet.state_dict()) is False
+    assert any("lora_" in k for k in plain.pipe.unet.state_dict())
+    base = load_generator(tiny_sd, device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    dim = plain.pipe.unet.config.cross_attention_dim
+    unet_in = (torch.randn(2, 4, 8, 8, generator=gen), torch.tensor([10, 700]), torch.randn(2, 77, dim, generator=gen))
+    with torch.no_grad():
+        out_plain, out_fused, out_base = (g.pipe.unet(*unet_in).sample for g in (plain, fused, base))
+    torch.testing.assert_close(out_fused, out_plain, atol=1e-5, rtol=1e-4)
+    assert (out_plain - out_base).abs().max() > 1e-3
+    req, gcfg = [("Two dogs", 7), ("A red cup", 8)], GenerationConfig(steps=2)
+    a = [np.asarray(g.image, np.int16) for g in generate(plain, req, gcfg).images]
+    b = [np.asarray(g.image, np.int16) for g in generate(fused, req, gcfg).images]
+    c = [np.asarray(g.image, np.int16) for g in generate(base, req, gcfg).images]
+    assert max(np.abs(x - y).max() for x, y in zip(a, b, strict=True)) <= 1  # uint8 rounding at most
+    assert max(np.abs(x - y).max() for x, y in zip(a, c, strict=True)) > 1  # and the adapter does show
