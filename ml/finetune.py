@@ -107,6 +107,14 @@ class FinetuneConfig:
         },
     )
     seed: int = field(default=0, metadata={"help": "seed of data order, noise and timesteps"})
+    data_workers: int = field(
+        default=0,
+        metadata={
+            "help": "threads that read and decode a batch's images in parallel the first time the VAE needs "
+            "them (image decoding and resizing release the GIL; the order and the result are unchanged); 0: "
+            "in the training loop's thread"
+        },
+    )
 
 
 # Named starting points for FinetuneConfig (a job's own settings override them).
@@ -130,7 +138,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class ModelSample:
-    """A generated image (path, bytes or PIL) with its prompt and reward-model score."""
+    """A generated image with its prompt and reward-model score. The image is a path, bytes, a PIL image,
+    or any object with `read_bytes()` (and optionally `sha256`, its bytes' hash, so the latent cache need
+    not read it): such an image is read only when the VAE first needs it, so a large set is streamed
+    from storage instead of held in memory."""
 
     image: Any
     prompt: str
@@ -239,6 +250,8 @@ def min_snr_weights(scheduler: Any, timesteps: torch.Tensor, gamma: float) -> to
 def _pixels(image: Any, size: int) -> torch.Tensor:
     from PIL import Image
 
+    if not isinstance(image, bytes | str | Path | Image.Image) and hasattr(image, "read_bytes"):
+        image = image.read_bytes()  # a lazy image (ModelSample): read now, dropped after encoding
     if isinstance(image, bytes):
         import io
 
@@ -270,10 +283,11 @@ class _FrozenCache:
     """
 
     def __init__(self, vae: Any, text_encoder: Any, tokenizer: Any, images: Sequence[Any], size: int, dtype: Any,
-                 store: LatentCache | None = None, vae_id: str = ""):
+                 store: LatentCache | None = None, vae_id: str = "", workers: Any = None):
         self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
         self.images, self.size, self.dtype = images, size, dtype
         self.store, self.vae_id = store, vae_id  # on disk, across runs (ml.latent_cache); None: this run only
+        self.workers = workers  # a concurrent.futures executor decoding images, or None
         self.device = next(vae.parameters()).device
         self.dist: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.text: dict[str, torch.Tensor] = {}  # captions of generated samples and pre-training pairs alike
@@ -293,7 +307,10 @@ class _FrozenCache:
                     self.dist[i] = (mean.to(self.dtype), std.to(self.dtype))
             missing = [i for i in missing if i not in self.dist]
         if missing:
-            pixels = torch.stack([_pixels(self.images[i], self.size) for i in missing])
+            todo = [self.images[i] for i in missing]
+            decoded = (self.workers.map(_pixels, todo, [self.size] * len(todo)) if self.workers is not None
+                       else (_pixels(im, self.size) for im in todo))
+            pixels = torch.stack(list(decoded))
             d = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
             for i, mean, std in zip(missing, d.mean.cpu(), d.std.cpu(), strict=True):
                 self.dist[i] = (mean, std)
@@ -419,8 +436,13 @@ def finetune(
         from ml.latent_cache import vae_identity
 
         vae_id = vae_identity(base_model, vae, weight_dtype)
+    decode_pool = None
+    if config.data_workers > 0:
+        from concurrent.futures import ThreadPoolExecutor
+
+        decode_pool = ThreadPoolExecutor(config.data_workers, thread_name_prefix="finetune-decode")
     model_cache = _FrozenCache(vae, text_encoder, tokenizer, [s.image for s in samples], size, weight_dtype,
-                               latent_cache, vae_id)
+                               latent_cache, vae_id, decode_pool)
     model_texts = [s.prompt for s in samples]
     pre = read_pretrain_folder(pretrain) if isinstance(pretrain, str | Path) else pretrain
     pre_loader, pre_cache = None, None
@@ -432,7 +454,7 @@ def finetune(
             generator=loader_gen,
         )
         pre_cache = _FrozenCache(vae, text_encoder, tokenizer, [p.image for p in pre], size, weight_dtype,
-                                 latent_cache, vae_id)
+                                 latent_cache, vae_id, decode_pool)
     elif config.beta:
         notes.append(
             "no pre-training data: the β regulariser was skipped; the model may drift "
@@ -557,6 +579,8 @@ def finetune(
                                   "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None},
                 )
                 _prune_checkpoints(out, keep=config.keep_checkpoints, newest=ckpt, main=acc.is_main_process)
+    if decode_pool is not None:
+        decode_pool.shutdown()
     if ckpt is None:  # resumed at or past max_steps: nothing new to save
         ckpt = Path(resume_from) if resume_from else out
     acc.wait_for_everyone()

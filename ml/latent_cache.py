@@ -34,7 +34,13 @@ def vae_identity(base_model: str | Path, vae: Any, dtype: torch.dtype) -> str:
 
 
 def content_hash(image: Any) -> str:
-    """sha256 of an image's file bytes (path or bytes) or, for a PIL image, of its mode, size and pixels."""
+    """sha256 of an image's file bytes (path, bytes or a lazy image's `read_bytes()`; a lazy image that
+    knows its `sha256` is not read) or, for a PIL image, of its mode, size and pixels."""
+    known = getattr(image, "sha256", None)
+    if isinstance(known, str) and known:
+        return known
+    if not isinstance(image, bytes | str | Path) and hasattr(image, "read_bytes"):
+        image = image.read_bytes()
     if isinstance(image, bytes):
         data = image
     elif isinstance(image, str | Path):

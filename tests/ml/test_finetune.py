@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import warnings
 
@@ -326,3 +327,36 @@ def test_fused_lora_generates_what_the_unfused_adapter_does(tiny_sd, samples, tm
     c = [np.asarray(g.image, np.int16) for g in generate(base, req, gcfg).images]
     assert max(np.abs(x - y).max() for x, y in zip(a, b, strict=True)) <= 1  # uint8 rounding at most
     assert max(np.abs(x - y).max() for x, y in zip(a, c, strict=True)) > 1  # and the adapter does show
+
+
+def test_lazy_images_are_read_once_when_first_needed_and_decode_threads_change_nothing(tiny_sd, samples,
+                                                                                        tmp_path):
+    import io
+
+    class Stored:  # what the worker passes: bytes fetched from storage on demand
+        reads: dict[int, int] = {}
+
+        def __init__(self, n, data):
+            self.n, self.data = n, data
+
+        def read_bytes(self):
+            Stored.reads[self.n] = Stored.reads.get(self.n, 0) + 1
+            return self.data
+
+    def png(image):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+
+    lazy = [ModelSample(Stored(i, png(s.image)), s.prompt, s.reward) for i, s in enumerate(samples)]
+    cfg = FinetuneConfig(mode="lora", max_steps=3, batch_size=2, lr=1e-2, checkpoint_every=10**9)
+    curves = []
+    for run, (data, workers) in enumerate([(samples, 0), (lazy, 0), (lazy, 2)]):
+        Stored.reads = {}
+        torch.manual_seed(0)
+        with pytest.warns(UserWarning):
+            r = finetune(dataclasses.replace(cfg, data_workers=workers), tiny_sd, data, tmp_path / str(run))
+        curves.append([c["loss"] for c in r.curve])
+        if data is lazy:
+            assert Stored.reads == {0: 1, 1: 1, 2: 1}  # each read once, when the VAE first needed it
+    assert curves[0] == curves[1] == curves[2]  # PNG is lossless; threads keep the order

@@ -47,3 +47,19 @@ def tiny_sd_dir(tmp_path_factory):
     from ml.tiny import write_tiny_sd
 
     return write_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+def test_stored_images_are_read_from_storage_only_when_asked():
+    from ml.latent_cache import content_hash
+    from workers.handlers.finetune import StoredImage
+
+    class Storage:
+        gets: list[str] = []
+
+        def get(self, key):
+            Storage.gets.append(key)
+            return b"png-bytes"
+
+    image = StoredImage(Storage(), "images/ab/abc.png", "abc")
+    assert content_hash(image) == "abc" and Storage.gets == []  # the storage's hash keys the latent cache
+    assert image.read_bytes() == b"png-bytes" and Storage.gets == ["images/ab/abc.png"]
