@@ -107,6 +107,13 @@ class FinetuneConfig:
         },
     )
     seed: int = field(default=0, metadata={"help": "seed of data order, noise and timesteps"})
+    use_8bit_adam: bool = field(
+        default=False,
+        metadata={
+            "help": "AdamW with 8-bit states (bitsandbytes, installed separately): the optimizer's memory "
+            "falls from 8 to 2 bytes per trained weight (a full SD1.5 fine-tune: 6.4 GB to 1.6 GB)"
+        },
+    )
     data_workers: int = field(
         default=0,
         metadata={
@@ -417,7 +424,7 @@ def finetune(
         unet.enable_gradient_checkpointing()
     params = [p for p in unet.parameters() if p.requires_grad]
     lr = config.lr or (2e-5 if config.mode == "full" else 1e-4)
-    opt = torch.optim.AdamW(
+    opt = _adamw(config.use_8bit_adam)(
         params, lr=lr, betas=config.adam_betas, eps=config.adam_eps, weight_decay=config.weight_decay
     )
     warmup = config.warmup_steps if config.warmup_steps is not None else min(500, config.max_steps // 10)
@@ -593,6 +600,16 @@ def finetune(
         warnings=notes,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _adamw(eight_bit: bool) -> Any:
+    if not eight_bit:
+        return torch.optim.AdamW
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise ValueError("use_8bit_adam needs bitsandbytes: pip install bitsandbytes (CUDA only)") from None
+    return bitsandbytes.optim.AdamW8bit
 
 
 def latest_checkpoint(out: str | Path) -> Path | None:

@@ -157,7 +157,7 @@ def estimate_finetune(config: Any, base_model: str | Path, with_pretrain: bool =
         blocks = len(unet.down_blocks) + len(unet.up_blocks) + 1
         acts = acts * 2 / blocks
 
-    adam_bytes = 2 if getattr(config, "use_8bit_adam", False) else 8
+    adam_bytes = 2 if config.use_8bit_adam else 8
     parts = {
         "unet": unet_params * 4 / GB,  # fp32 master weights; autocast makes half copies on the fly
         "frozen": frozen * (2 if half else 4) / GB,

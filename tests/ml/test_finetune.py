@@ -360,3 +360,25 @@ def test_lazy_images_are_read_once_when_first_needed_and_decode_threads_change_n
         if data is lazy:
             assert Stored.reads == {0: 1, 1: 1, 2: 1}  # each read once, when the VAE first needed it
     assert curves[0] == curves[1] == curves[2]  # PNG is lossless; threads keep the order
+
+
+def test_8bit_adam_uses_bitsandbytes_when_installed_and_says_so_when_not(tiny_sd, samples, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    cfg = FinetuneConfig(mode="lora", max_steps=1, batch_size=2, use_8bit_adam=True, checkpoint_every=10**9)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if not installed
+    with pytest.raises(ValueError, match="bitsandbytes"):
+        finetune(cfg, tiny_sd, samples, tmp_path / "a")
+    made = []
+
+    class AdamW8bit(torch.optim.AdamW):  # stands in for bitsandbytes' (CUDA only)
+        def __init__(self, *a, **k):
+            made.append(k)
+            super().__init__(*a, **k)
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.SimpleNamespace(optim=types.SimpleNamespace(
+        AdamW8bit=AdamW8bit)))
+    with pytest.warns(UserWarning):
+        finetune(cfg, tiny_sd, samples, tmp_path / "b")
+    assert made and made[0]["betas"] == (0.9, 0.999)

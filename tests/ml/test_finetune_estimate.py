@@ -28,6 +28,8 @@ def test_estimate_is_positive_and_scales_with_batch_and_trained_parameters(tiny_
     assert full.trainable_params == full.unet_params
     assert full.memory_parts_gb["optimizer"] == pytest.approx(8 * full.unet_params / 1024**3, rel=1e-2)
     assert full.resume_state_gb > e.resume_state_gb and full.memory_gb > e.memory_gb
+    eight = estimate_finetune(dataclasses.replace(lora, mode="full", use_8bit_adam=True), tiny_sd)
+    assert eight.memory_parts_gb["optimizer"] == pytest.approx(full.memory_parts_gb["optimizer"] / 4)
     half = estimate_finetune(dataclasses.replace(lora, mode="full", checkpoint_dtype="fp16"), tiny_sd)
     assert half.checkpoint_gb < full.checkpoint_gb
     assert len(e.lines()) == 4 and all(line.startswith("estimate") for line in e.lines())
