@@ -14,7 +14,7 @@ import click
 
 from ml.best_of_n import BestOfNConfig
 from ml.cli_util import bar, build_config, config_options, read_jsonl, resolve, write_jsonl
-from ml.finetune import FinetuneConfig
+from ml.finetune import PRESETS, FinetuneConfig
 from ml.generation import GenerationConfig
 from ml.prompts import CATEGORIES, PromptSetConfig, generate_prompt_set, parse_prompt
 from ml.reward import RewardConfig
@@ -123,7 +123,7 @@ def generate(model, lora, prompts_file, images_per_prompt, base_seed, out, devic
         for i, t in enumerate(texts)
         for j in range(images_per_prompt)
     ]
-    gen = load_generator(model, lora=lora, device=device)
+    gen = load_generator(model, lora=lora, device=device, fuse_lora=True)
     pbar, progress = bar("generate")
     result = generate(gen, requests, config, progress=progress)
     pbar.close()
@@ -309,19 +309,30 @@ def score(reward_dir, manifest, clip_model, cache, device, out) -> None:
     "--resume", default=None, type=click.Path(exists=True, file_okay=False), help="checkpoint folder"
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for checkpoint-<step>/")
+@click.option("--preset", default=None, type=click.Choice(sorted(PRESETS)),
+              help="start from a named set of settings (options given still win); 'paper': the paper's")
+@click.option("--estimate-only", is_flag=True, help="print the memory, disk and time estimate and stop")
 @config_options(FinetuneConfig)
-def finetune(model, samples, pretrain, resume, out, **kw) -> None:
-    """Reward-weighted fine-tuning of the UNet (full or LoRA); prints the checkpoint folder."""
+def finetune(model, samples, pretrain, resume, out, preset, estimate_only, **kw) -> None:
+    """Reward-weighted fine-tuning of the UNet (full or LoRA); prints the checkpoint folder.
+
+    Before it starts it prints (to stderr) an estimate of device memory, disk and time."""
     from ml.finetune import ModelSample
     from ml.finetune import finetune as run
+    from ml.finetune_estimate import estimate_finetune
 
-    config = build_config(FinetuneConfig, kw)
+    named = {k: v for k, v in kw.items() if v is not None}  # the options given; the rest: preset, defaults
+    config = build_config(FinetuneConfig, {**(PRESETS[preset] if preset else {}), **named})
     if config.mode not in ("full", "lora"):
         raise click.BadParameter("must be 'full' or 'lora'", param_hint="--mode")
     rows, files = _image_rows(samples)
     if any("reward" not in r or not r.get("prompt") for r in rows):
         raise click.ClickException(f"{samples}: every line needs 'prompt' and 'reward'")
     data = [ModelSample(f, r["prompt"], float(r["reward"])) for f, r in zip(files, rows, strict=True)]
+    for line in estimate_finetune(config, model, with_pretrain=pretrain is not None).lines():
+        click.echo(line, err=True)
+    if estimate_only:
+        return
     pbar, progress = bar("finetune")
     result = run(config, model, data, out, pretrain=pretrain, resume_from=resume, progress=progress)
     pbar.close()
@@ -364,7 +375,7 @@ def best_of_n(model, lora, reward_dir, clip_model, cache, device, prompts_file, 
         raise click.BadParameter(f"need 1 <= k <= n (k={config.k}, n={config.n})", param_hint="--k")
     texts = _prompt_texts(prompts_file)
     clip, store = _load_clip(clip_model, device, cache)
-    gen = load_generator(model, lora=lora, device=device)
+    gen = load_generator(model, lora=lora, device=device, fuse_lora=True)
     pbar, progress = bar("best-of-n")
     result = run(config, gen, clip, load_reward(reward_dir, device=device), texts, store, progress)
     pbar.close()

@@ -14,7 +14,8 @@ Without pre-training data the β term is skipped and the result says so in `warn
 
 Checkpoints (`out_dir/checkpoint-<step>/`) are what `ml.generation.load_generator` reads: a full
 pipeline folder (mode "full") or a LoRA adapter folder to put on the base model (mode "lora"), plus
-`training_state.pt` (optimizer, step) and `finetune.json` for resuming.
+`finetune.json`; the newest also holds `training_state.pt` (trained weights, optimizer, schedule, step,
+RNG states, EMA) for resuming exactly where it stopped. Only the newest `keep_checkpoints` stay.
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ import warnings as pywarnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ml.generation import Cancelled
+
+if TYPE_CHECKING:
+    from ml.latent_cache import LatentCache
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -84,6 +88,17 @@ class FinetuneConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
     resolution: int | None = field(default=None, metadata={"help": "training image size; None: model's"})
     checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints (and at end)"})
+    keep_checkpoints: int = field(
+        default=2,
+        metadata={
+            "help": "checkpoints kept on disk, newest first; older ones are deleted. Only the newest keeps the "
+            "resume state (optimizer, RNG, the trained weights in fp32): a full SD1.5 fine-tune's is ~10 GB"
+        },
+    )
+    checkpoint_dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype of a full fine-tune's saved UNet: 'fp32', 'fp16'; auto: fp16 on CUDA, fp32 on CPU"},
+    )
     ema_decay: float | None = field(
         default=None,
         metadata={
@@ -92,6 +107,21 @@ class FinetuneConfig:
         },
     )
     seed: int = field(default=0, metadata={"help": "seed of data order, noise and timesteps"})
+    use_8bit_adam: bool = field(
+        default=False,
+        metadata={
+            "help": "AdamW with 8-bit states (bitsandbytes, installed separately): the optimizer's memory "
+            "falls from 8 to 2 bytes per trained weight (a full SD1.5 fine-tune: 6.4 GB to 1.6 GB)"
+        },
+    )
+    data_workers: int = field(
+        default=0,
+        metadata={
+            "help": "threads that read and decode a batch's images in parallel the first time the VAE needs "
+            "them (image decoding and resizing release the GIL; the order and the result are unchanged); 0: "
+            "in the training loop's thread"
+        },
+    )
 
 
 # Named starting points for FinetuneConfig (a job's own settings override them).
@@ -103,12 +133,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # and a share of samples also trains the unconditional branch that guidance subtracts.
     "world": {"mode": "lora", "lora_rank": 8, "lr": 2e-3, "max_steps": 500, "batch_size": 64, "beta": 1.0,
               "caption_dropout": 0.3, "snr_gamma": 5.0},
+    # The paper's settings (docs/method.md §4): full UNet, AdamW (0.9, 0.999, 1e-8, wd 1e-2), lr 2e-5 (the
+    # likely value; not reported), 10,000 steps of 256 generated + 256 pre-training samples (32 per
+    # micro-batch × 8 accumulated on one GPU; under `accelerate launch` on n GPUs, divide the
+    # accumulation by n), β 1, fp16 mixed precision on CUDA.
+    "paper": {"mode": "full", "lr": 2e-5, "adam_betas": (0.9, 0.999), "adam_eps": 1e-8, "weight_decay": 1e-2,
+              "max_steps": 10_000, "batch_size": 32, "gradient_accumulation_steps": 8, "beta": 1.0,
+              "mixed_precision": "auto"},
 }
 
 
 @dataclass
 class ModelSample:
-    """A generated image (path, bytes or PIL) with its prompt and reward-model score."""
+    """A generated image with its prompt and reward-model score. The image is a path, bytes, a PIL image,
+    or any object with `read_bytes()` (and optionally `sha256`, its bytes' hash, so the latent cache need
+    not read it): such an image is read only when the VAE first needs it, so a large set is streamed
+    from storage instead of held in memory."""
 
     image: Any
     prompt: str
@@ -217,6 +257,8 @@ def min_snr_weights(scheduler: Any, timesteps: torch.Tensor, gamma: float) -> to
 def _pixels(image: Any, size: int) -> torch.Tensor:
     from PIL import Image
 
+    if not isinstance(image, bytes | str | Path | Image.Image) and hasattr(image, "read_bytes"):
+        image = image.read_bytes()  # a lazy image (ModelSample): read now, dropped after encoding
     if isinstance(image, bytes):
         import io
 
@@ -241,11 +283,18 @@ class _FrozenCache:
     the encoders 0.22 s). Latents are still *sampled* from the stored distribution every step, with the
     same generator calls as encoding on the fly, so the loss curve is the same. Kept on the CPU: 2 × 4 ×
     (H/8) × (W/8) floats per image (128 KB at 512 px in fp32).
+
+    With a `store` (ml.latent_cache.LatentCache) the latents also outlive the run: an image met before,
+    by any run with the same VAE, is not encoded again. Images encoded in other batches may differ from
+    this run's by float rounding (~1e-7), the only difference a stored latent makes.
     """
 
-    def __init__(self, vae: Any, text_encoder: Any, tokenizer: Any, images: Sequence[Any], size: int, dtype: Any):
+    def __init__(self, vae: Any, text_encoder: Any, tokenizer: Any, images: Sequence[Any], size: int, dtype: Any,
+                 store: LatentCache | None = None, vae_id: str = "", workers: Any = None):
         self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
         self.images, self.size, self.dtype = images, size, dtype
+        self.store, self.vae_id = store, vae_id  # on disk, across runs (ml.latent_cache); None: this run only
+        self.workers = workers  # a concurrent.futures executor decoding images, or None
         self.device = next(vae.parameters()).device
         self.dist: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.text: dict[str, torch.Tensor] = {}  # captions of generated samples and pre-training pairs alike
@@ -253,11 +302,27 @@ class _FrozenCache:
     @torch.no_grad()
     def latent_dist(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         missing = [i for i in dict.fromkeys(idx) if i not in self.dist]
+        hashes: dict[int, str] = {}
+        if missing and self.store is not None:
+            from ml.latent_cache import content_hash
+
+            hashes = {i: content_hash(self.images[i]) for i in missing}
+            stored = self.store.get_many(self.vae_id, self.size, list(hashes.values()))
+            for i in missing:
+                if hashes[i] in stored:
+                    mean, std = stored[hashes[i]]
+                    self.dist[i] = (mean.to(self.dtype), std.to(self.dtype))
+            missing = [i for i in missing if i not in self.dist]
         if missing:
-            pixels = torch.stack([_pixels(self.images[i], self.size) for i in missing])
+            todo = [self.images[i] for i in missing]
+            decoded = (self.workers.map(_pixels, todo, [self.size] * len(todo)) if self.workers is not None
+                       else (_pixels(im, self.size) for im in todo))
+            pixels = torch.stack(list(decoded))
             d = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
             for i, mean, std in zip(missing, d.mean.cpu(), d.std.cpu(), strict=True):
                 self.dist[i] = (mean, std)
+            if self.store is not None:
+                self.store.put_many(self.vae_id, self.size, {hashes[i]: self.dist[i] for i in missing})
         return (
             torch.stack([self.dist[i][0] for i in idx]).to(self.device),
             torch.stack([self.dist[i][1] for i in idx]).to(self.device),
@@ -293,8 +358,15 @@ def finetune(
     resume_from: str | Path | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    resume: bool = False,
+    latent_cache: LatentCache | None = None,
 ) -> FinetuneResult:
-    """Fine-tune `base_model` (folder or hub id) on reward-weighted `samples`; see module doc."""
+    """Fine-tune `base_model` (folder or hub id) on reward-weighted `samples`; see module doc.
+
+    `resume=True` continues from the newest complete checkpoint in `out_dir` (if any), as `resume_from`
+    would: with the same config, samples and seed, a run that was killed and resumed ends with the same
+    weights as one that never stopped. `latent_cache` keeps the VAE's latents of each image on disk across
+    runs (ml.latent_cache); without it they are kept for this run only."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
@@ -310,8 +382,13 @@ def finetune(
     acc = Accelerator(
         mixed_precision=mp, gradient_accumulation_steps=config.gradient_accumulation_steps, cpu=not cuda
     )
+    if resume and resume_from is None:
+        resume_from = latest_checkpoint(out)
     state = _read_resume(resume_from, config) if resume_from else None
-    load_from = resume_from if state and config.mode == "full" else base_model
+    # Older checkpoints (before the trained weights were kept in the resume state) hold them only as a
+    # pipeline (full) or in adapter_state.safetensors (LoRA).
+    legacy = state is not None and "params" not in state
+    load_from = resume_from if legacy and config.mode == "full" else base_model
     pipe = StableDiffusionPipeline.from_pretrained(
         str(load_from), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
     )
@@ -336,7 +413,7 @@ def finetune(
                 target_modules=LORA_TARGETS,
             )
         )
-        if state:
+        if legacy:
             if not resume_from:  # state is only ever read from resume_from
                 raise RuntimeError("resume state without a folder to resume from")
             from peft.utils import set_peft_model_state_dict
@@ -347,7 +424,7 @@ def finetune(
         unet.enable_gradient_checkpointing()
     params = [p for p in unet.parameters() if p.requires_grad]
     lr = config.lr or (2e-5 if config.mode == "full" else 1e-4)
-    opt = torch.optim.AdamW(
+    opt = _adamw(config.use_8bit_adam)(
         params, lr=lr, betas=config.adam_betas, eps=config.adam_eps, weight_decay=config.weight_decay
     )
     warmup = config.warmup_steps if config.warmup_steps is not None else min(500, config.max_steps // 10)
@@ -361,7 +438,18 @@ def finetune(
     model_loader = torch.utils.data.DataLoader(
         model_ds, batch_size=config.batch_size, shuffle=True, generator=loader_gen, drop_last=False
     )
-    model_cache = _FrozenCache(vae, text_encoder, tokenizer, [s.image for s in samples], size, weight_dtype)
+    vae_id = ""
+    if latent_cache is not None:
+        from ml.latent_cache import vae_identity
+
+        vae_id = vae_identity(base_model, vae, weight_dtype)
+    decode_pool = None
+    if config.data_workers > 0:
+        from concurrent.futures import ThreadPoolExecutor
+
+        decode_pool = ThreadPoolExecutor(config.data_workers, thread_name_prefix="finetune-decode")
+    model_cache = _FrozenCache(vae, text_encoder, tokenizer, [s.image for s in samples], size, weight_dtype,
+                               latent_cache, vae_id, decode_pool)
     model_texts = [s.prompt for s in samples]
     pre = read_pretrain_folder(pretrain) if isinstance(pretrain, str | Path) else pretrain
     pre_loader, pre_cache = None, None
@@ -372,7 +460,8 @@ def finetune(
             shuffle=True,
             generator=loader_gen,
         )
-        pre_cache = _FrozenCache(vae, text_encoder, tokenizer, [p.image for p in pre], size, weight_dtype)
+        pre_cache = _FrozenCache(vae, text_encoder, tokenizer, [p.image for p in pre], size, weight_dtype,
+                                 latent_cache, vae_id, decode_pool)
     elif config.beta:
         notes.append(
             "no pre-training data: the β regulariser was skipped; the model may drift "
@@ -384,15 +473,35 @@ def finetune(
         pre_loader = acc.prepare(pre_loader)
     step, curve = 0, []
     if state:
+        if not legacy:
+            with torch.no_grad():
+                for p, saved in zip(params, state["params"], strict=True):
+                    p.copy_(saved.to(p.device, p.dtype))
         opt.load_state_dict(state["optimizer"])
         step, curve = state["step"], state["curve"]
-        for _ in range(step):  # the warm-up goes on where it stopped
-            lr_at.step()
+        if "lr_scheduler" in state:
+            lr_at.load_state_dict(state["lr_scheduler"])
+        else:
+            for _ in range(step):  # the warm-up goes on where it stopped
+                lr_at.step()
     ema = _Ema(params, config.ema_decay, state.get("ema") if state else None) if config.ema_decay else None
 
     noise_gen = torch.Generator(device=acc.device).manual_seed(config.seed * 1000 + acc.process_index + step)
     model_iter = _forever(model_loader)
     pre_iter = _forever(pre_loader) if pre_loader is not None else None
+    if state and not legacy:
+        # Replaying the loaders' draws (index batches only: no image is read) puts the data order where it
+        # stopped; the noise generator and the global RNG come back as they were saved.
+        # The frozen encoders see the images in the batches they first saw them in: a batch's latents do
+        # not depend on its company only up to float rounding.
+        for _ in range(step * config.gradient_accumulation_steps):
+            model_cache.latent_dist(next(model_iter)[0].tolist())
+            if pre_iter is not None and pre_cache is not None:
+                pre_cache.latent_dist(next(pre_iter)[0].tolist())
+        noise_gen.set_state(state["noise_rng"][acc.process_index].cpu())
+        torch.set_rng_state(state["torch_rng"])
+        if cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
     unet.train()
     ckpt = None
     micro: list[torch.Tensor] = []
@@ -469,8 +578,16 @@ def finetune(
                 progress(step, config.max_steps, curve[-1]["loss"])
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 ckpt = _save_checkpoint(
-                    acc, pipe, unet, opt, out / f"checkpoint-{step}", config, base_model, step, curve, ema
+                    acc, pipe, unet, opt, out / f"checkpoint-{step}", config, base_model, step, curve, ema,
+                    resume_state={"params": [p.detach().cpu().clone() for p in params],
+                                  "ema": ema.state() if ema else None,  # taken before the save swaps it in
+                                  "lr_scheduler": lr_at.state_dict(), "noise_rng": _gather_rng(acc, noise_gen),
+                                  "torch_rng": torch.get_rng_state(),
+                                  "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None},
                 )
+                _prune_checkpoints(out, keep=config.keep_checkpoints, newest=ckpt, main=acc.is_main_process)
+    if decode_pool is not None:
+        decode_pool.shutdown()
     if ckpt is None:  # resumed at or past max_steps: nothing new to save
         ckpt = Path(resume_from) if resume_from else out
     acc.wait_for_everyone()
@@ -483,6 +600,55 @@ def finetune(
         warnings=notes,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _adamw(eight_bit: bool) -> Any:
+    if not eight_bit:
+        return torch.optim.AdamW
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise ValueError("use_8bit_adam needs bitsandbytes: pip install bitsandbytes (CUDA only)") from None
+    return bitsandbytes.optim.AdamW8bit
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """The newest complete checkpoint under `out` that can be resumed from (finetune.json is written last)."""
+    done = [p for p in Path(out).glob("checkpoint-*")
+            if (p / "finetune.json").exists() and (p / "training_state.pt").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _prune_checkpoints(out: Path, keep: int, newest: Path, main: bool) -> None:
+    """Keep the `keep` newest checkpoints; only `newest` keeps its resume state."""
+    if not main:
+        return
+    ckpts = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for i, p in enumerate(ckpts):
+        if p == newest:
+            continue
+        if i >= max(1, keep):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            (p / "training_state.pt").unlink(missing_ok=True)
+
+
+def _checkpoint_dtype(config: FinetuneConfig) -> torch.dtype:
+    name = config.checkpoint_dtype
+    if name == "auto":
+        name = "fp16" if torch.cuda.is_available() else "fp32"
+    if name not in ("fp16", "fp32"):
+        raise ValueError(f"checkpoint_dtype must be 'auto', 'fp16' or 'fp32', not {name!r}")
+    return torch.float16 if name == "fp16" else torch.float32
+
+
+def _gather_rng(acc: Any, gen: torch.Generator) -> list[torch.Tensor]:
+    """Every process's noise generator state (each draws its own noise), as CPU byte tensors."""
+    state = gen.get_state()
+    if acc.num_processes == 1:
+        return [state]
+    return [s.cpu() for s in acc.gather(state.to(acc.device)[None])]
 
 
 def _read_resume(path: str | Path, config: FinetuneConfig) -> dict:
@@ -505,6 +671,7 @@ def _save_checkpoint(
     step: int,
     curve: list[dict],
     ema: _Ema | None = None,
+    resume_state: dict | None = None,
 ) -> Path:
     acc.wait_for_everyone()
     if ema is not None:
@@ -515,6 +682,11 @@ def _save_checkpoint(
         if config.mode == "full":
             pipe.unet = model
             pipe.save_pretrained(path)
+            if _checkpoint_dtype(config) == torch.float16:  # half the disk; loading casts it back as asked
+                from safetensors.torch import save_file
+
+                save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()},
+                          str(path / "unet" / "diffusion_pytorch_model.safetensors"))
             marker = Path(str(base_model)) / "world.json"
             if marker.is_file():  # a shapes-world model stays one: its images can still be judged by the oracle
                 shutil.copy(marker, path / "world.json")
@@ -522,18 +694,13 @@ def _save_checkpoint(
             from diffusers import StableDiffusionPipeline
             from diffusers.utils import convert_state_dict_to_diffusers
             from peft.utils import get_peft_model_state_dict
-            from safetensors.torch import save_file
 
             peft_state = get_peft_model_state_dict(model)
             StableDiffusionPipeline.save_lora_weights(
                 path, unet_lora_layers=convert_state_dict_to_diffusers(peft_state), safe_serialization=True
             )
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in peft_state.items()},
-                str(path / "adapter_state.safetensors"),
-            )
         torch.save(
-            {"optimizer": opt.state_dict(), "step": step, "curve": curve, "ema": ema.state() if ema else None},
+            {"optimizer": opt.state_dict(), "step": step, "curve": curve, **(resume_state or {})},
             path / "training_state.pt",
         )
         (path / "finetune.json").write_text(
@@ -570,4 +737,4 @@ class _Ema:
             s.copy_(tmp)
 
     def state(self) -> list[torch.Tensor]:
-        return [s.detach().cpu() for s in self.shadow]
+        return [s.detach().cpu().clone() for s in self.shadow]  # .cpu() of a CPU tensor is no copy

@@ -55,9 +55,15 @@ def load_generator(
     lora: str | Path | None = None,
     device: str | None = None,
     dtype: torch.dtype | None = None,
+    fuse_lora: bool = False,
 ) -> Generator:
     """Load a Stable Diffusion pipeline from a folder or hub id, optionally with a LoRA adapter
-    folder (as written by `ml.finetune`) on top. fp16 on CUDA, fp32 on CPU unless `dtype` says."""
+    folder (as written by `ml.finetune`) on top. fp16 on CUDA, fp32 on CPU unless `dtype` says.
+
+    `fuse_lora` merges the adapter into the UNet's weights and drops the LoRA layers: each attention
+    projection is one matmul again instead of three, for the same images up to float rounding. Off by
+    default so that callers comparing losses to the last float (the shapes-world loop) see the same
+    numbers as before; the worker and the command line fuse."""
     from diffusers import StableDiffusionPipeline
 
     device = device or default_device()
@@ -67,6 +73,9 @@ def load_generator(
     )
     if lora is not None:
         pipe.load_lora_weights(str(lora))
+        if fuse_lora:
+            pipe.fuse_lora()
+            pipe.unload_lora_weights()  # the fused weights stay; the adapter layers go
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     if device.startswith("cuda"):

@@ -70,7 +70,7 @@ class Runtime:
         from ml.generation import load_generator
 
         model, lora = self.generator_source(version)
-        return self.model(("generator", model, lora or ""), lambda: load_generator(model, lora=lora))
+        return self.model(("generator", model, lora or ""), lambda: load_generator(model, lora=lora, fuse_lora=True))
 
     def clip(self) -> Any:
         from ml.embeddings import load_clip
@@ -91,6 +91,12 @@ class Runtime:
 
         return self.model(("embedding-cache",), lambda: EmbeddingCache(self.cache_dir / "embeddings.sqlite3"),
                           keep=8)
+
+    def latent_cache(self) -> Any:
+        """The VAE latents of training images, by VAE and content, beside the embedding cache."""
+        from ml.latent_cache import LatentCache
+
+        return self.model(("latent-cache",), lambda: LatentCache(self.cache_dir / "latents.sqlite3"), keep=8)
 
 
 @lru_cache(maxsize=1)

@@ -148,7 +148,16 @@ def test_finetune_then_best_of_n_with_the_adapter(runner, tmp_path, tiny_sd, tin
          "--max-steps", "2", "--batch-size", "2", "--mode", "lora", "--pretrain", str(pre)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert "estimate: memory" in res.output  # printed before the run starts
     info = json.loads(res.stdout.strip().splitlines()[-1])
+    res = runner.invoke(
+        cli,
+        ["finetune", "--model", str(tiny_sd), "--samples", str(samples), "--out", str(tmp_path / "paper"),
+         "--preset", "paper", "--max-steps", "3", "--estimate-only"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "UNet" in res.output and not (tmp_path / "paper").exists()
+    assert "256 samples per step" in res.output  # the paper's 256, and no pre-training pairs given
     assert info["steps"] == 2 and info["warnings"] == [] and len(_jsonl(tmp_path / "ft" / "curve.jsonl")) == 2
 
     torch.manual_seed(0)

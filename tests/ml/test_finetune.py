@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import warnings
 
@@ -204,3 +205,180 @@ def test_frozen_cache_encodes_each_image_and_caption_once_and_matches_the_encode
         with torch.no_grad():
             torch.testing.assert_close(states, text_forward(ids)[0], atol=1e-5, rtol=1e-4)
     assert calls == {"vae": 3, "text": 4}  # three images, three prompts and the empty one: once each
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_killed_finetune_resumes_to_the_weights_of_an_uninterrupted_run(tiny_sd, samples, tmp_path, ema):
+    from safetensors.torch import load_file
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pre = [PretrainSample(s.image, "a photo") for s in samples]
+        cfg = FinetuneConfig(mode="lora", max_steps=5, batch_size=2, lr=1e-2, checkpoint_every=2,
+                             caption_dropout=0.5, ema_decay=ema)
+        torch.manual_seed(0)  # LoRA's initial A comes from the global generator
+        whole = finetune(cfg, tiny_sd, samples, tmp_path / "whole", pretrain=pre)
+
+        def kill_at_3(step, total, loss):
+            if step == 3:  # after step 3 was trained, before it was saved: step 3 is lost and redone
+                raise _Killed
+
+        torch.manual_seed(0)
+        with pytest.raises(_Killed):
+            finetune(cfg, tiny_sd, samples, tmp_path / "killed", pretrain=pre, progress=kill_at_3)
+        torch.manual_seed(1)  # a fresh worker's generator: the resume state must not depend on it
+        resumed = finetune(cfg, tiny_sd, samples, tmp_path / "killed", pretrain=pre, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.steps == 5 and [c["step"] for c in resumed.curve] == [1, 2, 3, 4, 5]
+    assert [c["loss"] for c in resumed.curve] == [c["loss"] for c in whole.curve]
+    a = load_file(str(whole.checkpoint / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(resumed.checkpoint / "pytorch_lora_weights.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_only_the_newest_checkpoints_stay_and_only_the_newest_can_resume(tiny_sd, samples, tmp_path):
+    cfg = FinetuneConfig(mode="lora", max_steps=4, batch_size=2, checkpoint_every=1, keep_checkpoints=2)
+    with pytest.warns(UserWarning):
+        r = finetune(cfg, tiny_sd, samples, tmp_path / "ft")
+    assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == ["checkpoint-3", "checkpoint-4"]
+    older = {p.name for p in (tmp_path / "ft" / "checkpoint-3").iterdir()}
+    assert {"finetune.json", "pytorch_lora_weights.safetensors"} <= older and "training_state.pt" not in older
+    assert (r.checkpoint / "training_state.pt").exists()
+    from ml.finetune import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path / "ft") == r.checkpoint
+
+
+def test_full_checkpoint_saves_the_unet_in_fp16_when_asked(tiny_sd, samples, tmp_path):
+    from safetensors.torch import load_file
+
+    sizes = {}
+    for dtype in ("fp32", "fp16"):
+        cfg = FinetuneConfig(mode="full", max_steps=1, batch_size=2, checkpoint_dtype=dtype)
+        with pytest.warns(UserWarning):
+            r = finetune(cfg, tiny_sd, samples, tmp_path / dtype)
+        weights = r.checkpoint / "unet" / "diffusion_pytorch_model.safetensors"
+        sizes[dtype] = weights.stat().st_size
+        assert {v.dtype for v in load_file(str(weights)).values()} == {
+            torch.float16 if dtype == "fp16" else torch.float32}
+        gen = load_generator(r.checkpoint, device="cpu")
+        assert gen.pipe.unet.dtype == torch.float32  # loading casts it back
+        generate(gen, [("Two dogs", 7)], GenerationConfig(steps=2))
+    assert sizes["fp16"] < 0.6 * sizes["fp32"]
+
+
+def test_latent_cache_on_disk_keeps_the_loss_curve_and_spares_the_vae(tiny_sd, samples, tmp_path, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    from ml.latent_cache import LatentCache
+
+    pre = [PretrainSample(s.image, "a photo") for s in samples]
+    cfg = FinetuneConfig(mode="lora", max_steps=3, batch_size=2, lr=1e-2, checkpoint_every=10**9)
+    encoded = [0]
+    encode = AutoencoderKL.encode
+
+    def counted(self, x, *a, **k):
+        encoded[0] += len(x)
+        return encode(self, x, *a, **k)
+
+    monkeypatch.setattr(AutoencoderKL, "encode", counted)
+    curves = {}
+    cache = LatentCache(tmp_path / "latents.sqlite3")
+    for run in ("plain", "filling", "reading"):
+        torch.manual_seed(0)
+        encoded[0] = 0
+        r = finetune(cfg, tiny_sd, samples, tmp_path / run, pretrain=pre,
+                     latent_cache=None if run == "plain" else cache)
+        curves[run] = [c["loss"] for c in r.curve]
+        if run == "filling":
+            # the pre-training pairs are the same three images: stored by content, they are encoded once
+            assert encoded[0] == 3 and cache.count() == 3
+        if run == "reading":
+            assert encoded[0] == 0  # every latent came from the disk
+    assert curves["filling"] == curves["plain"]
+    np.testing.assert_allclose(curves["reading"], curves["plain"], rtol=0, atol=1e-6)
+
+
+def test_fused_lora_generates_what_the_unfused_adapter_does(tiny_sd, samples, tmp_path):
+    cfg = FinetuneConfig(mode="lora", max_steps=2, batch_size=2, lr=5e-2, checkpoint_every=10**9)
+    with pytest.warns(UserWarning):
+        r = finetune(cfg, tiny_sd, samples, tmp_path / "ft")
+    plain = load_generator(tiny_sd, lora=r.checkpoint, device="cpu")
+    fused = load_generator(tiny_sd, lora=r.checkpoint, device="cpu", fuse_lora=True)
+    assert any("lora_" in k for k in fused.pipe.unet.state_dict()) is False
+    assert any("lora_" in k for k in plain.pipe.unet.state_dict())
+    base = load_generator(tiny_sd, device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    dim = plain.pipe.unet.config.cross_attention_dim
+    unet_in = (torch.randn(2, 4, 8, 8, generator=gen), torch.tensor([10, 700]), torch.randn(2, 77, dim, generator=gen))
+    with torch.no_grad():
+        out_plain, out_fused, out_base = (g.pipe.unet(*unet_in).sample for g in (plain, fused, base))
+    torch.testing.assert_close(out_fused, out_plain, atol=1e-5, rtol=1e-4)
+    assert (out_plain - out_base).abs().max() > 1e-3
+    req, gcfg = [("Two dogs", 7), ("A red cup", 8)], GenerationConfig(steps=2)
+    a = [np.asarray(g.image, np.int16) for g in generate(plain, req, gcfg).images]
+    b = [np.asarray(g.image, np.int16) for g in generate(fused, req, gcfg).images]
+    c = [np.asarray(g.image, np.int16) for g in generate(base, req, gcfg).images]
+    assert max(np.abs(x - y).max() for x, y in zip(a, b, strict=True)) <= 1  # uint8 rounding at most
+    assert max(np.abs(x - y).max() for x, y in zip(a, c, strict=True)) > 1  # and the adapter does show
+
+
+def test_lazy_images_are_read_once_when_first_needed_and_decode_threads_change_nothing(tiny_sd, samples,
+                                                                                        tmp_path):
+    import io
+
+    class Stored:  # what the worker passes: bytes fetched from storage on demand
+        reads: dict[int, int] = {}
+
+        def __init__(self, n, data):
+            self.n, self.data = n, data
+
+        def read_bytes(self):
+            Stored.reads[self.n] = Stored.reads.get(self.n, 0) + 1
+            return self.data
+
+    def png(image):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+
+    lazy = [ModelSample(Stored(i, png(s.image)), s.prompt, s.reward) for i, s in enumerate(samples)]
+    cfg = FinetuneConfig(mode="lora", max_steps=3, batch_size=2, lr=1e-2, checkpoint_every=10**9)
+    curves = []
+    for run, (data, workers) in enumerate([(samples, 0), (lazy, 0), (lazy, 2)]):
+        Stored.reads = {}
+        torch.manual_seed(0)
+        with pytest.warns(UserWarning):
+            r = finetune(dataclasses.replace(cfg, data_workers=workers), tiny_sd, data, tmp_path / str(run))
+        curves.append([c["loss"] for c in r.curve])
+        if data is lazy:
+            assert Stored.reads == {0: 1, 1: 1, 2: 1}  # each read once, when the VAE first needed it
+    assert curves[0] == curves[1] == curves[2]  # PNG is lossless; threads keep the order
+
+
+def test_8bit_adam_uses_bitsandbytes_when_installed_and_says_so_when_not(tiny_sd, samples, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    cfg = FinetuneConfig(mode="lora", max_steps=1, batch_size=2, use_8bit_adam=True, checkpoint_every=10**9)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if not installed
+    with pytest.raises(ValueError, match="bitsandbytes"):
+        finetune(cfg, tiny_sd, samples, tmp_path / "a")
+    made = []
+
+    class AdamW8bit(torch.optim.AdamW):  # stands in for bitsandbytes' (CUDA only)
+        def __init__(self, *a, **k):
+            made.append(k)
+            super().__init__(*a, **k)
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", types.SimpleNamespace(optim=types.SimpleNamespace(
+        AdamW8bit=AdamW8bit)))
+    with pytest.warns(UserWarning):
+        finetune(cfg, tiny_sd, samples, tmp_path / "b")
+    assert made and made[0]["betas"] == (0.9, 0.999)

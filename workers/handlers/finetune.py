@@ -3,7 +3,7 @@ unlabelled, weighted by reward) + pre-training pairs -> a new generator version 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,26 @@ from workers.lifecycle import JobContext, JobFailed
 from workers.version import code_version
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    """A training image read from storage only when the fine-tune's VAE first needs it (then dropped):
+    the job never holds its whole image set in memory (~17 GB at the paper's ~48k images). `sha256` is
+    the storage's content hash, which keys the latent cache without reading the image."""
+
+    storage: Any
+    key: str
+    sha256: str
+
+    def read_bytes(self) -> bytes:
+        return bytes(self.storage.get(self.key))
+
+
 def latest_checkpoint(out: Path) -> Path | None:
-    """Resume point after a crash: the newest complete checkpoint this job wrote."""
-    done = [p for p in out.glob("checkpoint-*") if (p / "finetune.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    """Resume point after a crash: the newest complete checkpoint this job wrote that holds its resume
+    state (trained weights, optimizer, RNG): the retried job ends as it would have without the crash."""
+    from ml.finetune import latest_checkpoint as newest
+
+    return newest(out)
 
 
 def finetune_config(p: FinetuneParams) -> Any:
@@ -35,12 +51,23 @@ def finetune_config(p: FinetuneParams) -> Any:
     return FinetuneConfig(**values, checkpoint_every=max(1, min(500, steps // 4 or 1)))
 
 
-def training_images(prompt_set_id: int, reward_version_id: int) -> Select[int, str, str, float]:
+def estimate_lines(config: Any, base_model: str, with_pretrain: bool) -> list[str]:
+    """The job's expected memory, disk and time, for its log before it starts; a model whose config
+    cannot be read (an odd architecture) gets a line saying so instead of failing the job."""
+    from ml.finetune_estimate import estimate_finetune
+
+    try:
+        return estimate_finetune(config, base_model, with_pretrain=with_pretrain).lines()
+    except Exception as e:  # an estimate must never stop the job it describes
+        return [f"no estimate of memory, disk and time: {type(e).__name__}: {e}"]
+
+
+def training_images(prompt_set_id: int, reward_version_id: int) -> Select[int, str, str, float, str]:
     """D_model: the set's generated images with their reward, but never an evaluation's images (an
     evaluate job once could draw into a training set; those images must not train the next round)."""
     evaluation_jobs = select(Job.id).where(Job.kind == "evaluate")
     return (
-        select(Image.id, Image.storage_key, Prompt.text, RewardScore.score)
+        select(Image.id, Image.storage_key, Prompt.text, RewardScore.score, Image.content_hash)
         .join(Prompt, Prompt.id == Image.prompt_id)
         .join(RewardScore, (RewardScore.image_id == Image.id) & (RewardScore.reward_version_id == reward_version_id))
         .where(Image.prompt_set_id == prompt_set_id, Image.source == "generated",
@@ -65,7 +92,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             s.expunge(obj)
     if not rows:
         raise JobFailed(f"no generated images of prompt set {ps.id} carry a score of reward version {rv.id}")
-    samples = [ModelSample(image=rt.storage.get(r.storage_key), prompt=r.text, reward=float(r.score)) for r in rows]
+    samples = [ModelSample(image=StoredImage(rt.storage, r.storage_key, r.content_hash), prompt=r.text,
+                           reward=float(r.score)) for r in rows]
     n_labelled = sum(1 for r in rows if r.id in labelled)
     ctx.log(f"D_model: {len(samples)} images ({n_labelled} human-labelled, {len(samples) - n_labelled} unlabelled), "
             f"weighted by reward version {rv.id}")
@@ -77,8 +105,10 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     if resume is not None:
         ctx.log(f"resuming from {resume.name}")
     config = finetune_config(p)
+    for line in estimate_lines(config, base_model, with_pretrain=bool(pretrain)):
+        ctx.log(line)
     result = finetune(
-        config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
+        config, base_model, samples, out, pretrain=pretrain, resume_from=resume, latent_cache=rt.latent_cache(),
         progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
         should_cancel=ctx.should_cancel,
     )
