@@ -80,7 +80,9 @@ def test_simulated_raters_drive_the_service_to_a_better_model(world_server, worl
             "auto_chain": {
                 "train_reward": {"min_labels": 50},
                 "finetune": {"preset": "world", "max_steps": 150},
-                "evaluate": {"prompt_set_id": ev_set["id"], "images_per_prompt": 4,
+                # one image a side: each pair's vote majority is checked against the oracle's
+                # verdict on its two images below (4-vs-4 queries: tests/jobs/test_evaluate_queries.py)
+                "evaluate": {"prompt_set_id": ev_set["id"], "images_per_prompt": 4, "images_per_side": 1,
                              "sampler": SAMPLER}}}).json()
         gen = c.post("/api/v1/jobs", headers=h, json={"kind": "generate", "params": {
             "prompt_set_id": train["id"], "images_per_prompt": 16, "sampler": SAMPLER}})
