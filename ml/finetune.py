@@ -46,6 +46,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 class FinetuneConfig:
     mode: str = field(default="lora", metadata={"help": "'full' (all UNet weights) or 'lora'"})
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank (the paper's range: 4-32)"})
+    lora_targets: str | None = field(
+        default=None,
+        metadata={
+            "help": "UNet modules that get LoRA adapters: a regular expression over module names (peft's "
+            "full-match rule), e.g. '.*attn2\\.(to_k|to_v)' for the cross-attention keys and values only; "
+            "None: every attention projection (to_q, to_k, to_v, to_out.0)"
+        },
+    )
     lr: float | None = field(default=None, metadata={"help": "learning rate; None: 2e-5 full, 1e-4 LoRA"})
     adam_betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas"})
     adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
@@ -83,6 +91,15 @@ class FinetuneConfig:
             "help": "min-SNR-γ timestep weighting (Hang et al., 2023; e.g. 5.0): the low-noise steps, which "
             "hold pixel detail, weigh less than the high-noise ones, which decide layout, count and colour; "
             "use what the model was pre-trained with; None: plain mean over timesteps"
+        },
+    )
+    min_timestep: int = field(
+        default=0,
+        metadata={
+            "help": "train on noise levels from this timestep up only (0: all). What an image shows - how "
+            "many objects, which colour, where - is decided in the noisy steps; the quiet ones draw the "
+            "detail. Trained on its own samples, a model also learns their blur at the quiet steps; leaving "
+            "those out spends the budget on what the labels judge and keeps the base's drawing"
         },
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
@@ -375,6 +392,8 @@ def finetune(
         raise ValueError(f"mode must be 'full' or 'lora', not {config.mode!r}")
     if not samples:
         raise ValueError("no generated samples to fine-tune on")
+    if config.min_timestep < 0:
+        raise ValueError(f"min_timestep must be >= 0, not {config.min_timestep}")
     out = Path(out_dir)
     notes: list[str] = []
     cuda = torch.cuda.is_available()
@@ -394,6 +413,11 @@ def finetune(
     )
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    if config.min_timestep >= noise_scheduler.config.num_train_timesteps:
+        raise ValueError(
+            f"min_timestep {config.min_timestep} leaves no timestep: the model has "
+            f"{noise_scheduler.config.num_train_timesteps}"
+        )
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp, torch.float32)
     vae.requires_grad_(False)
     text_encoder.requires_grad_(False)
@@ -410,7 +434,7 @@ def finetune(
                 r=config.lora_rank,
                 lora_alpha=config.lora_rank,
                 init_lora_weights="gaussian",
-                target_modules=LORA_TARGETS,
+                target_modules=config.lora_targets or LORA_TARGETS,
             )
         )
         if legacy:
@@ -529,7 +553,7 @@ def finetune(
                 text_emb = model_cache.text_states(texts)
             noise = torch.randn(latents.shape, generator=noise_gen, device=acc.device)
             t = torch.randint(
-                0,
+                config.min_timestep,
                 noise_scheduler.config.num_train_timesteps,
                 (len(latents),),
                 generator=noise_gen,

@@ -100,6 +100,9 @@ class RewardRow:
     image_key: str
     prompt: str
     label: str  # good | bad | skip
+    # P(good) in place of the label's 0/1 as the MSE target (a rater-reliability posterior,
+    # ml.reliability); the label still decides skip and which rows teach the prompt classification
+    target: float | None = None
 
 
 class RewardMLP(nn.Module):
@@ -167,7 +170,7 @@ class RewardResult:
 
 def _as_rows(rows: Sequence[RewardRow | Mapping]) -> list[RewardRow]:
     return [
-        r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"])
+        r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"], r.get("target"))
         for r in rows
     ]
 
@@ -257,6 +260,9 @@ def train_reward(
     bad = {r.label for r in all_rows} - {"good", "bad", "skip"}
     if bad:
         raise ValueError(f"unknown labels {sorted(bad)}; expected good, bad or skip")
+    off = [r.target for r in all_rows if r.target is not None and not 0.0 <= r.target <= 1.0]
+    if off:
+        raise ValueError(f"targets must be probabilities in [0, 1]; got {off[:3]}")
     used = [r for r in all_rows if r.label != "skip"]
     if not used:
         raise ValueError("no good/bad rows to train on")
@@ -290,7 +296,9 @@ def train_reward(
                 np.stack([np.asarray(image_vectors[r.image_key], np.float32) for r in part])
             ).to(device),
             text_idx=torch.tensor([tpos[r.prompt] for r in part], device=device),
-            label=torch.tensor([LABEL_VALUES[r.label] for r in part], device=device),
+            label=torch.tensor(
+                [LABEL_VALUES[r.label] if r.target is None else float(r.target) for r in part], device=device
+            ),
             negatives=torch.tensor([[tpos[t] for t in ns] for ns in neg], device=device).view(-1, n_neg),
             pc_mask=torch.tensor(
                 [r.label == "good" and negatives[r.prompt] is not None for r in part], device=device

@@ -53,6 +53,20 @@ class WorldLoopConfig:
     )
     oracle_arm: bool = field(default=False, metadata={"help": "also fine-tune with the oracle's labels as weights"})
     label_error: float = field(default=0.0, metadata={"help": "share of oracle labels flipped (rater noise)"})
+    panel: str = field(
+        default="oracle",
+        metadata={
+            "help": "who labels the pool: 'oracle' (one rater, --label-error) or 'mixed' (a crowd of "
+            "--panel-size raters: 30%% noisy with 25%% flips, one lenient, one adversarial, the rest "
+            "accurate; --raters-per-image of them label each image). 'mixed' adds the arms 'reliable' "
+            "(reward trained on Dawid-Skene posteriors) and 'clean' (on the oracle's own labels)"
+        },
+    )
+    panel_size: int = field(default=10, metadata={"help": "raters in the mixed panel"})
+    raters_per_image: int = field(default=3, metadata={"help": "distinct raters per labelled image (mixed panel)"})
+    gold_per_prompt: int = field(
+        default=1, metadata={"help": "labelled images per prompt whose truth is known (gold; mixed panel)"}
+    )
     eval_prompts: int = field(default=60, metadata={"help": "evaluation prompts, half seen and half unseen"})
     eval_images_per_prompt: int = field(default=8, metadata={"help": "images per evaluation prompt and arm"})
     reward_val_prompts: int = field(default=24, metadata={"help": "unseen prompts to measure the reward on"})
@@ -225,6 +239,60 @@ def finetune_arms(
     return checkpoints, seconds
 
 
+def crowd_labels(
+    config: WorldLoopConfig, labelled: list[int], pool_req: list[tuple[str, int]], pool_truth: np.ndarray
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], list[str]]:
+    """A mixed panel labels each labelled image `raters_per_image` times (distinct raters, as the
+    service's K); gold images (the first `gold_per_prompt` labelled ones of each prompt) anchor the
+    raters' confusion. Returns three label sets for reward training: 'reward' (every label a row,
+    all raters trusted alike: the paper), 'reliable' (one row per image, the Dawid-Skene posterior
+    as its target) and 'clean' (the oracle's own labels: the reference), the crowd's report, and
+    the first label of each image."""
+    import random
+
+    from ml.reliability import dawid_skene
+    from ml.world.raters import mixed_panel
+
+    if not 1 <= config.raters_per_image <= config.panel_size:
+        raise ValueError(f"raters_per_image must be between 1 and panel_size ({config.panel_size})")
+    panel = mixed_panel(config.panel_size, seed=config.seed)
+    rng = random.Random(config.seed + 11)
+    per_prompt = max(config.pool_per_prompt, config.labels_per_prompt)
+    triples: list[tuple[int, str, bool]] = []
+    for i in labelled:
+        for r in rng.sample(panel, config.raters_per_image):
+            triples.append((i, r.name, r.answer([bool(pool_truth[i])])[0] == "good"))
+    gold = {i: bool(pool_truth[i]) for i in labelled if i % per_prompt < config.gold_per_prompt}
+    rel = dawid_skene(triples, gold=gold)
+    prompt = {i: pool_req[i][0] for i in labelled}
+    sets = {
+        "reward": [{"image_key": f"pool-{i}", "prompt": prompt[i], "label": "good" if g else "bad"}
+                   for i, _, g in triples],
+        "reliable": [{"image_key": f"pool-{i}", "prompt": prompt[i], "label": "good" if rel.posterior[i] > 0.5
+                      else "bad", "target": rel.posterior[i]} for i in labelled],
+        "clean": [{"image_key": f"pool-{i}", "prompt": prompt[i], "label": "good" if pool_truth[i] else "bad"}
+                  for i in labelled],
+    }
+    first: dict[int, str] = {}
+    for i, _, g in triples:
+        first.setdefault(i, "good" if g else "bad")
+    t = np.array([pool_truth[i] > 0.5 for i in labelled])
+    per_label = np.array([g == (pool_truth[i] > 0.5) for i, _, g in triples])
+    report = {
+        "panel": [{"name": r.name, "error_rate": r.error_rate, "good_bias": r.good_bias,
+                   "estimated": {"sensitivity": rel.raters[r.name].sensitivity,
+                                 "specificity": rel.raters[r.name].specificity, "labels": rel.raters[r.name].n}}
+                  for r in panel if r.name in rel.raters],
+        "labels": len(triples),
+        "gold": len(gold),
+        "label_accuracy": float(per_label.mean()),
+        "majority_accuracy": float(((np.array([rel.majority[i] for i in labelled]) > 0.5) == t).mean()),
+        "posterior_accuracy": float(((np.array([rel.posterior[i] for i in labelled]) > 0.5) == t).mean()),
+        "em_iterations": rel.iterations,
+    }
+    return sets, report, [first[i] for i in labelled]
+
+
 def run_world_loop(
     config: WorldLoopConfig, models: str | Path, out_dir: str | Path, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -268,12 +336,24 @@ def run_world_loop(
     pool_images, val_images = images[: len(pool_req)], images[len(pool_req) :]
     timed("generate_pool", t0)
 
-    # 3. oracle raters label part of the pool (with the chosen error rate); the validation images and,
-    #    for the oracle arm and the report only, the whole pool get true verdicts
+    # 3. raters label part of the pool (the oracle with the chosen error rate, or a mixed crowd);
+    #    the validation images and, for the oracle arm and the report only, the whole pool get true
+    #    verdicts
     t0 = time.perf_counter()
-    pool_labels = rater.label_many([pool_images[i] for i in labelled], [pool_req[i][0] for i in labelled])
     pool_truth = np.array([v.aligned for v in rater.judge(pool_images, [t for t, _ in pool_req])], float)
     val_truth = [v.aligned for v in rater.judge(val_images, [t for t, _ in val_req])]
+    label_sets: dict[str, list[dict[str, Any]]] = {}
+    crowd_report: dict[str, Any] | None = None
+    if config.panel == "oracle":
+        pool_labels = rater.answer([bool(pool_truth[i]) for i in labelled])
+        label_sets["reward"] = [
+            {"image_key": f"pool-{i}", "prompt": pool_req[i][0], "label": lab}
+            for i, lab in zip(labelled, pool_labels, strict=True)
+        ]
+    elif config.panel == "mixed":
+        label_sets, crowd_report, pool_labels = crowd_labels(config, labelled, pool_req, pool_truth)
+    else:
+        raise ValueError(f"unknown panel {config.panel!r}; choose 'oracle' or 'mixed'")
     timed("label", t0)
 
     # 4. CLIP embeddings (CLIP stays frozen)
@@ -287,51 +367,53 @@ def run_world_loop(
 
     timed("embed", t0)
 
-    # 5. the reward model, trained on the labels only, then scores the whole pool
+    # 5. a reward model per label set, trained on the labels only, then scoring the whole pool
     t0 = time.perf_counter()
-    rows = [
-        {"image_key": f"pool-{i}", "prompt": pool_req[i][0], "label": lab}
-        for i, lab in zip(labelled, pool_labels, strict=True)
-    ]
-    reward = train_reward(
-        RewardConfig(vocabulary="world", seed=config.seed, device="cpu"),
-        rows,
-        {f"pool-{i}": pool_vec[i] for i in labelled},
-        text_fn,
-        progress=stage_progress("train reward"),
-    )
     val_text = text_fn([t for t, _ in val_req])
-    val_scores = score(reward.model, val_vec, val_text)
+    pool_text = text_fn([t for t, _ in pool_req])
     truth = np.array(val_truth)
-    weights = score(reward.model, pool_vec, text_fn([t for t, _ in pool_req]))
     unlabelled = np.ones(len(pool_req), bool)
     unlabelled[labelled] = False
-    reward_report = {
-        "unseen": {
-            "auc": roc_auc(truth, val_scores),
-            "accuracy": float(((val_scores > 0.5) == truth).mean()),
-            "n": len(truth),
-            "good_rate": float(truth.mean()),
-            "clip_score_auc": roc_auc(truth, clip_score(val_vec, val_text)),
-        },
-        "unlabelled_pool": {
-            "auc": roc_auc(pool_truth[unlabelled] > 0.5, weights[unlabelled]),
-            "n": int(unlabelled.sum()),
-        },
-        "seen_validation": {k: reward.metrics.get(k) for k in ("auc", "accuracy", "mse")},
-        "n_train": reward.n_train,
-        "n_val": reward.n_val,
-        "best_epoch": reward.best_epoch,
-        "mean_weight": {
-            "good": float(weights[pool_truth > 0.5].mean()),
-            "bad": float(weights[pool_truth < 0.5].mean()),
-        },
-    }
+    arm_weights: dict[str, np.ndarray] = {}
+    reward_reports: dict[str, dict[str, Any]] = {}
+    for name, rows in label_sets.items():
+        reward = train_reward(
+            RewardConfig(vocabulary="world", seed=config.seed, device="cpu"),
+            rows,
+            {f"pool-{i}": pool_vec[i] for i in labelled},
+            text_fn,
+            progress=stage_progress("train reward" if name == "reward" else f"train reward ({name})"),
+        )
+        val_scores = score(reward.model, val_vec, val_text)
+        weights = score(reward.model, pool_vec, pool_text)
+        arm_weights[name] = weights
+        reward_reports[name] = {
+            "unseen": {
+                "auc": roc_auc(truth, val_scores),
+                "accuracy": float(((val_scores > 0.5) == truth).mean()),
+                "n": len(truth),
+                "good_rate": float(truth.mean()),
+                "clip_score_auc": roc_auc(truth, clip_score(val_vec, val_text)),
+            },
+            "unlabelled_pool": {
+                "auc": roc_auc(pool_truth[unlabelled] > 0.5, weights[unlabelled]),
+                "n": int(unlabelled.sum()),
+            },
+            "seen_validation": {k: reward.metrics.get(k) for k in ("auc", "accuracy", "mse")},
+            "n_train": reward.n_train,
+            "n_val": reward.n_val,
+            "best_epoch": reward.best_epoch,
+            "mean_weight": {
+                "good": float(weights[pool_truth > 0.5].mean()),
+                "bad": float(weights[pool_truth < 0.5].mean()),
+            },
+        }
+    reward_report = reward_reports["reward"]
     timed("train_reward", t0)
 
     # 6. two fine-tunes from the same base, data and seeds; only the sample weights differ
     pre = pretrain_pairs(config.pretrain_pairs, seed=config.seed + 7)
-    arm_weights = {"uniform": np.full(len(weights), float(weights.mean())), "reward": weights}
+    arm_weights = {"uniform": np.full(len(pool_req), float(arm_weights["reward"].mean())), **arm_weights}
     if config.oracle_arm:
         arm_weights["oracle"] = pool_truth
     ft = FinetuneConfig(
@@ -419,17 +501,19 @@ def run_world_loop(
             "flipped": rater.flipped,
         },
         "reward_model": reward_report,
+        **({"reward_models": reward_reports} if len(reward_reports) > 1 else {}),
+        **({"crowd": crowd_report} if crowd_report else {}),
         "fit": fit,
         "arms": {arm: arm_metrics(eval_prompts, verdicts[arm]) for arm in sources},
         "gains": {
             "reward_vs_base": paired_gain(verdicts["reward"], verdicts["base"], eval_prompts),
             "reward_vs_uniform": paired_gain(verdicts["reward"], verdicts["uniform"], eval_prompts),
             "uniform_vs_base": paired_gain(verdicts["uniform"], verdicts["base"], eval_prompts),
-            **(
-                {"oracle_vs_base": paired_gain(verdicts["oracle"], verdicts["base"], eval_prompts)}
-                if "oracle" in verdicts
-                else {}
-            ),
+            **{
+                f"{arm}_vs_base": paired_gain(verdicts[arm], verdicts["base"], eval_prompts)
+                for arm in ("oracle", "reliable", "clean")
+                if arm in verdicts
+            },
         },
     }
     k = min(config.grid_prompts, len(evaluation))
@@ -470,6 +554,16 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(
         f"  reward − uniform {g['reward_vs_uniform']['points']:+.1f} points ({g['reward_vs_uniform']['z']:.1f} SE)"
     )
+    for arm in ("reliable", "clean", "oracle"):
+        if f"{arm}_vs_base" in g:
+            lines.append(f"  {arm + ' − base':<16} {g[f'{arm}_vs_base']['points']:+.1f} points "
+                         f"({g[f'{arm}_vs_base']['z']:.1f} SE)")
+    if "crowd" in report:
+        c = report["crowd"]
+        lines.append(
+            f"crowd: {c['labels']} labels ({100 * c['label_accuracy']:.0f}% right), image truth by majority "
+            f"{100 * c['majority_accuracy']:.1f}%, by rater-weighted posterior {100 * c['posterior_accuracy']:.1f}%"
+        )
     if "fit" in report:
         f = report["fit"]
         lines.append(
