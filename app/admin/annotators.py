@@ -14,7 +14,7 @@ from app.admin.timeseries import median
 from app.annotation.quality import gold_accuracy
 from app.annotation.schemas import GoldAccuracy
 from app.auth import service as auth
-from app.db.models import ComparisonVote, Image, Rating, User
+from app.db.models import ComparisonVote, Image, ModelVersion, Rating, User
 
 # A rater whose median time per item is below this many seconds is flagged as suspiciously fast...
 FAST_MEDIAN_SECONDS = 1.0
@@ -26,6 +26,10 @@ GOLD_MIN_ANSWERS = 5
 # Pairwise agreement this far below the median of the other raters (on enough shared items) flags a rater.
 AGREEMENT_GAP = 0.15
 AGREEMENT_MIN_ITEMS = 5
+# A rater whose estimated sensitivity + specificity - 1 (0: a coin, 1: perfect, < 0: answers against the
+# truth) is below this, over at least RELIABILITY_MIN_LABELS labels, is flagged.
+RELIABILITY_MIN = 0.3
+RELIABILITY_MIN_LABELS = 20
 
 
 @dataclass
@@ -40,6 +44,9 @@ class AnnotatorRow:
     agreement: PairwiseAgreement | None = None
     flags: list[str] = field(default_factory=list)
     locked_addresses: int = 0  # client addresses refused log-in to this account now
+    # the newest rater-weighted reward training's estimate (Dawid-Skene): sensitivity, specificity,
+    # labels, and the reward version it came from
+    reliability: dict[str, Any] | None = None
 
     @property
     def answers(self) -> int:
@@ -139,6 +146,9 @@ def annotator_report(session: Session) -> AnnotatorReport:
     for uid, n in auth.locked_addresses(session).items():
         rows[uid].locked_addresses = n
 
+    for uid, estimate in reliability(session).items():
+        if uid in rows:
+            rows[uid].reliability = estimate
     alpha, pairwise = agreement(session)
     for uid, pa in pairwise.items():
         rows[uid].agreement = pa
@@ -151,6 +161,30 @@ def annotator_report(session: Session) -> AnnotatorReport:
         others = [v for k, v in rates.items() if k != uid]
         _flag(row, rates.get(uid), median(others) if len(others) >= 2 else None)
     return AnnotatorReport(list(rows.values()), alpha, median(list(rates.values())))
+
+
+def reliability(session: Session, versions: int = 50) -> dict[int, dict[str, Any]]:
+    """Each annotator's newest reliability estimate, from the reward versions trained with rater
+    weighting (their metrics keep the Dawid-Skene estimate of every annotator whose labels they used)."""
+    out: dict[int, dict[str, Any]] = {}
+    recent = session.execute(
+        select(ModelVersion.id, ModelVersion.name, ModelVersion.metrics)
+        .where(ModelVersion.kind == "reward")
+        .order_by(ModelVersion.id.desc())
+        .limit(versions)
+    )
+    for vid, name, metrics in recent:
+        raters = (metrics or {}).get("raters") or {}
+        for uid, est in (raters.get("annotators") or {}).items():
+            if not str(uid).isdigit() or int(uid) in out:
+                continue
+            try:
+                sens, spec = float(est["sensitivity"]), float(est["specificity"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            out[int(uid)] = {"sensitivity": sens, "specificity": spec, "informativeness": sens + spec - 1,
+                             "labels": est.get("labels"), "version_id": vid, "version": name}
+    return out
 
 
 def _flag(row: AnnotatorRow, rate: float | None, others_median: float | None) -> None:
@@ -168,5 +202,11 @@ def _flag(row: AnnotatorRow, rate: float | None, others_median: float | None) ->
         ):
             if acc is not None and n >= GOLD_MIN_ANSWERS and acc < GOLD_MIN_ACCURACY:
                 row.flags.append(f"inconsistent: {what} {acc:.0%} of {n} < {GOLD_MIN_ACCURACY:.0%}")
+    rel = row.reliability
+    if rel and (rel.get("labels") or 0) >= RELIABILITY_MIN_LABELS and rel["informativeness"] < RELIABILITY_MIN:
+        row.flags.append(
+            f"unreliable: sensitivity {rel['sensitivity']:.0%} + specificity {rel['specificity']:.0%} - 1 "
+            f"= {rel['informativeness']:.2f} < {RELIABILITY_MIN:g}"
+        )
     if rate is not None and others_median is not None and rate < others_median - AGREEMENT_GAP:
         row.flags.append(f"inconsistent: agreement {rate:.0%} vs others' median {others_median:.0%}")

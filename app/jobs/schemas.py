@@ -45,6 +45,12 @@ class RewardParams(BaseModel):
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     vocabulary: Literal["paper", "world"] | None = Field(
         None, description="words of the perturbed prompts; default: the prompt set's template vocabulary")
+    rater_weighting: bool = Field(
+        False,
+        description="weigh each label by its rater's reliability, estimated from every overlapping label and "
+        "gold (Dawid-Skene): each image is trained once, on the posterior probability that it is good, "
+        "instead of once per label with every rater trusted alike. Needs several labels per image "
+        "(labels_per_image >= 2) or gold images to tell raters apart")
     seed: Int64 = 0
 
 

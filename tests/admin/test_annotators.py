@@ -109,3 +109,33 @@ def test_sql_agreement_matches_the_reference_definition(db, make_user):
     ref = krippendorff_alpha_nominal(list(u.values()) for u in units.values())
     assert alpha.value == pytest.approx(ref.value) and (alpha.items, alpha.labels) == (ref.items, ref.labels)
     assert pairwise == pairwise_agreement(units)
+
+
+def test_reliability_from_the_newest_rater_weighted_reward_is_shown_and_an_unreliable_rater_flagged(
+    client, admin, db, make_user
+):
+    from app.db.models import ModelVersion
+
+    good, liar, newbie = (make_user("annotator", username=n) for n in ("gus", "lia", "neo"))
+
+    def version(name: str, annotators: dict) -> None:
+        db.add(ModelVersion(kind="reward", name=name, mode="mlp", artifact_url="file:///x",
+                            metrics={"raters": {"method": "dawid-skene", "annotators": annotators}}))
+        db.flush()
+
+    version("reward old", {str(good.id): {"sensitivity": 0.5, "specificity": 0.5, "labels": 40},
+                           str(newbie.id): {"sensitivity": 0.1, "specificity": 0.1, "labels": 3}})
+    version("reward new", {str(good.id): {"sensitivity": 0.96, "specificity": 0.93, "labels": 120},
+                           str(liar.id): {"sensitivity": 0.04, "specificity": 0.02, "labels": 110},
+                           "999999": {"sensitivity": 0.9, "specificity": 0.9, "labels": 9},  # a deleted user
+                           "junk": {"sensitivity": "x"}})
+    db.add(ModelVersion(kind="reward", name="reward plain", mode="mlp", artifact_url="file:///y", metrics={}))
+    db.commit()
+    page = client.get("/admin/annotators").text
+    gus, lia, neo = (block(page, "data-user", n) for n in ("gus", "lia", "neo"))
+    assert figure(gus, "reliability") == "96% / 93% on 120 labels, reward new"  # the newest estimate wins
+    assert figure(gus, "flags") == ""
+    assert figure(lia, "reliability").startswith("4% / 2%")
+    assert "unreliable: sensitivity 4% + specificity 2% - 1 = -0.94 < 0.3" in figure(lia, "flags")
+    assert figure(neo, "reliability").startswith("10% / 10% on 3 labels")
+    assert "unreliable" not in figure(neo, "flags")  # 3 labels are too few to judge

@@ -31,7 +31,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             raise JobFailed("the prompt set no longer exists")
         snap = s.scalar(select(func.max(Rating.id)).where(Rating.prompt_set_id == ps.id)) or 0
         rows = s.execute(
-            select(Rating.label, Image.content_hash, Image.storage_key, Prompt.text)
+            select(Rating.label, Image.content_hash, Image.storage_key, Prompt.text, Rating.annotator_id, Image.gold_label)
             .join(Image, Image.id == Rating.image_id).join(Prompt, Prompt.id == Image.prompt_id)
             .where(Rating.prompt_set_id == ps.id, Rating.id <= snap)
         ).all()
@@ -53,10 +53,17 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
                           val_fraction=p.reward.val_fraction, hold_out_unseen=p.reward.hold_out_unseen,
                           lr=p.reward.lr, vocabulary=vocabulary,
                           seed=p.reward.seed)
+    train_rows = [RewardRow(r.content_hash, r.text, r.label) for r in rows]
+    raters: dict[str, Any] | None = None
+    if p.reward.rater_weighting:
+        train_rows, raters = rater_weighted_rows(rows)
+        ctx.log(f"rater weighting: {raters['images']} images from {raters['labels']} labels of "
+                f"{len(raters['annotators'])} annotators; the posterior turned {raters['changed']} "
+                f"majority verdicts ({raters['gold']} gold images anchor it)")
     ctx.progress(0.2, "training", force=True)
     try:
         result = train_reward(
-            config, [RewardRow(r.content_hash, r.text, r.label) for r in rows], vectors,
+            config, train_rows, vectors,
             lambda texts: text_vectors(rt, texts),
             progress=lambda done, total: ctx.progress(0.2 + 0.5 * done / max(total, 1), f"epoch {done}/{total}"),
         )
@@ -72,7 +79,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     url = publish(rt, work_dir(rt, key), key)
     metrics = {**result.metrics, "history": result.history, "best_epoch": result.best_epoch,
                "n_train": result.n_train, "n_val": result.n_val, "n_val_unseen": result.n_val_unseen,
-               "seconds": round(result.seconds, 3)}
+               "seconds": round(result.seconds, 3), **({"raters": raters} if raters else {})}
     with rt.tx() as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
         if version is None:  # a re-run after a crash reuses the version its first run made
@@ -91,6 +98,35 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         next_job = loop.chain_after(s, rt.settings, this_job, s.get(ModelVersion, version_id))
     return {"reward_version_id": version_id, "label_snapshot": snapshot, "images_scored": scored,
             "metrics": _jsonable(result.metrics), "next_job_id": next_job}
+
+
+def rater_weighted_rows(rows: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """One row per image whose target is the Dawid-Skene posterior P(good) over all its labels (gold
+    images clamped to their gold label), and the estimate of every annotator's reliability."""
+    from ml.reliability import dawid_skene
+    from ml.reward import RewardRow
+
+    used = [r for r in rows if r.label != "skip"]
+    if not used:
+        raise JobFailed("no good/bad labels to estimate rater reliability from")
+    gold = {r.content_hash: r.gold_label == "good" for r in used if r.gold_label in ("good", "bad")}
+    rel = dawid_skene([(r.content_hash, r.annotator_id, r.label == "good") for r in used], gold=gold)
+    text = {r.content_hash: r.text for r in used}
+    out = [RewardRow(h, text[h], "good" if q > 0.5 else "bad", q) for h, q in rel.posterior.items()]
+    changed = sum(1 for h, q in rel.posterior.items() if (q > 0.5) != (rel.majority[h] > 0.5) and h not in gold)
+    return out, {
+        "method": "dawid-skene",
+        "labels": len(used),
+        "images": len(out),
+        "gold": len(gold),
+        "changed": changed,
+        "prior_good": rel.prior_good,
+        "em_iterations": rel.iterations,
+        "annotators": {
+            str(uid): {"sensitivity": e.sensitivity, "specificity": e.specificity, "labels": e.n}
+            for uid, e in rel.raters.items()
+        },
+    }
 
 
 def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk: int = 2048) -> int:
