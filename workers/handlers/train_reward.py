@@ -31,7 +31,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             raise JobFailed("the prompt set no longer exists")
         snap = s.scalar(select(func.max(Rating.id)).where(Rating.prompt_set_id == ps.id)) or 0
         rows = s.execute(
-            select(Rating.label, Image.content_hash, Image.storage_key, Prompt.text, Rating.annotator_id, Image.gold_label)
+            select(Rating.label, Image.content_hash, Image.storage_key, Prompt.text, Rating.annotator_id,
+                   Image.gold_label)
             .join(Image, Image.id == Rating.image_id).join(Prompt, Prompt.id == Image.prompt_id)
             .where(Rating.prompt_set_id == ps.id, Rating.id <= snap)
         ).all()
