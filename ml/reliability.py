@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,21 +44,21 @@ class RaterEstimate:
 
 @dataclass
 class Reliability:
-    posterior: dict[Hashable, float]  # item -> P(good)
-    raters: dict[Hashable, RaterEstimate]
+    posterior: dict[Any, float]  # item -> P(good)
+    raters: dict[Any, RaterEstimate]
     prior_good: float
     iterations: int
     converged: bool
     log_likelihood: float
-    majority: dict[Hashable, float] = field(default_factory=dict)  # item -> share of "good" labels
+    majority: dict[Any, float] = field(default_factory=dict)  # item -> share of "good" labels
 
     def label(self, item: Hashable) -> float:
         return self.posterior[item]
 
 
 def dawid_skene(
-    labels: Sequence[tuple[Hashable, Hashable, bool | int]],
-    gold: Mapping[Hashable, bool] | None = None,
+    labels: Sequence[tuple[Any, Any, bool | int]],
+    gold: Mapping[Any, bool] | None = None,
     smoothing: float = 2.0,
     max_iter: int = 200,
     tol: float = 1e-6,

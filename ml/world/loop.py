@@ -265,7 +265,7 @@ def crowd_labels(
     gold = {i: bool(pool_truth[i]) for i in labelled if i % per_prompt < config.gold_per_prompt}
     rel = dawid_skene(triples, gold=gold)
     prompt = {i: pool_req[i][0] for i in labelled}
-    sets = {
+    sets: dict[str, list[dict[str, Any]]] = {
         "reward": [{"image_key": f"pool-{i}", "prompt": prompt[i], "label": "good" if g else "bad"}
                    for i, _, g in triples],
         "reliable": [{"image_key": f"pool-{i}", "prompt": prompt[i], "label": "good" if rel.posterior[i] > 0.5
@@ -278,7 +278,7 @@ def crowd_labels(
         first.setdefault(i, "good" if g else "bad")
     t = np.array([pool_truth[i] > 0.5 for i in labelled])
     per_label = np.array([g == (pool_truth[i] > 0.5) for i, _, g in triples])
-    report = {
+    report: dict[str, Any] = {
         "panel": [{"name": r.name, "error_rate": r.error_rate, "good_bias": r.good_bias,
                    "estimated": {"sensitivity": rel.raters[r.name].sensitivity,
                                  "specificity": rel.raters[r.name].specificity, "labels": rel.raters[r.name].n}}

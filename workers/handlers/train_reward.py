@@ -3,6 +3,7 @@ metrics -> a new reward version with lineage -> every image of the prompt set sc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -101,7 +102,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             "metrics": _jsonable(result.metrics), "next_job_id": next_job}
 
 
-def rater_weighted_rows(rows: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+def rater_weighted_rows(rows: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
     """One row per image whose target is the Dawid-Skene posterior P(good) over all its labels (gold
     images clamped to their gold label), and the estimate of every annotator's reliability."""
     from ml.reliability import dawid_skene
