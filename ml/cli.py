@@ -19,6 +19,7 @@ from ml.generation import GenerationConfig
 from ml.prompts import CATEGORIES, PromptSetConfig, generate_prompt_set, parse_prompt
 from ml.reward import RewardConfig
 from ml.tiny import TinyConfig
+from ml.world.active import ActiveConfig
 from ml.world.build import WorldModelsConfig
 from ml.world.loop import WorldLoopConfig
 
@@ -475,6 +476,26 @@ def world_loop(out, models, **kw) -> None:
         b.close()
     click.echo(summary(report), err=True)
     click.echo(json.dumps({"report": str(Path(out) / "report.json"), "grid": str(Path(out) / "grid.png")}))
+
+
+@cli.command("world-active")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes active.json here")
+@click.option("--models", type=click.Path(exists=True, file_okay=False), default=None,
+              help="world models folder (sd/ and clip/) [default: the shipped ones]")
+@config_options(ActiveConfig)
+def world_active(out, models, **kw) -> None:
+    """What to label next, in the shapes world: the reward model's AUC on unseen prompts as labels are
+    added at random or where the current reward model is least sure; writes active.json."""
+    from ml.world import SHIPPED_MODELS
+    from ml.world.active import run_active, summary
+
+    config = build_config(ActiveConfig, kw)
+    bars, progress = _stage_bars()
+    report = run_active(config, models or SHIPPED_MODELS, out, progress)
+    for b in bars.values():
+        b.close()
+    click.echo(summary(report), err=True)
+    click.echo(json.dumps({"report": str(Path(out) / "active.json")}))
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class WorldLoopConfig:
         default="oracle",
         metadata={
             "help": "who labels the pool: 'oracle' (one rater, --label-error) or 'mixed' (a crowd of "
-            "--panel-size raters: 30%% noisy with 25%% flips, one lenient, one adversarial, the rest "
+            "--panel-size raters: 30% noisy with 25% flips, one lenient, one adversarial, the rest "
             "accurate; --raters-per-image of them label each image). 'mixed' adds the arms 'reliable' "
             "(reward trained on Dawid-Skene posteriors) and 'clean' (on the oracle's own labels)"
         },
