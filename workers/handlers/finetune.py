@@ -3,6 +3,8 @@ unlabelled, weighted by reward) + pre-training pairs -> a new generator version 
 
 from __future__ import annotations
 
+import importlib.util
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,18 @@ def finetune_config(p: FinetuneParams) -> Any:
     values = {**(PRESETS[p.preset] if p.preset else {}),
               **{k: getattr(p, k) for k in fields if k in p.model_fields_set or not p.preset}}
     steps = values.get("max_steps", p.max_steps)
-    return FinetuneConfig(**values, checkpoint_every=max(1, min(500, steps // 4 or 1)))
+    every = p.checkpoint_every or max(1, min(500, steps // 4 or 1))
+    return FinetuneConfig(**values, checkpoint_every=every, keep_checkpoints=p.keep_checkpoints,
+                          ema_decay=p.ema_decay, use_8bit_adam=p.use_8bit_adam, data_workers=p.data_workers)
+
+
+def check_worker_can_run(p: FinetuneParams) -> None:
+    """Fail a job this worker cannot run before it loads a model or an image: the API cannot know what
+    the worker that picks a job up has installed."""
+    if p.use_8bit_adam and importlib.util.find_spec("bitsandbytes") is None:
+        raise JobFailed(f"use_8bit_adam: bitsandbytes is not installed on worker {socket.gethostname()}; "
+                        "install it there (pip install bitsandbytes, CUDA workers) or resubmit without "
+                        "use_8bit_adam")
 
 
 def estimate_lines(config: Any, base_model: str, with_pretrain: bool) -> list[str]:
@@ -81,6 +94,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
 
     rt = ctx.rt
     p = FinetuneParams.model_validate(job.params)
+    check_worker_can_run(p)
     with rt.tx() as s:
         ps, gv, rv = s.get(PromptSet, p.prompt_set_id), s.get(ModelVersion, p.generator_version_id), \
             s.get(ModelVersion, p.reward_version_id)
