@@ -1,10 +1,14 @@
 """The fine-tune job's training options over REST (checkpoints, EMA, 8-bit Adam, decode threads): bad
 values answer 422 naming the field, good ones reach the fine-tune's config; 8-bit Adam on a worker
-without bitsandbytes fails the job at once with a message saying so."""
+without bitsandbytes fails the job at once with a message saying so; and where a retried job resumes."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import torch
 
 from app.db.models import Job, JobLog
 from app.jobs.dispatch import RecordingDispatcher
@@ -88,3 +92,84 @@ def test_8bit_adam_on_a_worker_without_bitsandbytes_fails_the_job_saying_so(clie
     assert "pip install bitsandbytes" in got["error"]
     assert db.query(JobLog).filter(JobLog.job_id == got["id"], JobLog.message.like("%resuming%")).count() == 0
     assert db.get(Job, got["id"]).result == {}
+
+
+def _checkpoint(out: Path, step: int, config, base_model: str = "sd", complete: bool = True) -> Path:
+    from dataclasses import asdict
+
+    path = out / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    torch.save({"step": step}, path / "training_state.pt")
+    if complete:
+        (path / "finetune.json").write_text(json.dumps(
+            {"kind": config.mode, "base_model": base_model, "step": step, "config": asdict(config)}))
+    return path
+
+
+def test_a_retried_job_resumes_from_the_newest_checkpoint_written_with_its_settings(tmp_path):
+    from dataclasses import replace
+
+    from workers.handlers.finetune import finetune_config, resume_point
+
+    config = finetune_config(FinetuneParams(prompt_set_id=1, max_steps=100))
+    own, earlier, older = tmp_path / "job-3", tmp_path / "job-2", tmp_path / "job-1"
+    assert resume_point(config, "sd", [own, earlier, older]) == (None, [])
+    _checkpoint(older, 25, config)
+    newest = _checkpoint(earlier, 50, config)
+    _checkpoint(earlier, 75, config, complete=False)  # killed while writing it
+    # how often it saved, how many it kept and how it read images do not change what it computed
+    _checkpoint(own, 25, replace(config, checkpoint_every=5, keep_checkpoints=4, data_workers=3))
+    assert resume_point(config, "sd", [own, earlier, older]) == (newest, [])
+
+    lr = replace(config, lr=1e-3)
+    found, notes = resume_point(lr, "sd", [own, earlier, older])
+    assert found is None and len(notes) == 3 and all("(lr)" in n for n in notes)
+    found, notes = resume_point(config, "other-sd", [earlier])
+    assert found is None and notes == [f"not resuming from {newest}: written with other settings (base model)"]
+
+
+@pytest.mark.slow
+def test_a_retry_of_a_cancelled_finetune_continues_from_its_checkpoint(client, researcher, db, settings,
+                                                                       session_factory, tiny_models):
+    """Over REST and the real handler, in this process: cancelled past a checkpoint, then retried (a new
+    job), the fine-tune goes on from that checkpoint instead of step 0."""
+    import threading
+
+    from app.db.models import ModelVersion
+    from tests.jobs.conftest import wait_for
+    from workers.runtime import Runtime
+    from workers.tasks import execute
+
+    settings = settings.model_copy(update={"generator_model": str(tiny_models[0])})
+    ps = _set(client, researcher)
+    reward = seed_training_set(db, settings, ps, per_prompt=2)
+    rt = Runtime(settings, RecordingDispatcher(), session_factory)
+    h = bearer(researcher)
+    base = db.query(ModelVersion.id).filter(ModelVersion.kind == "generator", ModelVersion.mode == "base").scalar()
+    db.rollback()
+    first = _finetune(client, researcher, prompt_set_id=ps, reward_version_id=reward, generator_version_id=base,
+                      max_steps=40, checkpoint_every=5, batch_size=2).json()["id"]
+    runner = threading.Thread(target=execute, args=(rt, "finetune", first))
+    runner.start()
+
+    def past_a_checkpoint() -> bool:
+        message = client.get(f"/api/v1/jobs/{first}", headers=h).json()["progress_message"]
+        return message.startswith("step ") and int(message.split()[1].split("/")[0]) >= 10
+
+    wait_for(past_a_checkpoint, timeout=120, every=0.1, what="ten steps")
+    assert client.post(f"/api/v1/jobs/{first}/cancel", headers=h).status_code in (200, 202)
+    runner.join(timeout=120)
+    assert client.get(f"/api/v1/jobs/{first}", headers=h).json()["state"] == "cancelled"
+
+    retry = client.post(f"/api/v1/jobs/{first}/retry", headers=h)
+    assert retry.status_code in (200, 201, 202), retry.text
+    second = retry.json()["id"]
+    assert execute(rt, "finetune", second) == "succeeded"
+    logs = [m for (m,) in db.query(JobLog.message).filter(JobLog.job_id == second).order_by(JobLog.id)]
+    resumed = [m for m in logs if m.startswith("resuming from checkpoint-")]
+    assert len(resumed) == 1 and resumed[0].endswith(f" of job-{first}"), logs
+    step = int(resumed[0].removeprefix("resuming from checkpoint-").split()[0])
+    assert 10 <= step < 40
+    version = db.query(ModelVersion).filter(ModelVersion.job_id == second).one()
+    assert [c["step"] for c in version.metrics["curve"]] == list(range(1, 41))
+    assert version.metrics["steps"] == 40

@@ -33,12 +33,36 @@ class StoredImage:
         return bytes(self.storage.get(self.key))
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    """Resume point after a crash: the newest complete checkpoint this job wrote that holds its resume
-    state (trained weights, optimizer, RNG): the retried job ends as it would have without the crash."""
+# Settings that change how a run is kept or fed, never what it computes: a checkpoint written under
+# other values of these still continues the same run.
+RESUME_NEUTRAL = ("checkpoint_every", "keep_checkpoints", "data_workers")
+
+
+def resume_point(config: Any, base_model: str, out_dirs: list[Path]) -> tuple[Path | None, list[str]]:
+    """Where a job continues after a crash: the newest complete checkpoint (with its resume state:
+    trained weights, optimizer, RNG) that this job or a failed job it retries wrote, if it was written
+    by the same settings from the same base model, so the job ends as it would have without the crash.
+    Returns it (or None) and log lines saying why other checkpoints were passed over."""
+    import json
+
     from ml.finetune import latest_checkpoint as newest
 
-    return newest(out)
+    found, notes = [], []
+    for out in out_dirs:
+        ckpt = newest(out) if out.is_dir() else None
+        if ckpt is None:
+            continue
+        meta = json.loads((ckpt / "finetune.json").read_text())
+        want = {k: v for k, v in asdict(config).items() if k not in RESUME_NEUTRAL}
+        had = {k: v for k, v in meta.get("config", {}).items() if k not in RESUME_NEUTRAL}
+        # JSON turns tuples into lists: compare both through JSON
+        differs = sorted(k for k in want if json.dumps(want[k]) != json.dumps(had.get(k)))
+        if meta.get("base_model") != str(base_model) or differs:
+            notes.append(f"not resuming from {ckpt}: written with other settings "
+                         f"({', '.join(differs) or 'base model'})")
+            continue
+        found.append((int(meta["step"]), ckpt))
+    return (max(found, key=lambda f: f[0])[1] if found else None), notes
 
 
 def finetune_config(p: FinetuneParams) -> Any:
@@ -90,6 +114,8 @@ def training_images(prompt_set_id: int, reward_version_id: int) -> Select[int, s
 
 
 def run(ctx: JobContext, job: Job) -> dict[str, Any]:
+    import torch
+
     from ml.finetune import ModelSample, finetune
 
     rt = ctx.rt
@@ -115,12 +141,20 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     pretrain = p.pretrain_dir or rt.settings.pretrain_dir
     key = f"artifacts/generator/job-{job.id}"
     out = work_dir(rt, key)
-    resume = latest_checkpoint(out)
-    if resume is not None:
-        ctx.log(f"resuming from {resume.name}")
     config = finetune_config(p)
+    # this job's own folder first, then those of the failed or cancelled jobs it retries
+    earlier = [work_dir(rt, f"artifacts/generator/job-{j}", create=False) for j in ctx.lineage if j != job.id]
+    resume, notes = resume_point(config, base_model, [out, *earlier])
+    for note in notes:
+        ctx.log(note, "warning")
+    if resume is not None:
+        ctx.log(f"resuming from {resume.name}" + ("" if resume.parent == out else f" of {resume.parent.name}"))
     for line in estimate_lines(config, base_model, with_pretrain=bool(pretrain)):
         ctx.log(line)
+    # ml.finetune seeds data order and noise from config.seed, but LoRA's initial weights come from
+    # torch's global generator: seeded here, a job is repeatable, whichever jobs its process ran before
+    # (a resumed one takes them from its checkpoint)
+    torch.manual_seed(config.seed)
     result = finetune(
         config, base_model, samples, out, pretrain=pretrain, resume_from=resume, latent_cache=rt.latent_cache(),
         progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
