@@ -17,9 +17,9 @@ from tests.conftest import bearer
 from tests.jobs.finetune_data import seed_training_set
 
 
-def _set(client, researcher) -> int:
+def _set(client, researcher, name: str = "ft") -> int:
     r = client.post("/api/v1/prompt-sets", headers=bearer(researcher),
-                    json={"name": "ft", "prompts": ["Two dogs", "A green colored cat"]})
+                    json={"name": name, "prompts": ["Two dogs", "A green colored cat"]})
     assert r.status_code == 201, r.text
     return r.json()["id"]
 

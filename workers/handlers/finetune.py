@@ -155,11 +155,28 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     # torch's global generator: seeded here, a job is repeatable, whichever jobs its process ran before
     # (a resumed one takes them from its checkpoint)
     torch.manual_seed(config.seed)
-    result = finetune(
-        config, base_model, samples, out, pretrain=pretrain, resume_from=resume, latent_cache=rt.latent_cache(),
-        progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
-        should_cancel=ctx.should_cancel,
-    )
+
+    def progress(step: int, total: int, loss: float) -> None:
+        ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}")
+
+    processes = rt.settings.finetune_processes
+    if processes > 1:
+        from ml.finetune import FinetuneResult
+        from workers.finetune_launch import run_launched, write_spec
+
+        ctx.log(f"training on {processes} processes under accelerate: {processes} × batch_size "
+                f"{config.batch_size} samples per micro-batch")
+        spec = write_spec(out, config=config, base_model=str(base_model), storage_url=rt.settings.storage_url,
+                          samples=[(r.storage_key, r.content_hash, r.text, float(r.score)) for r in rows],
+                          pretrain=pretrain, resume_from=resume, latent_cache=rt.latent_cache().path)
+        try:
+            launched = run_launched(spec, processes, progress=progress, should_cancel=ctx.should_cancel, log=ctx.log)
+        except RuntimeError as e:
+            raise JobFailed(str(e)[-2000:]) from e
+        result = FinetuneResult(**{**launched, "checkpoint": Path(launched["checkpoint"])})
+    else:
+        result = finetune(config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
+                          latent_cache=rt.latent_cache(), progress=progress, should_cancel=ctx.should_cancel)
     for warning in result.warnings:
         ctx.log(warning, "warning")
     url = publish(rt, Path(result.checkpoint), f"{key}/{Path(result.checkpoint).name}")
