@@ -498,7 +498,9 @@ def finetune(
             model_cache.latent_dist(next(model_iter)[0].tolist())
             if pre_iter is not None and pre_cache is not None:
                 pre_cache.latent_dist(next(pre_iter)[0].tolist())
-        noise_gen.set_state(state["noise_rng"][acc.process_index].cpu())
+        # a copy: the saved states are rows of one gathered tensor, and set_state of a row with a storage
+        # offset (any process but the first) crashes the process
+        noise_gen.set_state(state["noise_rng"][acc.process_index].cpu().clone())
         torch.set_rng_state(state["torch_rng"])
         if cuda and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -107,7 +107,8 @@ def run_launched(spec: Path, processes: int, *, progress: Any, should_cancel: An
             if not ended and should_cancel():
                 cancelled = True
                 break
-        proc.wait()
+        if not cancelled:
+            proc.wait()
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -151,6 +152,8 @@ def main(argv: list[str]) -> None:
     result = finetune(config, spec["base_model"], samples, spec["out"], pretrain=spec["pretrain"],
                       resume_from=spec["resume_from"], progress=report,
                       latent_cache=LatentCache(spec["latent_cache"]) if spec["latent_cache"] else None)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     if main_process:
         Path(spec["out"], RESULT).write_text(json.dumps({
             "checkpoint": str(result.checkpoint), "kind": result.kind, "base_model": result.base_model,

@@ -87,3 +87,49 @@ def test_a_finetune_job_trains_on_two_processes(client, researcher, db, settings
     from ml.generation import load_generator
 
     assert load_generator(str(tiny_models[0]), lora=str(ckpt), fuse_lora=True) is not None
+
+
+@pytest.mark.slow
+def test_a_two_process_finetune_stops_on_cancel_and_its_retry_resumes(client, researcher, db, settings,
+                                                                      session_factory, tiny_models):
+    import threading
+
+    from app.db.models import JobLog, ModelVersion
+    from tests.jobs.conftest import wait_for
+    from workers.runtime import Runtime
+    from workers.tasks import execute
+
+    settings = settings.model_copy(update={"generator_model": str(tiny_models[0]), "finetune_processes": 2})
+    h = bearer(researcher)
+    ps = _set(client, researcher)
+    reward = seed_training_set(db, settings, ps, per_prompt=2)
+    base = db.query(ModelVersion.id).filter(ModelVersion.kind == "generator", ModelVersion.mode == "base").scalar()
+    db.rollback()
+    rt = Runtime(settings, RecordingDispatcher(), session_factory)
+    first = _finetune(client, researcher, prompt_set_id=ps, reward_version_id=reward, generator_version_id=base,
+                      max_steps=200, checkpoint_every=5, batch_size=2).json()["id"]
+    outcome: list[str | None] = []
+    runner = threading.Thread(target=lambda: outcome.append(execute(rt, "finetune", first)))
+    runner.start()
+
+    def past_a_checkpoint() -> bool:
+        message = client.get(f"/api/v1/jobs/{first}", headers=h).json()["progress_message"]
+        return message.startswith("step ") and int(message.split()[1].split("/")[0]) >= 10
+
+    wait_for(past_a_checkpoint, timeout=120, every=0.1, what="ten steps")
+    client.post(f"/api/v1/jobs/{first}/cancel", headers=h)
+    runner.join(timeout=120)
+    assert outcome == ["cancelled"]
+    assert db.query(ModelVersion).filter(ModelVersion.job_id == first).count() == 0
+    db.rollback()
+
+    second = client.post(f"/api/v1/jobs/{first}/retry", headers=h).json()["id"]
+    state = execute(rt, "finetune", second)
+    logs = [m for (m,) in db.query(JobLog.message).filter(JobLog.job_id == second).order_by(JobLog.id)]
+    db.rollback()
+    assert state == "succeeded", "\n".join(logs)
+    resumed = [m for m in logs if m.startswith("resuming from checkpoint-")]
+    assert len(resumed) == 1 and resumed[0].endswith(f" of job-{first}"), logs
+    version = db.query(ModelVersion).filter(ModelVersion.job_id == second).one()
+    db.rollback()
+    assert [c["step"] for c in version.metrics["curve"]] == list(range(1, 201))
