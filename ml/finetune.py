@@ -707,7 +707,8 @@ def _save_checkpoint(
         )
         (path / "finetune.json").write_text(
             json.dumps(
-                {"kind": config.mode, "base_model": str(base_model), "step": step, "config": asdict(config)},
+                {"kind": config.mode, "base_model": str(base_model), "step": step, "config": asdict(config),
+                 "processes": acc.num_processes},  # the resume state holds one noise generator per process
                 indent=2,
             )
         )

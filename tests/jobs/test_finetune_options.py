@@ -94,7 +94,8 @@ def test_8bit_adam_on_a_worker_without_bitsandbytes_fails_the_job_saying_so(clie
     assert db.get(Job, got["id"]).result == {}
 
 
-def _checkpoint(out: Path, step: int, config, base_model: str = "sd", complete: bool = True) -> Path:
+def _checkpoint(out: Path, step: int, config, base_model: str = "sd", complete: bool = True,
+                processes: int = 1) -> Path:
     from dataclasses import asdict
 
     path = out / f"checkpoint-{step}"
@@ -102,7 +103,8 @@ def _checkpoint(out: Path, step: int, config, base_model: str = "sd", complete: 
     torch.save({"step": step}, path / "training_state.pt")
     if complete:
         (path / "finetune.json").write_text(json.dumps(
-            {"kind": config.mode, "base_model": base_model, "step": step, "config": asdict(config)}))
+            {"kind": config.mode, "base_model": base_model, "step": step, "config": asdict(config),
+             "processes": processes}))
     return path
 
 
@@ -126,6 +128,13 @@ def test_a_retried_job_resumes_from_the_newest_checkpoint_written_with_its_setti
     assert found is None and len(notes) == 3 and all("(lr)" in n for n in notes)
     found, notes = resume_point(config, "other-sd", [earlier])
     assert found is None and notes == [f"not resuming from {newest}: written with other settings (base model)"]
+    # each training process keeps its own noise generator in the resume state
+    found, notes = resume_point(config, "sd", [earlier], processes=2)
+    assert found is None and notes == [f"not resuming from {newest}: written by 1 training processes, "
+                                       "this worker runs 2"]
+    on_two = _checkpoint(tmp_path / "job-4", 80, config, processes=2)
+    assert resume_point(config, "sd", [tmp_path / "job-4", earlier], processes=2) == (
+        on_two, [f"not resuming from {newest}: written by 1 training processes, this worker runs 2"])
 
 
 @pytest.mark.slow

@@ -38,10 +38,12 @@ class StoredImage:
 RESUME_NEUTRAL = ("checkpoint_every", "keep_checkpoints", "data_workers")
 
 
-def resume_point(config: Any, base_model: str, out_dirs: list[Path]) -> tuple[Path | None, list[str]]:
+def resume_point(config: Any, base_model: str, out_dirs: list[Path],
+                 processes: int = 1) -> tuple[Path | None, list[str]]:
     """Where a job continues after a crash: the newest complete checkpoint (with its resume state:
     trained weights, optimizer, RNG) that this job or a failed job it retries wrote, if it was written
-    by the same settings from the same base model, so the job ends as it would have without the crash.
+    by the same settings from the same base model on as many processes (each has its own noise
+    generator in the resume state), so the job ends as it would have without the crash.
     Returns it (or None) and log lines saying why other checkpoints were passed over."""
     import json
 
@@ -60,6 +62,10 @@ def resume_point(config: Any, base_model: str, out_dirs: list[Path]) -> tuple[Pa
         if meta.get("base_model") != str(base_model) or differs:
             notes.append(f"not resuming from {ckpt}: written with other settings "
                          f"({', '.join(differs) or 'base model'})")
+            continue
+        if int(meta.get("processes", 1)) != processes:
+            notes.append(f"not resuming from {ckpt}: written by {meta.get('processes', 1)} training processes, "
+                         f"this worker runs {processes}")
             continue
         found.append((int(meta["step"]), ckpt))
     return (max(found, key=lambda f: f[0])[1] if found else None), notes
@@ -144,7 +150,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     config = finetune_config(p)
     # this job's own folder first, then those of the failed or cancelled jobs it retries
     earlier = [work_dir(rt, f"artifacts/generator/job-{j}", create=False) for j in ctx.lineage if j != job.id]
-    resume, notes = resume_point(config, base_model, [out, *earlier])
+    processes = rt.settings.finetune_processes
+    resume, notes = resume_point(config, base_model, [out, *earlier], processes)
     for note in notes:
         ctx.log(note, "warning")
     if resume is not None:
@@ -159,7 +166,6 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     def progress(step: int, total: int, loss: float) -> None:
         ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}")
 
-    processes = rt.settings.finetune_processes
     if processes > 1:
         from ml.finetune import FinetuneResult
         from workers.finetune_launch import run_launched, write_spec
