@@ -104,7 +104,8 @@ def run_launched(spec: Path, processes: int, *, progress: Any, should_cancel: An
                 progress(step, total, loss)
             elif line:
                 tail.append(line.rstrip())
-            if not ended and should_cancel():
+            # a run that already ended stays ended: its result counts even if a cancel came late
+            if not ended and proc.poll() is None and should_cancel():
                 cancelled = True
                 break
         if not cancelled:
