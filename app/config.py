@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     job_stale_seconds: int = Field(120, ge=5, description="a running job without a heartbeat this long is lost")
     retrain_check_seconds: float = Field(30.0, ge=0.5, description="how often workers look for enough new labels")
     pretrain_dir: str | None = Field(None, description="folder of image + caption pairs for the β term")
+    finetune_processes: int = Field(
+        1, ge=1, le=64,
+        description="processes (one per GPU) that one finetune job trains on, under `accelerate launch`; "
+                    "1: in the worker's own process (worker option --gpus)")
 
     log_level: str = Field("INFO", description="root log level; WARNING silences the per-request access log")
     api_docs_public: bool | None = Field(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ml.sqlite_cache import SqliteCache
 
 ImageInput = Any  # PIL.Image.Image | bytes | str | Path
 
@@ -41,41 +42,27 @@ class EmbeddingCache:
     """Vectors by (model_id, kind, content hash) in a SQLite file; safe across processes."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS embedding (model_id TEXT, kind TEXT, hash TEXT, dim INTEGER,"
-            " vector BLOB, PRIMARY KEY (model_id, kind, hash))"
+        self._store = SqliteCache(
+            path, "embedding",
+            "model_id TEXT, kind TEXT, hash TEXT, dim INTEGER, vector BLOB, PRIMARY KEY (model_id, kind, hash)",
+            key=("model_id", "kind"),
         )
-        self._db.commit()
+        self.path = self._store.path
 
     def get_many(self, model_id: str, kind: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(hashes))
-        for i in range(0, len(unique), 500):  # SQLite's bound-parameter limit
-            chunk = unique[i : i + 500]
-            rows = self._db.execute(
-                f"SELECT hash, vector FROM embedding WHERE model_id=? AND kind=? AND hash IN "
-                f"({','.join('?' * len(chunk))})",
-                [model_id, kind, *chunk],
-            )
-            out.update({h: np.frombuffer(v, dtype=np.float32) for h, v in rows})
-        return out
+        rows = self._store.select((model_id, kind), hashes, "vector")
+        return {h: np.frombuffer(v, dtype=np.float32) for h, v in rows}
 
     def put_many(self, model_id: str, kind: str, vectors: dict[str, np.ndarray]) -> None:
-        rows = [
+        self._store.insert([
             (model_id, kind, h, v.shape[-1], np.asarray(v, np.float32).tobytes()) for h, v in vectors.items()
-        ]
-        with self._db:
-            self._db.executemany("INSERT OR IGNORE INTO embedding VALUES (?, ?, ?, ?, ?)", rows)
+        ])
 
     def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM embedding").fetchone()[0]
+        return self._store.count()
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()
 
 
 @dataclass

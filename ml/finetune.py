@@ -522,7 +522,9 @@ def finetune(
             model_cache.latent_dist(next(model_iter)[0].tolist())
             if pre_iter is not None and pre_cache is not None:
                 pre_cache.latent_dist(next(pre_iter)[0].tolist())
-        noise_gen.set_state(state["noise_rng"][acc.process_index].cpu())
+        # a copy: the saved states are rows of one gathered tensor, and set_state of a row with a storage
+        # offset (any process but the first) crashes the process
+        noise_gen.set_state(state["noise_rng"][acc.process_index].cpu().clone())
         torch.set_rng_state(state["torch_rng"])
         if cuda and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -729,7 +731,8 @@ def _save_checkpoint(
         )
         (path / "finetune.json").write_text(
             json.dumps(
-                {"kind": config.mode, "base_model": str(base_model), "step": step, "config": asdict(config)},
+                {"kind": config.mode, "base_model": str(base_model), "step": step, "config": asdict(config),
+                 "processes": acc.num_processes},  # the resume state holds one noise generator per process
                 indent=2,
             )
         )

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ml.sqlite_cache import SqliteCache
 
 
 def vae_identity(base_model: str | Path, vae: Any, dtype: torch.dtype) -> str:
@@ -57,46 +58,33 @@ class LatentCache:
     """(mean, std) latents by (vae_id, size, content hash) in a SQLite file; safe across processes."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS latent (vae_id TEXT, size INTEGER, hash TEXT, shape TEXT,"
-            " mean BLOB, std BLOB, PRIMARY KEY (vae_id, size, hash))"
+        self._store = SqliteCache(
+            path, "latent",
+            "vae_id TEXT, size INTEGER, hash TEXT, shape TEXT, mean BLOB, std BLOB, PRIMARY KEY (vae_id, size, hash)",
+            key=("vae_id", "size"),
         )
-        self._db.commit()
+        self.path = self._store.path
 
     def get_many(self, vae_id: str, size: int, hashes: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        unique = list(dict.fromkeys(hashes))
-        for i in range(0, len(unique), 500):  # SQLite's bound-parameter limit
-            chunk = unique[i : i + 500]
-            rows = self._db.execute(
-                f"SELECT hash, shape, mean, std FROM latent WHERE vae_id=? AND size=? AND hash IN "
-                f"({','.join('?' * len(chunk))})",
-                [vae_id, size, *chunk],
+        for h, shape, mean, std in self._store.select((vae_id, size), hashes, "shape, mean, std"):
+            dims = tuple(json.loads(shape))
+            out[h] = (
+                torch.from_numpy(np.frombuffer(mean, np.float32).reshape(dims).copy()),
+                torch.from_numpy(np.frombuffer(std, np.float32).reshape(dims).copy()),
             )
-            for h, shape, mean, std in rows:
-                dims = tuple(json.loads(shape))
-                out[h] = (
-                    torch.from_numpy(np.frombuffer(mean, np.float32).reshape(dims).copy()),
-                    torch.from_numpy(np.frombuffer(std, np.float32).reshape(dims).copy()),
-                )
         return out
 
     def put_many(self, vae_id: str, size: int, latents: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         # float32 holds fp16 and bf16 values exactly: what is read back is what was encoded
-        rows = [
+        self._store.insert([
             (vae_id, size, h, json.dumps(list(mean.shape)),
              mean.detach().float().cpu().numpy().tobytes(), std.detach().float().cpu().numpy().tobytes())
             for h, (mean, std) in latents.items()
-        ]
-        with self._db:
-            self._db.executemany("INSERT OR IGNORE INTO latent VALUES (?, ?, ?, ?, ?, ?)", rows)
+        ])
 
     def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM latent").fetchone()[0]
+        return self._store.count()
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()

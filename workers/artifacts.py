@@ -8,11 +8,12 @@ from pathlib import Path
 from workers.runtime import Runtime
 
 
-def work_dir(rt: Runtime, key: str) -> Path:
+def work_dir(rt: Runtime, key: str, create: bool = True) -> Path:
     """Where a job writes an artifact: inside local storage directly, else a local staging folder."""
     local = rt.storage.local_path(key)
     path = Path(local) if local else rt.cache_dir / "staging" / key
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

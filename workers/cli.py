@@ -26,8 +26,15 @@ for command in COMMANDS:
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--beat/--no-beat", default=True, show_default=True,
               help="also run the periodic retrain check and lost-job reaper (one worker is enough)")
-def worker(queues: str, concurrency: int, loglevel: str, beat: bool) -> None:
+@click.option("--gpus", default=None, type=click.IntRange(1, 64),
+              help="train each finetune job on this many GPUs of this host, one process each under "
+                   "`accelerate launch` (sets T2IF_FINETUNE_PROCESSES) [default: 1, in the worker's process]")
+def worker(queues: str, concurrency: int, loglevel: str, beat: bool, gpus: int | None) -> None:
     """Run a Celery worker (configured by T2IF_* environment variables)."""
+    import os
+
+    if gpus is not None:  # before the settings are first read; the pool's children inherit it
+        os.environ["T2IF_FINETUNE_PROCESSES"] = str(gpus)
     from app.config import get_settings
     from workers.celery_app import celery_app
 

@@ -86,6 +86,26 @@ class FinetuneParams(BaseModel):
     pretrain_dir: OptionalText = Field(None, max_length=1000,
                                      description="folder of image + caption pairs (default: the configured one)")
     seed: Int64 = 0
+    checkpoint_every: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="steps between checkpoints (and one at the end); a worker that dies resumes from the newest; "
+                    "null: a quarter of max_steps, at most 500")
+    keep_checkpoints: int = Field(
+        2, ge=1, le=100,
+        description="checkpoints kept on disk, newest first; only the newest keeps the resume state (a full "
+                    "SD1.5 fine-tune's is ~10 GB)")
+    ema_decay: float | None = Field(
+        None, gt=0.0, lt=1.0,
+        description="keep an exponential moving average of the trained weights with this decay (e.g. 0.99) and "
+                    "save it instead of the last weights; null: off")
+    use_8bit_adam: bool = Field(
+        False, description="AdamW with 8-bit states (bitsandbytes on the worker, CUDA): the optimizer's memory "
+                           "falls from 8 to 2 bytes per trained weight; a worker without bitsandbytes fails the "
+                           "job before it loads anything")
+    data_workers: int = Field(
+        0, ge=0, le=32,
+        description="threads that read and decode a batch's new images in parallel (same order, same result); "
+                    "0: in the training loop's thread")
 
 
 class EvaluateParams(BaseModel):

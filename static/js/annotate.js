@@ -21,23 +21,17 @@
   var LABELS = { good: "Good", bad: "Bad", skip: "Skip" };
   var KEYS = { g: "good", 1: "good", ArrowRight: "good", b: "bad", 2: "bad", ArrowLeft: "bad", s: "skip", 0: "skip" };
 
-  var state = {
-    shown: null, // the task on screen
-    shownAt: null, // when its image appeared: time on item starts here
-    history: [], // tasks answered on this page, newest last (for undo)
-    answered: new Set(), // assignment ids answered on this page
-    busy: false, // an undo is talking to the server
-    loadError: false,
-  };
-
-  var outbox = new T.Outbox("ratings." + root.dataset.user, {
-    onStored: function (item) {
-      // remembered even when the answer came from an earlier visit: a `next` reply computed before
-      // it was stored still lists its lease, and must not bring the image back
-      state.answered.add(item.id);
-      bar.refreshStats();
-      feed.refill();
+  var page = new T.AnswerPage({
+    root: root, els: els, bar: bar, show: show,
+    undo: {
+      url: function (id) { return "/api/v1/ratings/" + id + "/undo"; },
+      none: "There is no answer to undo.", done: "Answer undone. Rate this image again.",
     },
+  });
+  var state = page.state;
+
+  var outbox = page.outbox = new T.Outbox("ratings." + root.dataset.user, {
+    onStored: page.onStored,
     onRejected: function (item, err) {
       if (err.code === "already_answered") {
         // another tab (or this page before Back / Forward) answered first: that answer stands
@@ -47,17 +41,16 @@
         return;
       }
       // lease lost: the server's own words, and the page has moved on already
-      state.history = state.history.filter(function (t) { return t.assignment_id !== item.id; });
-      state.answered.add(item.id);
+      page.refused(item.id);
       bar.say(err.message, "error");
-      render();
+      page.render();
       feed.refill();
     },
     onSessionLost: function (err) { bar.sessionLost(err); },
     onChange: function () { bar.showPending(outbox); },
   });
 
-  var feed = new T.TaskFeed({
+  var feed = page.feed = new T.TaskFeed({
     url: function () {
       // our own leases come back first; ask for a few more while answers still hold theirs
       var query = "prefetch=" + Math.min(5, 3 + outbox.size);
@@ -77,31 +70,10 @@
     },
     releaseField: "rating_assignment_id",
     idle: root.dataset.role !== "annotator",
-    onUpdate: render,
+    onUpdate: page.render,
     onSessionLost: function (err) { bar.sessionLost(err); },
-    onError: function (err) {
-      state.loadError = true;
-      bar.say("Could not load images (" + err.message + ") Retrying…", "error");
-    },
+    onError: function (err) { page.loadFailed("Could not load images (" + err.message + ") Retrying…"); },
   });
-
-  function render() {
-    var task = feed.current;
-    if (state.loadError && feed.failures === 0) {
-      state.loadError = false;
-      bar.clear();
-    }
-    els.task.hidden = !task;
-    els.empty.hidden = !!task || !feed.exhausted;
-    els.loading.hidden = !!task || feed.exhausted || feed.stopped || feed.idle;
-    els.idle.hidden = !feed.idle;
-    els.undo.disabled = state.history.length === 0;
-    if (!task) {
-      state.shown = null;
-      delete root.dataset.shown;
-    }
-    else if (state.shown !== task) show(task);
-  }
 
   function show(task) {
     state.shown = task;
@@ -125,14 +97,12 @@
       skip_reason: label === "skip" && els.reason.value ? els.reason.value : null,
     };
     els.reason.value = "";
-    state.answered.add(task.assignment_id);
-    state.history.push(task);
-    if (state.history.length > 20) state.history.shift();
+    page.answered(task);
     outbox.add(task.assignment_id, "/api/v1/ratings", body);
     bar.clear();
     bar.lastAnswer("Last: " + LABELS[label] + " (U to undo)");
     feed.shift();
-    render();
+    page.render();
   }
 
   async function showStored(id) {
@@ -151,61 +121,8 @@
     bar.refreshStats();
   }
 
-  async function undo() {
-    if (state.busy) return;
-    var task = state.history.pop();
-    if (!task) {
-      bar.say("There is no answer to undo.", "info");
-      return;
-    }
-    state.busy = true;
-    var queued = null;
-    try {
-      await outbox.idle();
-      queued = outbox.take(task.assignment_id);
-      // sent at least once, the answer may be stored even though no reply came: undo it there too
-      if (!queued || queued.attempts > 0) {
-        try {
-          task = (await T.request("POST", "/api/v1/ratings/" + task.assignment_id + "/undo")).data;
-        } catch (err) {
-          if (!(queued && err.code === "nothing_to_undo")) throw err;
-        }
-      }
-      state.answered.delete(task.assignment_id);
-      feed.unshift(task);
-      bar.lastAnswer("");
-      bar.say("Answer undone. Rate this image again.", "info");
-      bar.refreshStats();
-    } catch (err) {
-      if (queued) outbox.putBack(queued);
-      if (err.sessionLost) bar.sessionLost(err);
-      else bar.say(err.transient ? "Could not undo: no connection. Try again in a moment." : err.message, "error");
-      if (err.transient) state.history.push(task);
-    } finally {
-      state.busy = false;
-      render();
-    }
-  }
-
-  function checkAgain() {
-    bar.clear();
-    feed.exhausted = false;
-    feed.refill({ force: true });
-    bar.refreshStats();
-  }
-
-  function begin() {
-    feed.start();
-    render();
-  }
-
   document.addEventListener("keydown", function (event) {
-    if (feed.idle && !event.defaultPrevented && !T.typingIn(event.target) && event.key === "Enter") {
-      if (event.target.closest && event.target.closest("button, a, summary")) return;
-      event.preventDefault();
-      begin();
-      return;
-    }
+    if (page.startKey(event)) return;
     if (event.defaultPrevented || event.altKey || event.metaKey || T.zoomOpen()) return;
     if (event.target === els.reason) {
       // in the reason list Enter skips with the chosen reason and hands the keys back to the page
@@ -220,20 +137,14 @@
     }
     if (T.typingIn(event.target)) return;
     var key = T.normalKey(event);
-    if (event.ctrlKey) {
-      if (key === "z") {
-        event.preventDefault();
-        undo();
-      }
-      return;
-    }
+    if (page.ctrlKey(event, key)) return;
     if (event.repeat) return; // a held key must not rate a run of images
     if (Object.prototype.hasOwnProperty.call(KEYS, key)) {
       event.preventDefault();
       answer(KEYS[key]);
     } else if (key === "u") {
       event.preventDefault();
-      undo();
+      page.undo();
     } else if (key === "h") {
       event.preventDefault();
       els.guidelines.open = !els.guidelines.open;
@@ -242,7 +153,7 @@
       T.openZoom(els.image);
     } else if (key === "r" && !els.empty.hidden) {
       event.preventDefault();
-      checkAgain();
+      page.checkAgain();
     }
   });
 
@@ -250,10 +161,6 @@
   document.querySelectorAll(".answer").forEach(function (button) {
     button.addEventListener("click", function () { answer(button.dataset.label); });
   });
-  els.undo.addEventListener("click", undo);
-  els.checkAgain.addEventListener("click", checkAgain);
-  $("start").addEventListener("click", begin);
-  $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
 
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted) return; // restored by Back / Forward: send what waits, recount
@@ -261,9 +168,5 @@
     bar.refreshStats();
   });
 
-  bar.showPending(outbox);
-  bar.refreshStats();
-  outbox.flush(); // answers left from an earlier visit go first
-  render(); // an idle viewer sees the start button, everyone else "Loading…"
-  feed.refill();
+  page.boot();
 })();

@@ -25,21 +25,22 @@
     7: ["fidelity", "left"], 8: ["fidelity", "tie"], 9: ["fidelity", "right"],
   };
 
-  // history: pairs voted on this page, newest last (for undo); busy: an undo is talking to the server
-  var state = { shown: null, shownAt: null, answered: new Set(), history: [], busy: false, loadError: false };
-
-  var outbox = new T.Outbox("votes." + root.dataset.user, {
-    onStored: function (item) {
-      // remembered even when the answer came from an earlier visit: a `next` reply computed before
-      // it was stored still lists its lease, and must not bring the image back
-      state.answered.add(item.id);
-      bar.refreshStats();
-      feed.refill();
+  /* Undo like /annotate: a vote still queued is taken back here; one sent at least once is withdrawn on
+   * the server, which hands the pair back to this rater with the same sides while the lease runs. */
+  var page = new T.AnswerPage({
+    root: root, els: els, bar: bar, show: show,
+    undo: {
+      url: function (id) { return "/api/v1/comparison-votes/" + id + "/undo"; },
+      none: "There is no vote to undo.", done: "Vote undone. Compare this pair again.",
     },
+  });
+  var state = page.state;
+
+  var outbox = page.outbox = new T.Outbox("votes." + root.dataset.user, {
+    onStored: page.onStored,
     onRejected: function (item, err) {
-      state.answered.add(item.id);
-      state.history = state.history.filter(function (t) { return t.assignment_id !== item.id; });
-      render();
+      page.refused(item.id);
+      page.render();
       bar.say(err.message, "error");
       feed.refill();
     },
@@ -47,7 +48,7 @@
     onChange: function () { bar.showPending(outbox); },
   });
 
-  var feed = new T.TaskFeed({
+  var feed = page.feed = new T.TaskFeed({
     lookahead: 2,
     url: function () {
       var query = "prefetch=" + Math.min(5, 2 + outbox.size);
@@ -67,12 +68,9 @@
     },
     releaseField: "comparison_assignment_id",
     idle: root.dataset.role !== "annotator",
-    onUpdate: render,
+    onUpdate: page.render,
     onSessionLost: function (err) { bar.sessionLost(err); },
-    onError: function (err) {
-      state.loadError = true;
-      bar.say("Could not load pairs (" + err.message + ") Retrying…", "error");
-    },
+    onError: function (err) { page.loadFailed("Could not load pairs (" + err.message + ") Retrying…"); },
   });
 
   function choice(name) { return form.elements[name].value; }
@@ -99,24 +97,6 @@
     var ready = state.shownAt !== null && choice("alignment") && choice("fidelity");
     els.submit.disabled = !ready;
     els.hint.textContent = ready ? "Press Enter to submit." : "Answer both questions, then press Enter.";
-  }
-
-  function render() {
-    var task = feed.current;
-    if (state.loadError && feed.failures === 0) {
-      state.loadError = false;
-      bar.clear();
-    }
-    els.task.hidden = !task;
-    els.empty.hidden = !!task || !feed.exhausted;
-    els.loading.hidden = !!task || feed.exhausted || feed.stopped || feed.idle;
-    els.idle.hidden = !feed.idle;
-    els.undo.disabled = state.history.length === 0;
-    if (!task) {
-      state.shown = null;
-      delete root.dataset.shown;
-    }
-    else if (state.shown !== task) show(task);
   }
 
   function show(task) {
@@ -151,9 +131,7 @@
       bar.say("Answer both questions first.", "info");
       return;
     }
-    state.answered.add(task.assignment_id);
-    state.history.push(task);
-    if (state.history.length > 20) state.history.shift();
+    page.answered(task);
     outbox.add(task.assignment_id, "/api/v1/comparison-votes", {
       assignment_id: task.assignment_id, alignment: alignment, fidelity: fidelity,
       duration_ms: Math.round(performance.now() - state.shownAt),
@@ -161,80 +139,20 @@
     bar.clear();
     bar.lastAnswer("Last pair: text " + alignment + ", looks " + fidelity + " (U to undo)");
     feed.shift();
-    render();
-  }
-
-  /* Like /annotate: a vote still queued is taken back here; one sent at least once is withdrawn on
-   * the server, which hands the pair back to this rater with the same sides while the lease runs. */
-  async function undo() {
-    if (state.busy) return;
-    var task = state.history.pop();
-    if (!task) {
-      bar.say("There is no vote to undo.", "info");
-      return;
-    }
-    state.busy = true;
-    var queued = null;
-    try {
-      await outbox.idle();
-      queued = outbox.take(task.assignment_id);
-      if (!queued || queued.attempts > 0) {
-        try {
-          task = (await T.request("POST", "/api/v1/comparison-votes/" + task.assignment_id + "/undo")).data;
-        } catch (err) {
-          if (!(queued && err.code === "nothing_to_undo")) throw err;
-        }
-      }
-      state.answered.delete(task.assignment_id);
-      feed.unshift(task);
-      bar.lastAnswer("");
-      bar.say("Vote undone. Compare this pair again.", "info");
-      bar.refreshStats();
-    } catch (err) {
-      if (queued) outbox.putBack(queued);
-      if (err.sessionLost) bar.sessionLost(err);
-      else bar.say(err.transient ? "Could not undo: no connection. Try again in a moment." : err.message, "error");
-      if (err.transient) state.history.push(task);
-    } finally {
-      state.busy = false;
-      render();
-    }
-  }
-
-  function checkAgain() {
-    bar.clear();
-    feed.exhausted = false;
-    feed.refill({ force: true });
-    bar.refreshStats();
-  }
-
-  function begin() {
-    feed.start();
-    render();
+    page.render();
   }
 
   document.addEventListener("keydown", function (event) {
-    if (feed.idle && !event.defaultPrevented && !T.typingIn(event.target) && event.key === "Enter") {
-      if (event.target.closest && event.target.closest("button, a, summary")) return;
-      event.preventDefault();
-      begin();
-      return;
-    }
+    if (page.startKey(event)) return;
     if (event.defaultPrevented || event.altKey || event.metaKey || T.zoomOpen()) return;
     if (T.typingIn(event.target)) return;
     var key = T.normalKey(event);
-    if (event.ctrlKey) {
-      if (key === "z") {
-        event.preventDefault();
-        undo();
-      }
-      return;
-    }
+    if (page.ctrlKey(event, key)) return;
     if (key === "Enter") {
       // buttons and links keep their own Enter; elsewhere (radios included) Enter submits the vote
       if (event.target.closest && event.target.closest("button, a, summary")) return;
       event.preventDefault();
-      if (!els.empty.hidden) checkAgain();
+      if (!els.empty.hidden) page.checkAgain();
       else submitVote();
       return;
     }
@@ -244,10 +162,10 @@
       choose(KEYS[key][0], KEYS[key][1]);
     } else if (key === "u") {
       event.preventDefault();
-      undo();
+      page.undo();
     } else if (key === "r" && !els.empty.hidden) {
       event.preventDefault();
-      checkAgain();
+      page.checkAgain();
     }
   });
 
@@ -256,16 +174,8 @@
     event.preventDefault();
     submitVote();
   });
-  els.checkAgain.addEventListener("click", checkAgain);
-  $("start").addEventListener("click", begin);
-  els.undo.addEventListener("click", undo);
-  $("retry-now").addEventListener("click", function () { outbox.retryNow(); });
 
   T.zoomable(els.left);
   T.zoomable(els.right);
-  bar.showPending(outbox);
-  bar.refreshStats();
-  outbox.flush();
-  render(); // an idle viewer sees the start button, everyone else "Loading…"
-  feed.refill();
+  page.boot();
 })();

@@ -35,7 +35,8 @@ def test_every_role_from_annotator_up_gets_the_page(client, make_user, role, pat
     assert CSRF_META.search(r.text).group(1) == csrf  # the page's fetches send it as X-CSRF-Token
     assert f'data-user="{account.id}"' in r.text
     scripts = re.findall(r'<script src="([^"]+)"></script>', r.text)
-    assert scripts == ["/static/js/api.js", "/static/js/workbench.js", f"/static/js/{PAGES[path]}"]
+    assert scripts == ["/static/js/api.js", "/static/js/workbench.js", "/static/js/answer-page.js",
+                       f"/static/js/{PAGES[path]}"]
     assert '<link rel="stylesheet" href="/static/css/annotate.css">' in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]
 
@@ -60,7 +61,7 @@ def test_filters_are_passed_through_to_the_page(client, make_user):
     assert bad.status_code == 422 and "prompt_set_id" in bad.text
 
 
-@pytest.mark.parametrize("name", ["api.js", "workbench.js", "annotate.js", "compare.js"])
+@pytest.mark.parametrize("name", ["api.js", "workbench.js", "answer-page.js", "annotate.js", "compare.js"])
 def test_scripts_are_served_and_never_build_html_from_strings(client, name):
     r = client.get(f"/static/js/{name}")
     assert r.status_code == 200

@@ -3,6 +3,8 @@ unlabelled, weighted by reward) + pre-training pairs -> a new generator version 
 
 from __future__ import annotations
 
+import importlib.util
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +33,42 @@ class StoredImage:
         return bytes(self.storage.get(self.key))
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    """Resume point after a crash: the newest complete checkpoint this job wrote that holds its resume
-    state (trained weights, optimizer, RNG): the retried job ends as it would have without the crash."""
+# Settings that change how a run is kept or fed, never what it computes: a checkpoint written under
+# other values of these still continues the same run.
+RESUME_NEUTRAL = ("checkpoint_every", "keep_checkpoints", "data_workers")
+
+
+def resume_point(config: Any, base_model: str, out_dirs: list[Path],
+                 processes: int = 1) -> tuple[Path | None, list[str]]:
+    """Where a job continues after a crash: the newest complete checkpoint (with its resume state:
+    trained weights, optimizer, RNG) that this job or a failed job it retries wrote, if it was written
+    by the same settings from the same base model on as many processes (each has its own noise
+    generator in the resume state), so the job ends as it would have without the crash.
+    Returns it (or None) and log lines saying why other checkpoints were passed over."""
+    import json
+
     from ml.finetune import latest_checkpoint as newest
 
-    return newest(out)
+    found, notes = [], []
+    for out in out_dirs:
+        ckpt = newest(out) if out.is_dir() else None
+        if ckpt is None:
+            continue
+        meta = json.loads((ckpt / "finetune.json").read_text())
+        want = {k: v for k, v in asdict(config).items() if k not in RESUME_NEUTRAL}
+        had = {k: v for k, v in meta.get("config", {}).items() if k not in RESUME_NEUTRAL}
+        # JSON turns tuples into lists: compare both through JSON
+        differs = sorted(k for k in want if json.dumps(want[k]) != json.dumps(had.get(k)))
+        if meta.get("base_model") != str(base_model) or differs:
+            notes.append(f"not resuming from {ckpt}: written with other settings "
+                         f"({', '.join(differs) or 'base model'})")
+            continue
+        if int(meta.get("processes", 1)) != processes:
+            notes.append(f"not resuming from {ckpt}: written by {meta.get('processes', 1)} training processes, "
+                         f"this worker runs {processes}")
+            continue
+        found.append((int(meta["step"]), ckpt))
+    return (max(found, key=lambda f: f[0])[1] if found else None), notes
 
 
 def finetune_config(p: FinetuneParams) -> Any:
@@ -48,7 +80,18 @@ def finetune_config(p: FinetuneParams) -> Any:
     values = {**(PRESETS[p.preset] if p.preset else {}),
               **{k: getattr(p, k) for k in fields if k in p.model_fields_set or not p.preset}}
     steps = values.get("max_steps", p.max_steps)
-    return FinetuneConfig(**values, checkpoint_every=max(1, min(500, steps // 4 or 1)))
+    every = p.checkpoint_every or max(1, min(500, steps // 4 or 1))
+    return FinetuneConfig(**values, checkpoint_every=every, keep_checkpoints=p.keep_checkpoints,
+                          ema_decay=p.ema_decay, use_8bit_adam=p.use_8bit_adam, data_workers=p.data_workers)
+
+
+def check_worker_can_run(p: FinetuneParams) -> None:
+    """Fail a job this worker cannot run before it loads a model or an image: the API cannot know what
+    the worker that picks a job up has installed."""
+    if p.use_8bit_adam and importlib.util.find_spec("bitsandbytes") is None:
+        raise JobFailed(f"use_8bit_adam: bitsandbytes is not installed on worker {socket.gethostname()}; "
+                        "install it there (pip install bitsandbytes, CUDA workers) or resubmit without "
+                        "use_8bit_adam")
 
 
 def estimate_lines(config: Any, base_model: str, with_pretrain: bool) -> list[str]:
@@ -77,10 +120,13 @@ def training_images(prompt_set_id: int, reward_version_id: int) -> Select[int, s
 
 
 def run(ctx: JobContext, job: Job) -> dict[str, Any]:
+    import torch
+
     from ml.finetune import ModelSample, finetune
 
     rt = ctx.rt
     p = FinetuneParams.model_validate(job.params)
+    check_worker_can_run(p)
     with rt.tx() as s:
         ps, gv, rv = s.get(PromptSet, p.prompt_set_id), s.get(ModelVersion, p.generator_version_id), \
             s.get(ModelVersion, p.reward_version_id)
@@ -101,17 +147,42 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     pretrain = p.pretrain_dir or rt.settings.pretrain_dir
     key = f"artifacts/generator/job-{job.id}"
     out = work_dir(rt, key)
-    resume = latest_checkpoint(out)
-    if resume is not None:
-        ctx.log(f"resuming from {resume.name}")
     config = finetune_config(p)
+    # this job's own folder first, then those of the failed or cancelled jobs it retries
+    earlier = [work_dir(rt, f"artifacts/generator/job-{j}", create=False) for j in ctx.lineage if j != job.id]
+    processes = rt.settings.finetune_processes
+    resume, notes = resume_point(config, base_model, [out, *earlier], processes)
+    for note in notes:
+        ctx.log(note, "warning")
+    if resume is not None:
+        ctx.log(f"resuming from {resume.name}" + ("" if resume.parent == out else f" of {resume.parent.name}"))
     for line in estimate_lines(config, base_model, with_pretrain=bool(pretrain)):
         ctx.log(line)
-    result = finetune(
-        config, base_model, samples, out, pretrain=pretrain, resume_from=resume, latent_cache=rt.latent_cache(),
-        progress=lambda step, total, loss: ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}"),
-        should_cancel=ctx.should_cancel,
-    )
+    # ml.finetune seeds data order and noise from config.seed, but LoRA's initial weights come from
+    # torch's global generator: seeded here, a job is repeatable, whichever jobs its process ran before
+    # (a resumed one takes them from its checkpoint)
+    torch.manual_seed(config.seed)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}")
+
+    if processes > 1:
+        from ml.finetune import FinetuneResult
+        from workers.finetune_launch import run_launched, write_spec
+
+        ctx.log(f"training on {processes} processes under accelerate: {processes} × batch_size "
+                f"{config.batch_size} samples per micro-batch")
+        spec = write_spec(out, config=config, base_model=str(base_model), storage_url=rt.settings.storage_url,
+                          samples=[(r.storage_key, r.content_hash, r.text, float(r.score)) for r in rows],
+                          pretrain=pretrain, resume_from=resume, latent_cache=rt.latent_cache().path)
+        try:
+            launched = run_launched(spec, processes, progress=progress, should_cancel=ctx.should_cancel, log=ctx.log)
+        except RuntimeError as e:
+            raise JobFailed(str(e)[-2000:]) from e
+        result = FinetuneResult(**{**launched, "checkpoint": Path(launched["checkpoint"])})
+    else:
+        result = finetune(config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
+                          latent_cache=rt.latent_cache(), progress=progress, should_cancel=ctx.should_cancel)
     for warning in result.warnings:
         ctx.log(warning, "warning")
     url = publish(rt, Path(result.checkpoint), f"{key}/{Path(result.checkpoint).name}")
