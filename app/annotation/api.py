@@ -169,11 +169,13 @@ def undo_rating(assignment_id: int, principal: AnnotatorDep, session: SessionDep
 
 @router.get("/comparison-tasks/next", response_model=ComparisonTaskBatch,
             responses={204: {"description": "nothing left for this annotator"}})
-def next_comparison_task(principal: AnnotatorDep, session: SessionDep, settings: SettingsDep,
+def next_comparison_task(request: Request, principal: AnnotatorDep, session: SessionDep, settings: SettingsDep,
                          evaluation_id: int | None = None, prefetch: Prefetch = 1
                          ) -> Response | ComparisonTaskBatch:
+    """On Postgres the hot path (hotpath.py) answers the common case before this route runs."""
     tasks = comparisons.next_tasks(session, settings, principal.user, evaluation_id=evaluation_id,
-                                   prefetch=prefetch, sweep_interval=settings.lease_sweep_seconds)
+                                   prefetch=prefetch, sweep_interval=settings.lease_sweep_seconds,
+                                   gold_draws=getattr(request.state, "gold_draws", None))
     if not tasks:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return comparisons.as_batch(tasks)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.annotation import leases, ratings
+from app.annotation import leases, ratings, statements
 from app.annotation.leases import RATING
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask
 from app.auth.identity import UserIdentity
@@ -93,33 +93,15 @@ ORDER BY 1, 10, 11
 HELD_AND_SETS_SQL = _HELD.format(held_filter="", set_filter="ps.purpose = 'training'")
 HELD_AND_SET_SQL = _HELD.format(held_filter="AND i.prompt_set_id = %(ps)s", set_filter="ps.id = %(ps)s")
 
-# The pick is the engine's pick_open_items (an ordered range scan of the partial index ix_image_pool,
-# so its cost does not grow with the table), then lease_and_take, in one round trip.
-PICK_SQL = """
-WITH pick AS (
-    SELECT i.id, i.prompt_id, i.ratings_open
-    FROM image i
-    WHERE i.prompt_set_id = %(ps)s AND i.ratings_open > 0 AND i.gold_label IS NULL
-      AND NOT EXISTS (SELECT FROM rating_assignment a
-                      WHERE a.image_id = i.id AND a.annotator_id = %(uid)s AND a.state <> 'released')
-    ORDER BY i.ratings_open, i.id
-    LIMIT %(n)s
-    FOR UPDATE OF i SKIP LOCKED
-), lease AS (
-    INSERT INTO rating_assignment AS ra
-        (image_id, annotator_id, state, is_gold, leased_at, lease_expires_at, submitted_at)
-    SELECT pick.id, %(uid)s, 'leased', false, %(now)s, %(exp)s, NULL FROM pick
-    ON CONFLICT (image_id, annotator_id) DO UPDATE
-        SET state = excluded.state, is_gold = excluded.is_gold, leased_at = excluded.leased_at,
-            lease_expires_at = excluded.lease_expires_at, submitted_at = excluded.submitted_at
-        WHERE ra.state = 'released'
-    RETURNING ra.id, ra.image_id, ra.lease_expires_at
-), take AS (  -- a slot for each lease made (see leases.lease_and_take)
-    UPDATE image SET ratings_open = image.ratings_open - 1 FROM lease WHERE image.id = lease.image_id
+# The engine's pick_open_items, then lease_and_take, in one round trip (see statements.py).
+PICK_SQL = f"""
+WITH pick AS ({statements.pick(RATING, uid="%(uid)s", n="%(n)s", where="AND i.prompt_set_id = %(ps)s")}
+), lease AS ({statements.lease(RATING, uid="%(uid)s", now="%(now)s", expires="%(exp)s")}
+), take AS ({statements.take(RATING)}
 )
-SELECT lease.id, lease.image_id, lease.lease_expires_at, p.text, p.category
-FROM lease JOIN pick ON pick.id = lease.image_id JOIN prompt p ON p.id = pick.prompt_id
-ORDER BY pick.ratings_open, pick.id
+SELECT lease.id, lease.item_id, lease.lease_expires_at, p.text, p.category
+FROM lease JOIN pick ON pick.id = lease.item_id JOIN prompt p ON p.id = pick.prompt_id
+ORDER BY pick.open, pick.id
 """
 
 TASKS_SQL = """
@@ -199,32 +181,22 @@ def next_tasks(uow: UnitOfWork, user_id: int, *, prompt_set_id: int | None = Non
 
 # ---- submit -------------------------------------------------------------------------------------
 
-# One round trip: the `item` CTE locks the image first (the UPDATE of the assignment can only run on
-# rows joined with it, so lock order item-before-assignment holds), then the common case of
-# claim_answer: the caller's own live (or expired but unreclaimed) lease, which already holds its
-# slot; a skip gives the slot back. The outer select answers (item, prompt set, new rating id):
-# no row = no such assignment; a NULL rating id = not the caller's live lease, for the portable path.
-SUBMIT_SQL = """
-WITH item AS (
-    SELECT i.id, i.prompt_set_id FROM image i
-    WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = %(aid)s)
-    FOR UPDATE OF i
-), a AS (
-    UPDATE rating_assignment ra SET state = 'submitted', submitted_at = %(now)s
-    FROM item
-    WHERE ra.id = %(aid)s AND ra.image_id = item.id AND ra.annotator_id = %(uid)s AND ra.state = 'leased'
-    RETURNING ra.id, ra.image_id, ra.is_gold, item.prompt_set_id
-), slot AS (
-    UPDATE image SET ratings_open = image.ratings_open + 1 FROM a
-    WHERE image.id = a.image_id AND %(frees)s AND NOT a.is_gold
-), r AS (
+# One round trip: the common case of claim_answer (statements.claim), then the rating. The outer
+# select answers (item, prompt set, new rating id): no row = no such assignment; a NULL rating id =
+# not the caller's live lease, for the portable path.
+_SUBMIT = """
+WITH {claim}, r AS (
     INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, skip_reason, duration_ms,
                         created_at)
-    SELECT a.id, a.image_id, a.prompt_set_id, %(uid)s, %(label)s, %(reason)s, %(dur)s, %(now)s FROM a
+    SELECT a.id, a.item_id, (SELECT prompt_set_id FROM item), %(uid)s, %(label)s, %(reason)s, %(dur)s, %(now)s
+    FROM a
     RETURNING id
 )
 SELECT item.id, item.prompt_set_id, (SELECT r.id FROM r) FROM item
 """
+SUBMIT_SQL = {skip: _SUBMIT.format(claim=statements.claim(RATING, aid="%(aid)s", uid="%(uid)s", now="%(now)s",
+                                                          item_cols=", i.prompt_set_id", frees_slot=skip))
+              for skip in (False, True)}
 
 
 def submit(uow: UnitOfWork, user: UserIdentity, body: RatingSubmit) -> tuple[RatingRead, bool]:
@@ -232,9 +204,8 @@ def submit(uow: UnitOfWork, user: UserIdentity, body: RatingSubmit) -> tuple[Rat
     now = utcnow()
     cur = uow.cursor()
     reason = body.skip_reason.strip() if body.label == "skip" and body.skip_reason else None
-    cur.execute(SUBMIT_SQL, {"now": now, "aid": body.assignment_id, "uid": user.id,
-                             "frees": body.label == "skip", "label": body.label, "reason": reason,
-                             "dur": body.duration_ms})
+    cur.execute(SUBMIT_SQL[body.label == "skip"], {"now": now, "aid": body.assignment_id, "uid": user.id,
+                                                   "label": body.label, "reason": reason, "dur": body.duration_ms})
     row = cur.fetchone()
     if row is None:
         raise NotFound(f"Assignment {body.assignment_id} does not exist or is not yours.")

@@ -502,7 +502,7 @@ def hot_or_fast(request, settings, monkeypatch) -> str:
     return str(request.param)
 
 
-@pytest.mark.parametrize("call", ["next", "submit"])
+@pytest.mark.parametrize("call", ["next", "submit", "next pair", "vote"])
 @pytest.mark.parametrize("refusal", list(REFUSALS))
 def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, refusal, call, client, app,
                                                                     make_user, db):
@@ -511,14 +511,24 @@ def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, r
     CSRF token get the route's 401 / 403 on both calls, and nothing is leased or stored."""
     from tests.conftest import browser_login
 
-    make_pool(client, make_user("researcher"), n_images=3, k=1)
+    researcher = make_user("researcher")
+    pool = make_pool(client, researcher, n_images=3, k=1, prompts=["Two dogs"])
+    pairs = call in ("next pair", "vote")
+    if pairs:
+        assert client.post("/api/v1/comparisons", headers=bearer(researcher), json={
+            "image_a_id": pool.image_ids[0], "image_b_id": pool.image_ids[1]}).status_code == 201
+    assignment, answer_table = ("comparison_assignment", "comparison_vote") if pairs else ("rating_assignment",
+                                                                                           "rating")
+    next_path = "/api/v1/comparison-tasks/next" if pairs else "/api/v1/rating-tasks/next"
     a = make_user("annotator")
     with_session = refusal in ("expired session", "missing CSRF token")
     csrf = browser_login(client, a.username, a.password) if with_session else None
     headers = {"X-CSRF-Token": csrf} if with_session else bearer(a)
-    held = client.get("/api/v1/rating-tasks/next", headers=headers)
+    held = client.get(next_path, headers=headers)
     assert held.status_code == 200
-    answer = {"assignment_id": held.json()["assignment_id"], "label": "good"}
+    aid = held.json()["assignment_id"]
+    answer = {"assignment_id": aid, "alignment": "left", "fidelity": "tie"} if pairs else {
+        "assignment_id": aid, "label": "good"}
 
     if refusal == "revoked token":
         db.execute(text("UPDATE api_token SET revoked_at = now() WHERE user_id = :u"), {"u": a.id})
@@ -532,14 +542,14 @@ def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, r
     db.commit()
     before = handed_to_route(app, "caller to check")
 
-    if call == "next":
-        r = client.get("/api/v1/rating-tasks/next", headers=headers, params={"prefetch": 3})
+    if call in ("next", "next pair"):
+        r = client.get(next_path, headers=headers, params={"prefetch": 3})
     else:
-        r = client.post("/api/v1/ratings", headers=headers, json=answer)
+        r = client.post("/api/v1/comparison-votes" if pairs else "/api/v1/ratings", headers=headers, json=answer)
     status, code = REFUSALS[refusal]
     assert r.status_code == status and r.json()["error"]["code"] == code, r.text
-    assert db.scalar(select(func.count()).select_from(RatingAssignment)) == 1
-    assert db.scalar(select(func.count()).select_from(Rating)) == 0
-    assert db.scalar(select(RatingAssignment.state)) == "leased"
+    db.rollback()
+    assert db.execute(text(f"SELECT count(*), min(state) FROM {assignment}")).one() == (1, "leased")
+    assert db.scalar(text(f"SELECT count(*) FROM {answer_table}")) == 0
     # the hot path found no caller its statement may serve and left the answer to the route
     assert handed_to_route(app, "caller to check") == before + (hot_or_fast == "hot")
