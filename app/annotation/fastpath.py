@@ -20,7 +20,6 @@ statement runs in the request's transaction, which commits before the response i
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,6 @@ from app.annotation import leases, ratings, statements
 from app.annotation.leases import RATING
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask
 from app.auth.identity import UserIdentity
-from app.auth.liveness import live_sql
 from app.config import Settings
 from app.db.base import utcnow
 from app.db.session import UnitOfWork
@@ -40,42 +38,6 @@ from app.prompts.grammar import highlights
 def usable(settings: Settings, dialect_name: str) -> bool:
     """Whether the route runs this fast path (T2IF_ANNOTATION_ENGINE=auto on Postgres)."""
     return settings.annotation_engine == "auto" and dialect_name == "postgresql"
-
-
-# ---- who is calling -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserRef:
-    """The columns of user_account the hot path needs (id, and what Viewer shows)."""
-
-    id: int
-    username: str
-    display_name: str
-    role: str
-    pseudonym: str
-
-
-TOKEN_SQL = f"""
-SELECT t.id, t.last_used_at, u.id, u.username, u.display_name, u.role, u.pseudonym
-FROM api_token t JOIN user_account u ON u.id = t.user_id
-WHERE t.token_hash = %(h)s AND {live_sql("token", "%(now)s")}
-"""
-TOUCH_TOKEN_SQL = "UPDATE api_token SET last_used_at = %(now)s WHERE id = %(id)s"
-
-
-def resolve_token(uow: UnitOfWork, token_hash: str, touch_interval: timedelta) -> UserRef | None:
-    """auth.resolve_token in one indexed join (uq_api_token_token_hash + the user's primary key)."""
-    now = utcnow()
-    cur = uow.cursor()
-    cur.execute(TOKEN_SQL, {"h": token_hash, "now": now})
-    row = cur.fetchone()
-    if row is None:
-        return None
-    token_id, last_used, uid, username, display_name, role, pseudonym = row
-    if last_used is None or now - last_used > touch_interval:
-        cur.execute(TOUCH_TOKEN_SQL, {"now": now, "id": token_id})
-    return UserRef(uid, username, display_name, role, pseudonym)
 
 
 # ---- next ---------------------------------------------------------------------------------------

@@ -50,16 +50,16 @@ from app.annotation import fastpath, leases, statements
 from app.annotation.leases import COMPARISON, RATING
 from app.annotation.ratings import MAX_PREFETCH
 from app.annotation.schemas import RatingRead, RatingSubmit, RatingTaskBatch
-from app.auth.cookies import SESSION_COOKIE, session_secret
+from app.auth.credentials import ANNOTATING_ROLES, presented
 from app.auth.liveness import live_sql
-from app.auth.secrets import TOKEN_PREFIX, sha256_hex
+from app.auth.secrets import sha256_hex
 from app.auth.service import TOUCH_INTERVAL
 from app.comparisons.schemas import ComparisonTask, ComparisonTaskBatch, PairImage, VoteRead, VoteSubmit
 from app.comparisons.service import pair_image_url
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.enums import Role
 from app.db.session import transaction
+from app.errors import NotAuthenticated
 from app.metrics import Registry, annotation_requests
 
 log = logging.getLogger("t2if.hotpath")
@@ -70,9 +70,8 @@ NEXT_PAIR_PATH = "/api/v1/comparison-tasks/next"
 VOTE_PATH = "/api/v1/comparison-votes"
 HOT_PATHS = frozenset({NEXT_PATH, SUBMIT_PATH, NEXT_PAIR_PATH, VOTE_PATH})
 MAX_BODY = 16 * 1024  # a rating is ~100 bytes; anything bigger goes to the route (and its limits)
-ANNOTATING_ROLES = [r.value for r in Role if r.rank >= Role.annotator.rank]
 
-# The caller, as deps.Caller resolves it. $1 sha256 of the bearer token or session secret, $2 now.
+# The caller, as deps.resolve_principal resolves it. $1 sha256 of the bearer token or session secret, $2 now.
 # `cred` / `seen` let the caller touch last_used_at / last_seen_at (at most once a minute) in a
 # separate statement, so the hot statements do not carry an UPDATE of api_token / user_session.
 # Who may call is auth's definition (auth.liveness), compiled to SQL.
@@ -213,7 +212,7 @@ FROM (SELECT 1) one LEFT JOIN caller c ON true
 """
 
 NEXT_SQL = _NEXT.format(caller=_TOKEN_CALLER)
-# `next` leases work, so a session must prove the call came from our page (deps.changes_state)
+# `next` leases work, so a session must prove the call came from our page (credentials.changes_state)
 NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=6)))
 _SESSION_CSRF = _SESSION_CALLER.format(csrf=_CSRF.format(n=8))
 SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER, claim=_CLAIM[skip])
@@ -241,23 +240,16 @@ class Fallback(Exception):
 
 def _credentials(scope: Scope, settings: Settings) -> tuple[str, str | None]:
     """(sha256 of the bearer token or session secret, CSRF token sent or None for a bearer token),
-    or Fallback where the route must decide (no credentials, another scheme, a bad cookie). The
-    headers and the cookie are read as the route reads them (Starlette, auth.cookies)."""
+    read by auth's definition (auth.credentials), or Fallback where the route must answer (no
+    credentials, a malformed Authorization header)."""
     conn = HTTPConnection(scope)
-    header = conn.headers.get("authorization")
-    if header:  # a bearer token wins over a cookie, as in deps
-        scheme, _, credentials = header.partition(" ")
-        token = credentials.strip()
-        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
-            raise Fallback("not a bearer token")
-        return sha256_hex(token), None
-    cookie = conn.cookies.get(SESSION_COOKIE)
-    if not cookie:
+    try:
+        found = presented(conn.headers, conn.cookies, settings)
+    except NotAuthenticated:
+        raise Fallback("not a bearer token") from None
+    if found is None:
         raise Fallback("no credentials")
-    secret = session_secret(settings, cookie)
-    if secret is None:
-        raise Fallback("session to check")
-    return sha256_hex(secret), conn.headers.get("x-csrf-token") or ""
+    return sha256_hex(found.secret), None if found.via == "token" else conn.headers.get("x-csrf-token") or ""
 
 
 def _int_param(raw: str) -> int:
@@ -340,7 +332,7 @@ class HotPath:
                 log.warning("lease sweep failed: %s", exc)
 
     async def _touch(self, session: bool, cred: str, seen: datetime | None, now: datetime) -> None:
-        """last_used_at / last_seen_at, at most once a minute per token or session, as deps.Caller does."""
+        """last_used_at / last_seen_at, at most once a minute per token or session, as auth.service does."""
         if seen is not None and now - seen <= TOUCH_INTERVAL:
             return
         try:
