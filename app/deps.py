@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth
 from app.auth.cookies import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_signer, session_secret
-from app.auth.credentials import SAFE_METHODS, changes_state, may, presented
+from app.auth.credentials import changes_state, may, presented
 from app.auth.secrets import same
 from app.auth.service import Principal
 from app.config import Settings
 from app.db.enums import Role
-from app.db.session import UnitOfWork
 from app.errors import CsrfFailed, Forbidden, NotAuthenticated
-
-T = TypeVar("T")
 
 
 async def get_settings(request: Request) -> Settings:  # async: no threadpool hop for a dict lookup
@@ -155,62 +151,11 @@ class RoleGuard:
         return admit(principal, self.min_role)
 
 
-class Caller:
-    """A caller whose credentials are checked later, inside the endpoint's single worker-thread hop.
-
-    `run(work)` opens the request's unit of work, resolves the principal with get_principal's and
-    RoleGuard's functions (resolve_principal, admit: no rule of its own), calls `work(uow, principal)` and
-    commits before returning, so a 2xx still means "stored". One threadpool hop instead of one per
-    sync dependency (session, principal) plus one for the endpoint and one for the commit.
-    """
-
-    __slots__ = ("request", "csrf", "min_role")
-
-    def __init__(self, request: Request, csrf: str | None, min_role: Role) -> None:
-        self.request, self.csrf, self.min_role = request, csrf, min_role
-
-    def resolve(self, uow: UnitOfWork) -> Principal:
-        settings: Settings = self.request.app.state.settings
-        return admit(resolve_principal(self.request, uow.session, settings, self.csrf), self.min_role)
-
-    def _call(self, work: Callable[[UnitOfWork, Principal], T]) -> T:
-        from app.annotation import fastpath
-
-        factory = self.request.app.state.sessionmaker
-        uow = UnitOfWork(factory, raw=fastpath.usable(self.request.app.state.settings,
-                                                      factory.kw["bind"].dialect.name))
-        try:
-            result = work(uow, self.resolve(uow))
-            uow.commit()
-        finally:
-            uow.close()
-        return result
-
-    async def run(self, work: Callable[[UnitOfWork, Principal], T]) -> T:
-        return await run_in_threadpool(self._call, work)
-
-
-class DeferredRoleGuard(RoleGuard):
-    """RoleGuard for the annotation hot path: admits the same callers with the same errors, but
-    the database part of the check runs in the endpoint's one threadpool hop (see Caller). It takes
-    the CSRF candidate itself rather than through a sub-dependency (one dependency to solve)."""
-
-    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
-        if request.method not in SAFE_METHODS:
-            # the endpoint reads the body after this guard (FastAPI has not, the route declares
-            # none): read it now, so that a form-encoded one parsed for its CSRF field below is
-            # parsed from this copy and the endpoint still gets it (else: "Stream consumed")
-            await request.body()
-        return Caller(request, await _csrf_candidate(request), self.min_role)
-
-
 require_annotator = RoleGuard(Role.annotator)
 require_researcher = RoleGuard(Role.researcher)
 require_admin = RoleGuard(Role.admin)
 
 AnnotatorDep = Annotated[Principal, Depends(require_annotator)]
-# for the hot endpoints: `caller.run(work)` checks the caller and runs work in one threadpool hop
-AnnotatorCaller = Annotated[Caller, Depends(DeferredRoleGuard(Role.annotator))]
 ResearcherDep = Annotated[Principal, Depends(require_researcher)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
@@ -228,7 +173,6 @@ def login_csrf_ok(request: Request, settings: Settings, submitted: str | None) -
 
 __all__ = [
     "AdminDep",
-    "AnnotatorCaller",
     "AnnotatorDep",
     "OptionalPrincipal",
     "ResearcherDep",

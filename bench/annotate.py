@@ -7,8 +7,9 @@
 It creates its own database (dropped at the end), bulk-loads users, images and as many pairs with
 generate_series, starts uvicorn on this checkout's code, and prints round trips per second and p50 /
 p95 / p99 of each call, for each kind:
-- floor:       lease + submit of a rating in plain SQL over psycopg (the fast path's statements,
-               one connection per client, autocommit), no HTTP: what the database alone allows;
+- floor:       lease + submit of a rating in plain SQL over psycopg (statements.py's lease rules, no
+               caller check, one connection per client, autocommit), no HTTP: what the database
+               alone allows;
 - ratings:     GET /rating-tasks/next + POST /ratings over HTTP;
 - comparisons: GET /comparison-tasks/next + POST /comparison-votes over HTTP.
 Everything (server, Postgres, load generator) shares this machine.
@@ -137,12 +138,28 @@ CALLS = {
 }
 
 
+def floor_sql() -> tuple[str, str]:
+    """The floor's two statements: lease one open image of set 1, store a 'good' on a lease. Plain
+    SQL with the lease rules of app/annotation/statements.py and no caller check."""
+    from app.annotation import statements
+    from app.annotation.leases import RATING
+
+    p = {k: f"%({k})s" for k in ("uid", "now", "exp", "aid")}
+    lease = f"""WITH pick AS ({statements.pick(RATING, uid=p["uid"], n="1", where="AND i.prompt_set_id = 1")}
+    ), lease AS ({statements.lease(RATING, uid=p["uid"], now=p["now"], expires=p["exp"])}
+    ), take AS ({statements.take(RATING)}) SELECT id FROM lease"""
+    submit = f"""WITH {statements.claim(RATING, aid=p["aid"], uid=p["uid"], now=p["now"])}
+    INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, duration_ms, created_at)
+    SELECT a.id, a.item_id, 1, {p["uid"]}, 'good', 800, {p["now"]} FROM a RETURNING id"""
+    return lease, submit
+
+
 async def run_floor(url: str, n_clients: int, seconds: float, max_rounds: int) -> dict[str, list[float]]:
-    """Lease + submit in plain SQL: the fast path's two rating statements over psycopg, no HTTP.
-    (Its Postgres CPU column reads near zero: its backends exit before the second reading.)"""
+    """Lease + submit in plain SQL over psycopg (prepared, autocommit), no HTTP. (Its Postgres CPU
+    column reads near zero: its backends exit before the second reading.)"""
     import psycopg
 
-    from app.annotation import fastpath
+    lease_sql, submit_sql = floor_sql()
 
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     lat: dict[str, list[float]] = {"next": [], "submit": []}
@@ -155,17 +172,14 @@ async def run_floor(url: str, n_clients: int, seconds: float, max_rounds: int) -
             while time.perf_counter() < stop and mine < max_rounds:
                 t0 = time.perf_counter()
                 now = datetime.now(UTC)
-                cur = await conn.execute(fastpath.PICK_SQL, {"ps": 1, "uid": uid, "n": 1, "now": now,
-                                                             "exp": now + timedelta(seconds=600)})
+                cur = await conn.execute(lease_sql, {"uid": uid, "now": now, "exp": now + timedelta(seconds=600)})
                 row = await cur.fetchone()
                 t1 = time.perf_counter()
                 if row is None:
                     counts["done"] += 1
                     return
-                cur = await conn.execute(fastpath.SUBMIT_SQL[False], {
-                    "now": datetime.now(UTC), "aid": row[0], "uid": uid, "label": "good", "reason": None,
-                    "dur": 800})
-                if (await cur.fetchone() or (None, None, None))[2] is None:
+                cur = await conn.execute(submit_sql, {"now": datetime.now(UTC), "aid": row[0], "uid": uid})
+                if await cur.fetchone() is None:
                     counts["errors"] += 1
                     continue
                 t2 = time.perf_counter()

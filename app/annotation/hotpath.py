@@ -46,10 +46,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.annotation import fastpath, leases, statements
+from app.annotation import leases, statements
 from app.annotation.leases import COMPARISON, RATING
 from app.annotation.ratings import MAX_PREFETCH
-from app.annotation.schemas import RatingRead, RatingSubmit, RatingTaskBatch
+from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
 from app.auth.credentials import ANNOTATING_ROLES, presented
 from app.auth.liveness import live_sql
 from app.auth.secrets import sha256_hex
@@ -60,7 +60,9 @@ from app.config import Settings
 from app.db.base import utcnow
 from app.db.session import transaction
 from app.errors import NotAuthenticated
+from app.images.service import image_url
 from app.metrics import Registry, annotation_requests
+from app.prompts.grammar import highlights
 
 log = logging.getLogger("t2if.hotpath")
 
@@ -142,7 +144,7 @@ UNION ALL
  ORDER BY pick.open, pick.id)
 """
 
-# fastpath.SUBMIT_SQL behind the caller check: $3 assignment, $4 label, $5 skip reason, $6 duration,
+# The rating submit behind the caller check: $3 assignment, $4 label, $5 skip reason, $6 duration,
 # $7 roles that may annotate (a session's CSRF token is $8). A good / bad answer keeps the slot its
 # lease holds; only the skip variant carries the UPDATE that gives the slot back.
 # Output: (caller id, role, credential id, last seen, new rating id or NULL, image id).
@@ -228,6 +230,18 @@ VOTE_SQL = {session: _VOTE.format(caller=_SESSION_CSRF if session else _TOKEN_CA
 # an index, so sequential scans are ruled out for these connections.
 SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off",
                    "application_name": "t2if-hotpath"}
+
+
+def usable(settings: Settings, dialect_name: str) -> bool:
+    """Whether this path runs (T2IF_ANNOTATION_ENGINE=auto on Postgres)."""
+    return settings.annotation_engine == "auto" and dialect_name == "postgresql"
+
+
+def rating_task(aid: int, image_id: int, expires: datetime, text: str, category: str, ps_id: int) -> RatingTask:
+    """A task from one lease row; the values come typed from the database."""
+    return RatingTask.model_construct(assignment_id=aid, image_id=image_id, image_url=image_url(image_id),
+                                      prompt=text, prompt_set_id=ps_id, category=category,
+                                      lease_expires_at=expires, highlights=list(highlights(text)))
 
 
 class Fallback(Exception):
@@ -362,7 +376,7 @@ class HotPath:
             # another call of this caller leased one of the picked images meanwhile: the route
             # answers with what the caller now holds (this statement's leases are committed)
             raise Fallback("raced with the caller's own call", {"gold_draws": 0})
-        tasks = [fastpath.task(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
+        tasks = [rating_task(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
                  for r in rows[1:]]
         short = len(tasks) < prefetch and head["want"] > 0
         if short and head["prompt_set_id"] is not None and (head["n_sets"] > 1 or head["gold_rate"] > 0):

@@ -1,7 +1,7 @@
 """The lease rules as Postgres statement text, each written once for both lease kinds.
 
-The portable engine (leases.py) states the rules as ORM statements; the Postgres paths (fastpath.py,
-hotpath.py) need them as SQL text they can combine with the caller check into one statement per
+The portable engine (leases.py) states the rules as ORM statements; the Postgres engine (hotpath.py)
+needs them as SQL text they can combine with the caller check into one statement per
 call. This module is that text, built per LeaseKind (rating: image / rating_assignment, comparison:
 comparison / comparison_assignment) from the same table and column names the ORM uses, with the
 gold test compiled from the ORM expression itself. A builder takes its inputs as SQL expressions

@@ -1,8 +1,9 @@
 """The annotation hot path (next + submit) on each of its implementations.
 
-On Postgres `GET /rating-tasks/next` and `POST /ratings` run app/annotation/fastpath.py; the
-portable engine (ratings.py) serves SQLite and is also run here on Postgres with
-T2IF_ANNOTATION_ENGINE=portable. The same flow must give the same answers on all three. Which
+On Postgres the hot path (app/annotation/hotpath.py) answers the common case of
+`GET /rating-tasks/next` and `POST /ratings` and hands the rest to the route, which runs the
+portable engine (ratings.py); "fast" runs the route alone (the hot path's pool not started), and
+"portable" sets T2IF_ANNOTATION_ENGINE=portable. The same flow must give the same answers on all three. Which
 implementation answered is read from the app's metrics (app/metrics.py).
 """
 
@@ -394,7 +395,7 @@ def test_a_pick_that_loses_a_race_with_the_same_annotator_takes_no_slot(client, 
     taken anyway (X one answer short for good) and call 2 answered 204. Now only leases made take
     slots, and call 2 answers with the lease the annotator holds. A pg_sleep at the start of call
     2's statement opens the window deterministically. (The route's two engines take slots the same
-    way, leases.lease_and_take and fastpath.PICK_SQL; a stress run of 8 threads of one annotator
+    way, leases.lease_and_take and statements.take; a stress run of 8 threads of one annotator
     left 0 wrong counts there, against 293 and 128 before.)"""
     import threading
     import time
