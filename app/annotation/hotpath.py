@@ -34,6 +34,7 @@ Expired leases are swept by the portable code, rate-limited per process as befor
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -106,7 +107,8 @@ TOUCH_SESSION_SQL = ("UPDATE user_session SET last_seen_at = $2 "
 _UID, _NOW = "(SELECT uid FROM caller)", "$2"
 _MAY = "(SELECT role FROM caller) = ANY($5::text[])"
 
-# Ratings. $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate.
+# Ratings. $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate, $6 one
+# uniform draw per slot for gold (from HotPath.rng: seedable; a session's CSRF token is $7).
 # Output: one header row (kind 0: caller, images picked, first candidate set, slots wanted, gold
 # drawn), then the held leases (kind 1), then the new ones (kind 2), each with its prompt.
 _NEXT = f"""
@@ -121,7 +123,8 @@ WITH {{caller}}, held AS ({statements.held(RATING, uid=_UID, now=_NOW, limit="$4
 ), want AS (
     SELECT CASE WHEN {_MAY} THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
 ), gold AS (
-    SELECT count(*) FILTER (WHERE random() < s.gold_rate) AS n FROM sets s, want, generate_series(1, want.n)
+    SELECT count(*) FILTER (WHERE d.u < s.gold_rate) AS n
+    FROM sets s, want, unnest($6::float8[]) WITH ORDINALITY AS d(u, k) WHERE d.k <= want.n
 ), pick AS ({statements.pick(RATING, uid=_UID, n="(SELECT n FROM want)",
                              where="AND i.prompt_set_id = (SELECT id FROM sets) AND (SELECT n FROM gold) = 0")}
 ), lease AS ({statements.lease(RATING, uid=_UID, now=_NOW,
@@ -164,7 +167,7 @@ _CLAIM = {skip: statements.claim(RATING, aid="$3", uid=_UID, now=_NOW, item_cols
           for skip in (False, True)}
 
 # Comparisons, the same shape. $3 evaluation (NULL: any), $4 prefetch, $5 roles that may annotate,
-# $6 the gold rate, $7 lease seconds (a session's CSRF token is $8). Sides are drawn per lease and
+# $6 the gold rate, $7 lease seconds, $8 the gold draws (a session's CSRF token is $9). Sides are drawn per lease and
 # recorded (blind pairs). Rows: header (kind 0: caller, pairs picked, slots wanted, gold drawn,
 # credential), then held (1) and new (2) leases with the prompt, the recorded side and the number
 # of images a side.
@@ -179,7 +182,8 @@ WITH {{caller}}, held AS ({statements.held(COMPARISON, uid=_UID, now=_NOW, limit
 ), want AS (
     SELECT CASE WHEN {_MAY} THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
 ), gold AS (
-    SELECT count(*) FILTER (WHERE random() < $6) AS n FROM want, generate_series(1, want.n)
+    SELECT count(*) FILTER (WHERE d.u < $6) AS n
+    FROM want, unnest($8::float8[]) WITH ORDINALITY AS d(u, k) WHERE d.k <= want.n
 ), pick AS ({statements.pick(COMPARISON, uid=_UID, n="(SELECT n FROM want)",
                              where="AND ($3::bigint IS NULL OR i.evaluation_id = $3) AND (SELECT n FROM gold) = 0")}
 ), lease AS ({statements.lease(COMPARISON, uid=_UID, now=_NOW, expires="$2 + make_interval(secs => $7)",
@@ -215,11 +219,12 @@ FROM (SELECT 1) one LEFT JOIN caller c ON true
 
 NEXT_SQL = _NEXT.format(caller=_TOKEN_CALLER)
 # `next` leases work, so a session must prove the call came from our page (credentials.changes_state)
-NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=6)))
+NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=7)))
 _SESSION_CSRF = _SESSION_CALLER.format(csrf=_CSRF.format(n=8))
 SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER, claim=_CLAIM[skip])
               for session in (False, True) for skip in (False, True)}
-NEXT_PAIR_SQL = {session: _NEXT_PAIR.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER)
+NEXT_PAIR_SQL = {session: _NEXT_PAIR.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=9)) if session
+                                             else _TOKEN_CALLER)
                  for session in (False, True)}
 VOTE_SQL = {session: _VOTE.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER) for session in (False, True)}
 
@@ -306,6 +311,8 @@ class HotPath:
                  metrics: Registry) -> None:
         self.dsn, self.settings, self.session_factory = dsn, settings, session_factory
         self.pool: Any = None
+        # the gold draws (one uniform number per slot wanted, as leases.gold_draws): a test seeds it
+        self.rng = random.Random()
         # what this process answered itself and what it handed to the route, by reason
         self.requests = annotation_requests(metrics)
 
@@ -364,8 +371,10 @@ class HotPath:
         prompt_set_id, prefetch = _next_params(scope["query_string"])
         await self._sweep_due(RATING)
         now = datetime.now(UTC)
-        rows = await (self._fetch(NEXT_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES) if csrf is None
-                      else self._fetch(NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, csrf))
+        draws = [self.rng.random() for _ in range(prefetch)]
+        rows = await (self._fetch(NEXT_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws)
+                      if csrf is None else
+                      self._fetch(NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws, csrf))
         head = rows[0]
         if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
             raise Fallback("caller to check")  # the route answers 401 / 403 with its messages
@@ -420,7 +429,8 @@ class HotPath:
         await self._sweep_due(COMPARISON)
         now = datetime.now(UTC)
         gold_rate = self.settings.comparison_gold_rate
-        args = [key, now, evaluation_id, prefetch, ANNOTATING_ROLES, gold_rate, self.settings.lease_seconds]
+        args = [key, now, evaluation_id, prefetch, ANNOTATING_ROLES, gold_rate, self.settings.lease_seconds,
+                [self.rng.random() for _ in range(prefetch)]]
         rows = await self._fetch(NEXT_PAIR_SQL[csrf is not None], *args, *([csrf] if csrf is not None else []))
         head = rows[0]
         if head["id"] is None or head["text"] not in ANNOTATING_ROLES:

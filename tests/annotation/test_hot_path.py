@@ -229,8 +229,14 @@ def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
 
 
 def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make_user, db):
-    """The hot statement draws gold (rate 0.5 here); each draw goes to the route, which serves
-    exactly that many gold items instead of drawing again (a second draw would halve the rate)."""
+    """The hot statement draws gold (rate 0.5 here) from the hot path's seeded generator; each
+    draw goes to the route, which serves exactly that many gold items instead of drawing again (a
+    second draw would halve the rate)."""
+    import random
+
+    app.state.hotpath.rng = random.Random(7)
+    replica = random.Random(7)
+    expected = sum(replica.random() < 0.5 for _ in range(40))  # one draw per call: prefetch 1, nothing held
     researcher = make_user("researcher")
     pool = make_pool(client, researcher, n_images=90, k=1, gold_rate=0.5)
     gold_ids = set(pool.image_ids[:40])
@@ -246,7 +252,7 @@ def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make
         assert _rate(client, a, t.json()["assignment_id"]).status_code == 201
     handed = handed_to_route(app, "gold drawn")
     assert served_gold == handed  # one gold item per hand-over, none anywhere else
-    assert 8 <= served_gold <= 32  # 40 draws at 0.5: mean 20, sd 3.2
+    assert served_gold == expected
     assert hot_answered(app, hotpath.NEXT_PATH) == 40 - handed
 
 
