@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth
 from app.auth.cookies import LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_signer, session_secret
+from app.auth.credentials import changes_state, may, presented
 from app.auth.secrets import same
 from app.auth.service import Principal
 from app.config import Settings
 from app.db.enums import Role
-from app.db.session import UnitOfWork
 from app.errors import CsrfFailed, Forbidden, NotAuthenticated
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# GETs that change state: `next` leases work to the caller. A cross-site link must not make a
-# logged-in annotator hoard items, so with a session cookie they need the CSRF token as well.
-LEASING_GETS = frozenset({"/api/v1/rating-tasks/next", "/api/v1/comparison-tasks/next"})
-
-
-def changes_state(method: str, path: str) -> bool:
-    """Whether a request changes state, so that a session-cookie caller must send its CSRF token."""
-    return method not in SAFE_METHODS or (method == "GET" and path.rstrip("/") in LEASING_GETS)
-T = TypeVar("T")
 
 
 async def get_settings(request: Request) -> Settings:  # async: no threadpool hop for a dict lookup
@@ -75,33 +63,44 @@ async def _csrf_candidate(request: Request) -> str | None:
     return None
 
 
+def resolve_principal(request: Request, session: Session, settings: Settings, csrf: str | None) -> Principal | None:
+    """Who is calling: the one definition every route uses (through get_principal, or Caller on
+    the two annotation routes). A bad bearer token is refused; no credentials, or a session that
+    is not live, is anonymous; a session's state change must bring its CSRF token."""
+    found = presented(request.headers, request.cookies, settings)
+    if found is None:
+        return None
+    if found.via == "token":
+        principal = auth.resolve_token(session, found.secret)
+        if principal is None:
+            raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
+    else:
+        principal = auth.resolve_session(session, found.secret)
+        if principal is None:
+            return None
+        # cookies ride along on cross-site requests; a state change must prove it came from our page
+        if changes_state(request.method, request.url.path) and not same(csrf, principal.csrf_token):
+            raise CsrfFailed()
+    request.state.viewer = Viewer.of(principal)
+    return principal
+
+
+def admit(principal: Principal | None, min_role: Role) -> Principal:
+    """The caller, if their role is at least `min_role`; else 401 (nobody) or 403."""
+    if principal is None:
+        raise NotAuthenticated()
+    if not may(principal.role.value, min_role):
+        raise Forbidden(f"This needs the {min_role.value} role; you are {principal.role.value}.")
+    return principal
+
+
 def get_principal(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     csrf: Annotated[str | None, Depends(_csrf_candidate)],
 ) -> Principal | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            raise NotAuthenticated("Send the token as 'Authorization: Bearer <token>'.")
-        principal = auth.resolve_token(session, credentials.strip())
-        if principal is None:
-            raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
-        request.state.viewer = Viewer.of(principal)
-        return principal
-    raw = session_secret(settings, request.cookies.get(SESSION_COOKIE))
-    if raw is None:
-        return None
-    principal = auth.resolve_session(session, raw)
-    if principal is None:
-        return None
-    # cookies ride along on cross-site requests; a state change must prove it came from our page
-    if changes_state(request.method, request.url.path) and not same(csrf, principal.csrf_token):
-        raise CsrfFailed()
-    request.state.viewer = Viewer.of(principal)
-    return principal
+    return resolve_principal(request, session, settings, csrf)
 
 
 @dataclass(frozen=True)
@@ -149,93 +148,7 @@ class RoleGuard:
         self.min_role = min_role
 
     async def __call__(self, principal: OptionalPrincipal) -> Principal:
-        if principal is None:
-            raise NotAuthenticated()
-        if principal.role.rank < self.min_role.rank:
-            raise Forbidden(f"This needs the {self.min_role.value} role; you are {principal.role.value}.")
-        return principal
-
-
-class Caller:
-    """A caller whose credentials are checked later, inside the endpoint's single worker-thread hop.
-
-    `run(work)` opens the request's unit of work, resolves the principal exactly as get_principal +
-    RoleGuard do (same checks, same errors, in the same order), calls `work(uow, principal)` and
-    commits before returning, so a 2xx still means "stored". One threadpool hop instead of one per
-    sync dependency (session, principal) plus one for the endpoint and one for the commit.
-    """
-
-    __slots__ = ("request", "csrf", "min_role")
-
-    def __init__(self, request: Request, csrf: str | None, min_role: Role) -> None:
-        self.request, self.csrf, self.min_role = request, csrf, min_role
-
-    def resolve(self, uow: UnitOfWork) -> Principal:
-        request = self.request
-        settings: Settings = request.app.state.settings
-        header = request.headers.get("authorization")
-        principal: Principal | None
-        if header:
-            scheme, _, credentials = header.partition(" ")
-            if scheme.lower() != "bearer" or not credentials.strip():
-                raise NotAuthenticated("Send the token as 'Authorization: Bearer <token>'.")
-            principal = _resolve_token(uow, credentials.strip())
-            if principal is None:
-                raise NotAuthenticated("The bearer token is invalid, expired or revoked.")
-        else:
-            raw = session_secret(settings, request.cookies.get(SESSION_COOKIE))
-            principal = auth.resolve_session(uow.session, raw) if raw is not None else None
-            if principal is not None and changes_state(request.method, request.url.path) and not same(
-                    self.csrf, principal.csrf_token):
-                raise CsrfFailed()
-            if principal is None:
-                raise NotAuthenticated()
-        request.state.viewer = Viewer.of(principal)
-        if principal.role.rank < self.min_role.rank:
-            raise Forbidden(f"This needs the {self.min_role.value} role; you are {principal.role.value}.")
-        return principal
-
-    def _call(self, work: Callable[[UnitOfWork, Principal], T]) -> T:
-        from app.annotation import fastpath
-
-        factory = self.request.app.state.sessionmaker
-        uow = UnitOfWork(factory, raw=fastpath.usable(self.request.app.state.settings,
-                                                      factory.kw["bind"].dialect.name))
-        try:
-            result = work(uow, self.resolve(uow))
-            uow.commit()
-        finally:
-            uow.close()
-        return result
-
-    async def run(self, work: Callable[[UnitOfWork, Principal], T]) -> T:
-        return await run_in_threadpool(self._call, work)
-
-
-def _resolve_token(uow: UnitOfWork, raw: str) -> Principal | None:
-    from app.annotation import fastpath
-    from app.auth.secrets import TOKEN_PREFIX, sha256_hex
-
-    if not uow.raw:
-        return auth.resolve_token(uow.session, raw)
-    if not raw.startswith(TOKEN_PREFIX):
-        return None
-    user = fastpath.resolve_token(uow, sha256_hex(raw), auth.TOUCH_INTERVAL)
-    return Principal(user=user, via="token") if user is not None else None
-
-
-class DeferredRoleGuard(RoleGuard):
-    """RoleGuard for the annotation hot path: admits the same callers with the same errors, but
-    the database part of the check runs in the endpoint's one threadpool hop (see Caller). It takes
-    the CSRF candidate itself rather than through a sub-dependency (one dependency to solve)."""
-
-    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
-        if request.method not in SAFE_METHODS:
-            # the endpoint reads the body after this guard (FastAPI has not, the route declares
-            # none): read it now, so that a form-encoded one parsed for its CSRF field below is
-            # parsed from this copy and the endpoint still gets it (else: "Stream consumed")
-            await request.body()
-        return Caller(request, await _csrf_candidate(request), self.min_role)
+        return admit(principal, self.min_role)
 
 
 require_annotator = RoleGuard(Role.annotator)
@@ -243,8 +156,6 @@ require_researcher = RoleGuard(Role.researcher)
 require_admin = RoleGuard(Role.admin)
 
 AnnotatorDep = Annotated[Principal, Depends(require_annotator)]
-# for the hot endpoints: `caller.run(work)` checks the caller and runs work in one threadpool hop
-AnnotatorCaller = Annotated[Caller, Depends(DeferredRoleGuard(Role.annotator))]
 ResearcherDep = Annotated[Principal, Depends(require_researcher)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
@@ -262,7 +173,6 @@ def login_csrf_ok(request: Request, settings: Settings, submitted: str | None) -
 
 __all__ = [
     "AdminDep",
-    "AnnotatorCaller",
     "AnnotatorDep",
     "OptionalPrincipal",
     "ResearcherDep",

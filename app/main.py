@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.admin import actions as admin_actions
 from app.admin import pages as admin_pages
 from app.annotation import api as annotation_api
-from app.annotation import fastpath, hotpath
+from app.annotation import hotpath
 from app.annotation import pages as annotation_pages
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
@@ -63,7 +63,7 @@ def create_app(
         # the annotation loop's async Postgres path (app/annotation/hotpath.py), one pool per process
         engine = factory.kw["bind"]
         hot = None
-        if fastpath.usable(settings, engine.dialect.name):
+        if hotpath.usable(settings, engine.dialect.name):
             hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory, app.state.metrics)
             await hot.start()
         app.state.hotpath = hot

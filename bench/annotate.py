@@ -2,10 +2,17 @@
 
     python bench/annotate.py [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
                              [--sizes 1000,1000000] [--clients 1,8,32,128] [--seconds 10]
+                             [--kinds floor,ratings,comparisons]
 
-It creates its own database (dropped at the end), bulk-loads users and images with
-generate_series, starts uvicorn on this checkout's code, and prints round trips per second and p50 / p95 /
-p99 of each call. Everything (server, Postgres, load generator) shares this machine.
+It creates its own database (dropped at the end), bulk-loads users, images and as many pairs with
+generate_series, starts uvicorn on this checkout's code, and prints round trips per second and p50 /
+p95 / p99 of each call, for each kind:
+- floor:       lease + submit of a rating in plain SQL over psycopg (statements.py's lease rules, no
+               caller check, one connection per client, autocommit), no HTTP: what the database
+               alone allows;
+- ratings:     GET /rating-tasks/next + POST /ratings over HTTP;
+- comparisons: GET /comparison-tasks/next + POST /comparison-votes over HTTP.
+Everything (server, Postgres, load generator) shares this machine.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -41,10 +49,12 @@ def reset_pool(url: str) -> None:
     """Forget the previous level's labels and leases: every level starts on a full, fresh pool."""
     eng = create_engine(url)
     with eng.begin() as c:
-        c.execute(text("TRUNCATE rating, rating_assignment RESTART IDENTITY"))
+        c.execute(text("TRUNCATE rating, rating_assignment, comparison_vote, comparison_assignment RESTART IDENTITY"))
         c.execute(text("UPDATE image SET ratings_open = ratings_wanted WHERE ratings_open <> ratings_wanted"))
-    with eng.connect() as c:
-        c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE image"))
+        c.execute(text("UPDATE comparison SET votes_open = votes_wanted WHERE votes_open <> votes_wanted"))
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("VACUUM ANALYZE image"))
+        c.execute(text("VACUUM ANALYZE comparison"))
     eng.dispose()
 
 
@@ -58,8 +68,8 @@ def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
     with eng.begin() as c:
         c.execute(
             text(
-                "TRUNCATE rating, rating_assignment, image, prompt, prompt_set, api_token, user_account "
-                "RESTART IDENTITY CASCADE"
+                "TRUNCATE rating, rating_assignment, comparison_vote, comparison_assignment, comparison, image, "
+                "prompt, prompt_set, api_token, user_account RESTART IDENTITY CASCADE"
             )
         )
         c.execute(
@@ -87,6 +97,14 @@ def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
             {"n": n_images, "k": k},
         )
         load_s = time.perf_counter() - t0
+        # as many pairs as images: image g against image g + 1 (a pair wants k votes, like an image)
+        c.execute(
+            text(
+                "INSERT INTO comparison (prompt_id, image_a_id, image_b_id, votes_wanted, votes_open, created_at) "
+                "SELECT 1 + (g % 1000), g, 1 + (g % :n), :k, :k, now() FROM generate_series(1, :n) g"
+            ),
+            {"n": n_images, "k": k},
+        )
         for i, tok in enumerate(tokens):
             uid = c.execute(
                 text(
@@ -103,15 +121,86 @@ def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
                 ),
                 {"uid": uid, "h": sha256_hex(tok), "p": tok[:11]},
             )
-    with eng.connect() as c:
-        c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE image"))
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("VACUUM ANALYZE image"))
+        c.execute(text("VACUUM ANALYZE comparison"))
     eng.dispose()
-    print(f"  loaded {n_images:,} images in {load_s:.1f} s ({n_images / load_s:,.0f} rows/s)", flush=True)
+    print(f"  loaded {n_images:,} images (and as many pairs) in {load_s:.1f} s ({n_images / load_s:,.0f} rows/s)",
+          flush=True)
     return tokens
 
 
+CALLS = {
+    "ratings": ("/api/v1/rating-tasks/next", "/api/v1/ratings",
+                lambda aid: {"assignment_id": aid, "label": "good", "duration_ms": 800}),
+    "comparisons": ("/api/v1/comparison-tasks/next", "/api/v1/comparison-votes",
+                    lambda aid: {"assignment_id": aid, "alignment": "left", "fidelity": "tie", "duration_ms": 800}),
+}
+
+
+def floor_sql() -> tuple[str, str]:
+    """The floor's two statements: lease one open image of set 1, store a 'good' on a lease. Plain
+    SQL with the lease rules of app/annotation/statements.py and no caller check."""
+    from app.annotation import statements
+    from app.annotation.leases import RATING
+
+    p = {k: f"%({k})s" for k in ("uid", "now", "exp", "aid")}
+    lease = f"""WITH pick AS ({statements.pick(RATING, uid=p["uid"], n="1", where="AND i.prompt_set_id = 1")}
+    ), lease AS ({statements.lease(RATING, uid=p["uid"], now=p["now"], expires=p["exp"])}
+    ), take AS ({statements.take(RATING)}) SELECT id FROM lease"""
+    submit = f"""WITH {statements.claim(RATING, aid=p["aid"], uid=p["uid"], now=p["now"])}
+    INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, duration_ms, created_at)
+    SELECT a.id, a.item_id, 1, {p["uid"]}, 'good', 800, {p["now"]} FROM a RETURNING id"""
+    return lease, submit
+
+
+async def run_floor(url: str, n_clients: int, seconds: float, max_rounds: int) -> dict[str, list[float]]:
+    """Lease + submit in plain SQL over psycopg (prepared, autocommit), no HTTP. (Its Postgres CPU
+    column reads near zero: its backends exit before the second reading.)"""
+    import psycopg
+
+    lease_sql, submit_sql = floor_sql()
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    lat: dict[str, list[float]] = {"next": [], "submit": []}
+    stop = time.perf_counter() + seconds
+    counts = {"rounds": 0, "errors": 0, "done": 0}
+
+    async def client(uid: int) -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
+            mine = 0
+            while time.perf_counter() < stop and mine < max_rounds:
+                t0 = time.perf_counter()
+                now = datetime.now(UTC)
+                cur = await conn.execute(lease_sql, {"uid": uid, "now": now, "exp": now + timedelta(seconds=600)})
+                row = await cur.fetchone()
+                t1 = time.perf_counter()
+                if row is None:
+                    counts["done"] += 1
+                    return
+                cur = await conn.execute(submit_sql, {"now": datetime.now(UTC), "aid": row[0], "uid": uid})
+                if await cur.fetchone() is None:
+                    counts["errors"] += 1
+                    continue
+                t2 = time.perf_counter()
+                lat["next"].append(t1 - t0)
+                lat["submit"].append(t2 - t1)
+                counts["rounds"] += 1
+                mine += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(uid) for uid in range(1, n_clients + 1)))
+    elapsed = time.perf_counter() - started
+    lat["_rounds"] = [counts["rounds"] / elapsed]
+    lat["_count"] = [counts["rounds"]]
+    lat["_errors"] = [counts["errors"]]
+    lat["_done"] = [counts["done"]]
+    return lat
+
+
 async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float,
-                    max_rounds: int) -> dict[str, list[float]]:
+                    max_rounds: int, kind: str = "ratings") -> dict[str, list[float]]:
+    next_path, submit_path, answer = CALLS[kind]
     lat: dict[str, list[float]] = {"next": [], "submit": []}
     stop = time.perf_counter() + seconds
     rounds = 0
@@ -126,7 +215,7 @@ async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float
         try:
             while time.perf_counter() < stop and mine < max_rounds:
                 t0 = time.perf_counter()
-                status, task = await conn.request("GET", "/api/v1/rating-tasks/next")
+                status, task = await conn.request("GET", next_path)
                 t1 = time.perf_counter()
                 if status == 204:
                     done += 1
@@ -134,11 +223,7 @@ async def run_level(port: int, tokens: list[str], n_clients: int, seconds: float
                 if status != 200:
                     errors += 1
                     continue
-                status, _ = await conn.request(
-                    "POST",
-                    "/api/v1/ratings",
-                    {"assignment_id": task["assignment_id"], "label": "good", "duration_ms": 800},
-                )
+                status, _ = await conn.request("POST", submit_path, answer(task["assignment_id"]))
                 t2 = time.perf_counter()
                 if status not in (200, 201):
                     errors += 1
@@ -259,6 +344,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,1000000")
     ap.add_argument("--clients", default="1,8,32,128")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--kinds", default="floor,ratings,comparisons",
+                    help="floor (plain SQL, no HTTP), ratings, comparisons: each level runs each kind in turn")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--port", type=int, default=8791)
     ap.add_argument("--k", type=int, default=20,
@@ -278,7 +365,7 @@ def main() -> None:
     print(f"annotate bench: {os.cpu_count()} cores, server workers={args.workers}, {args.seconds:.0f} s per level, "
           f"K={args.k} labels per image")
     print(
-        f"{'images':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
+        f"{'kind':>11} {'items':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
         f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}  CPU ms per round trip: "
         f"server / postgres / loadgen; WAL per round trip"
     )
@@ -287,18 +374,19 @@ def main() -> None:
             tokens = load_pool(url, size, max(clients), k=args.k)
             proc = start_server(url, args.port, args.workers)
             try:
-                for n in clients:
+                for n, kind in ((n, kind) for n in clients for kind in args.kinds.split(",")):
                     reset_pool(url)
                     wal0 = wal_stats(url)
                     cpu0 = cpu_by_group(proc.pid)
-                    lat = asyncio.run(run_level(args.port, tokens, n, args.seconds, max_rounds))
+                    lat = asyncio.run(run_floor(url, n, args.seconds, max_rounds) if kind == "floor" else
+                                      run_level(args.port, tokens, n, args.seconds, max_rounds, kind))
                     cpu1 = cpu_by_group(proc.pid)
                     wal1 = wal_stats(url)
                     rounds = max(1.0, lat["_count"][0])
                     cpu = " / ".join(f"{(cpu1[g] - cpu0[g]) / rounds * 1000:.2f}" for g in cpu0)
                     wal = f"{(wal1[0] - wal0[0]) / rounds / 1024:.1f} KiB, {(wal1[1] - wal0[1]) / rounds:.2f} FPI"
                     print(
-                        f"{size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
+                        f"{kind:>11} {size:>9,} {n:>7} {lat['_rounds'][0]:>8.0f} {pct(lat['next'], 50):>8.1f}m "
                         f"{pct(lat['next'], 95):>6.1f}m {pct(lat['next'], 99):>6.1f}m "
                         f"{pct(lat['submit'], 50):>10.1f}m {pct(lat['submit'], 95):>6.1f}m "
                         f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}"

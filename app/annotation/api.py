@@ -6,12 +6,12 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Form, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.annotation import fastpath, leases, progress, quality, ratings
+from app.annotation import leases, progress, quality, ratings
 from app.annotation.schemas import (
     AnnotatorStats,
     GoldAccuracy,
@@ -33,8 +33,7 @@ from app.comparisons.schemas import (
     VoteRead,
     VoteSubmit,
 )
-from app.db.session import UnitOfWork
-from app.deps import AnnotatorCaller, AnnotatorDep, Principal, ResearcherDep, SessionDep, SettingsDep, is_json
+from app.deps import AnnotatorDep, ResearcherDep, SessionDep, SettingsDep, is_json
 from app.errors import UnsupportedMediaType
 from app.fields import Int64
 from app.images import service as images
@@ -105,30 +104,30 @@ _NEXT_PARAMS = [
 ]
 
 
-# The two calls of the annotation loop take the caller, their parameters and their transaction in one
-# threadpool hop (Caller.run); on Postgres they run the fast path (fastpath.py), elsewhere the
-# portable engine. Parameters are documented in OpenAPI as before and validated after the caller.
+async def _raw_body(request: Request) -> bytes:
+    """The body, read before the caller is checked (a form's CSRF field is then parsed from this
+    copy) and validated after it (401 / 403 before 422)."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(_raw_body)]
+
+
+# The hot path (hotpath.py) answers the common case of these two on Postgres; everything it hands
+# over, and every call elsewhere, is answered here by the portable engine. Parameters are
+# documented in OpenAPI as before and validated after the caller.
 @router.get("/rating-tasks/next", response_model=RatingTaskBatch,
             responses={204: {"description": "nothing left for this annotator"},
                        422: {"description": "Validation Error",
                              "content": {"application/json": {"schema": {
                                  "$ref": "#/components/schemas/HTTPValidationError"}}}}},
             openapi_extra={"parameters": _NEXT_PARAMS})
-async def next_rating_task(request: Request, caller: AnnotatorCaller) -> Response:
-    settings = request.app.state.settings
-    gold_draws = getattr(request.state, "gold_draws", None)  # drawn by the hot path before it handed over
-
-    def work(uow: UnitOfWork, principal: Principal) -> list[RatingTask]:
-        q = _parse_query(request)
-        if uow.raw:
-            return fastpath.next_tasks(uow, principal.user.id, prompt_set_id=q.prompt_set_id,
-                                       prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
-                                       gold_draws=gold_draws)
-        return ratings.next_tasks(uow.session, settings, principal.user, prompt_set_id=q.prompt_set_id,
-                                  prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
-                                  gold_draws=gold_draws)
-
-    tasks = await caller.run(work)
+def next_rating_task(request: Request, principal: AnnotatorDep, session: SessionDep, settings: SettingsDep
+                     ) -> Response:
+    q = _parse_query(request)
+    tasks = ratings.next_tasks(session, settings, principal.user, prompt_set_id=q.prompt_set_id,
+                               prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
+                               gold_draws=getattr(request.state, "gold_draws", None))  # drawn by the hot path
     if not tasks:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return _json(ratings.as_batch(tasks))
@@ -142,16 +141,9 @@ async def next_rating_task(request: Request, caller: AnnotatorCaller) -> Respons
                                   "$ref": "#/components/schemas/HTTPValidationError"}}}}},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": RatingSubmit.model_json_schema()}}}})
-async def submit_rating(request: Request, caller: AnnotatorCaller) -> Response:
-    raw = await request.body()
-
-    def work(uow: UnitOfWork, principal: Principal) -> tuple[RatingRead, bool]:
-        body = _parse_body(raw, RatingSubmit, request.headers.get("content-type"))
-        if uow.raw:
-            return fastpath.submit(uow, principal.user, body)
-        return ratings.submit(uow.session, principal.user, body)
-
-    rating, created = await caller.run(work)
+def submit_rating(raw: RawBody, request: Request, principal: AnnotatorDep, session: SessionDep) -> Response:
+    body = _parse_body(raw, RatingSubmit, request.headers.get("content-type"))
+    rating, created = ratings.submit(session, principal.user, body)
     return _json(rating, 201 if created else 200)
 
 
@@ -169,11 +161,13 @@ def undo_rating(assignment_id: int, principal: AnnotatorDep, session: SessionDep
 
 @router.get("/comparison-tasks/next", response_model=ComparisonTaskBatch,
             responses={204: {"description": "nothing left for this annotator"}})
-def next_comparison_task(principal: AnnotatorDep, session: SessionDep, settings: SettingsDep,
+def next_comparison_task(request: Request, principal: AnnotatorDep, session: SessionDep, settings: SettingsDep,
                          evaluation_id: int | None = None, prefetch: Prefetch = 1
                          ) -> Response | ComparisonTaskBatch:
+    """On Postgres the hot path (hotpath.py) answers the common case before this route runs."""
     tasks = comparisons.next_tasks(session, settings, principal.user, evaluation_id=evaluation_id,
-                                   prefetch=prefetch, sweep_interval=settings.lease_sweep_seconds)
+                                   prefetch=prefetch, sweep_interval=settings.lease_sweep_seconds,
+                                   gold_draws=getattr(request.state, "gold_draws", None))
     if not tasks:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return comparisons.as_batch(tasks)

@@ -1,16 +1,20 @@
-"""The annotation loop's two calls served straight from ASGI on Postgres, one statement each.
+"""The annotation loop's calls served straight from ASGI on Postgres, one statement each.
 
-`GET /api/v1/rating-tasks/next` and `POST /api/v1/ratings` are most of the service's traffic. On
-Postgres, `HotPathMiddleware` answers the common case of each itself, before FastAPI's routing:
+`GET /api/v1/rating-tasks/next`, `POST /api/v1/ratings`, `GET /api/v1/comparison-tasks/next` and
+`POST /api/v1/comparison-votes` are most of the service's traffic. On Postgres, `HotPathMiddleware`
+answers the common case of each itself, before FastAPI's routing:
 
 - one asyncpg statement per call (a prepared, generic plan; its own transaction, so the commit
   rides in the same round trip), which checks the caller (bearer token, or browser session and
   its CSRF token), and
-    - next:   returns the caller's live leases, or picks the fullest open images of the first
-              candidate prompt set (`FOR UPDATE SKIP LOCKED` on `ix_image_pool`), takes their
-              slots and leases them (the engine's rules, see leases.py and fastpath.py);
-    - submit: locks the image (item first, as everywhere), turns the caller's live lease into
-              the answer, gives a skip's slot back and stores the rating.
+    - next:   returns the caller's live leases, or picks the fullest open items (images of the
+              first candidate prompt set; pairs, of the evaluation asked for) with `FOR UPDATE
+              SKIP LOCKED` on the kind's pool index, takes their slots and leases them (a pair's
+              sides drawn and recorded per lease);
+    - submit: locks the item (item first, as everywhere), turns the caller's live lease into
+              the answer, gives a skip's slot back and stores the rating or vote.
+  The lease rules in these statements are statements.py's, the same text the sync fast path
+  runs and the same rules leases.py states for the portable engine.
 - no threadpool hop, no ORM, no dependency solving; a 2xx is sent after the commit.
 
 Everything else is handed to the FastAPI route (the sync fast path on Postgres, the portable
@@ -20,7 +24,7 @@ no credentials or a bad cookie, a bad token, session, CSRF token or role (401 / 
 does not validate (422), a submit that is not the caller's live lease (an identical repeat, a
 conflicting one, a lost lease, someone else's: 200 / 409 / 404), a gold draw (the number drawn is
 passed on in `scope["state"]`, so the route serves exactly that many gold items), a prompt set
-that ran dry for this annotator while other sets or gold remain, and any database error here
+(or pool of pairs) that ran dry for this annotator while other sets or gold remain, and any database error here
 (submit is idempotent per assignment, so a retry in the route is safe). Leases a `next`
 statement took before handing over are committed and come back to the route as held leases.
 
@@ -30,6 +34,7 @@ Expired leases are swept by the portable code, rate-limited per process as befor
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -42,28 +47,34 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.annotation import fastpath, leases
-from app.annotation.leases import RATING
+from app.annotation import leases, statements
+from app.annotation.leases import COMPARISON, RATING
 from app.annotation.ratings import MAX_PREFETCH
-from app.annotation.schemas import RatingRead, RatingSubmit, RatingTaskBatch
-from app.auth.cookies import SESSION_COOKIE, session_secret
+from app.annotation.schemas import RatingRead, RatingSubmit, RatingTask, RatingTaskBatch
+from app.auth.credentials import ANNOTATING_ROLES, presented
 from app.auth.liveness import live_sql
-from app.auth.secrets import TOKEN_PREFIX, sha256_hex
+from app.auth.secrets import sha256_hex
 from app.auth.service import TOUCH_INTERVAL
+from app.comparisons.schemas import ComparisonTask, ComparisonTaskBatch, PairImage, VoteRead, VoteSubmit
+from app.comparisons.service import pair_image_url
 from app.config import Settings
 from app.db.base import utcnow
-from app.db.enums import Role
 from app.db.session import transaction
+from app.errors import NotAuthenticated
+from app.images.service import image_url
 from app.metrics import Registry, annotation_requests
+from app.prompts.grammar import highlights
 
 log = logging.getLogger("t2if.hotpath")
 
 NEXT_PATH = "/api/v1/rating-tasks/next"
 SUBMIT_PATH = "/api/v1/ratings"
+NEXT_PAIR_PATH = "/api/v1/comparison-tasks/next"
+VOTE_PATH = "/api/v1/comparison-votes"
+HOT_PATHS = frozenset({NEXT_PATH, SUBMIT_PATH, NEXT_PAIR_PATH, VOTE_PATH})
 MAX_BODY = 16 * 1024  # a rating is ~100 bytes; anything bigger goes to the route (and its limits)
-ANNOTATING_ROLES = [r.value for r in Role if r.rank >= Role.annotator.rank]
 
-# The caller, as deps.Caller resolves it. $1 sha256 of the bearer token or session secret, $2 now.
+# The caller, as deps.resolve_principal resolves it. $1 sha256 of the bearer token or session secret, $2 now.
 # `cred` / `seen` let the caller touch last_used_at / last_seen_at (at most once a minute) in a
 # separate statement, so the hot statements do not carry an UPDATE of api_token / user_session.
 # Who may call is auth's definition (auth.liveness), compiled to SQL.
@@ -88,115 +99,134 @@ TOUCH_TOKEN_SQL = ("UPDATE api_token SET last_used_at = $2 "
 TOUCH_SESSION_SQL = ("UPDATE user_session SET last_seen_at = $2 "
                      "WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $3)")
 
-# $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate.
-# Scalar sub-selects (InitPlans) feed the index scans their keys, so the generic plan is an ordered
-# range scan of ix_image_pool stopped by the LIMIT at any table size; the per-image "seen it"
-# check is a sub-plan probing uq_rating_assignment_image_id_annotator_id. The held leases: the
-# OFFSET 0 fence keeps the expiry test out of the index choice, which otherwise preferred a range
-# scan of ix_rating_assignment_leased (every live lease of every annotator) to the caller's own
-# entries in ix_rating_assignment_annotator_id_state. (Cached plans are rebuilt when ANALYZE
-# updates a table's statistics, and when a pooled connection is replaced.)
+# The lease rules come from statements.py (the same text as the sync fast path's), behind the
+# caller check. Scalar sub-selects (InitPlans) feed the index scans their keys, so the generic plan
+# is an ordered range scan of the kind's pool index stopped by the LIMIT at any table size. (Cached
+# plans are rebuilt when ANALYZE updates a table's statistics, and when a pooled connection is
+# replaced.)
+_UID, _NOW = "(SELECT uid FROM caller)", "$2"
+_MAY = "(SELECT role FROM caller) = ANY($5::text[])"
+
+# Ratings. $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate, $6 one
+# uniform draw per slot for gold (from HotPath.rng: seedable; a session's CSRF token is $7).
 # Output: one header row (kind 0: caller, images picked, first candidate set, slots wanted, gold
 # drawn), then the held leases (kind 1), then the new ones (kind 2), each with its prompt.
-_NEXT = """
-WITH {caller}, held AS (
-    SELECT a.id, a.image_id, a.lease_expires_at, a.leased_at, i.prompt_set_id, i.prompt_id
-    FROM (SELECT * FROM rating_assignment a
-          WHERE a.annotator_id = (SELECT uid FROM caller) AND a.state = 'leased' OFFSET 0) a
-    JOIN image i ON i.id = a.image_id
-    WHERE a.lease_expires_at > $2 AND ($3::bigint IS NULL OR i.prompt_set_id = $3)
-    ORDER BY a.leased_at, a.id
-    LIMIT $4
+_NEXT = f"""
+WITH {{caller}}, held AS ({statements.held(RATING, uid=_UID, now=_NOW, limit="$4",
+                                           where="AND ($3::bigint IS NULL OR i.prompt_set_id = $3)",
+                                           columns=", i.prompt_set_id, i.prompt_id")}
 ), sets AS (
     SELECT ps.id, ps.gold_rate, ps.lease_seconds, count(*) OVER () AS n_sets FROM prompt_set ps
     WHERE CASE WHEN $3::bigint IS NULL THEN ps.purpose = 'training' ELSE ps.id = $3 END
     ORDER BY ps.id
     LIMIT 1
 ), want AS (
-    SELECT CASE WHEN (SELECT role FROM caller) = ANY($5::text[])
-                THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
+    SELECT CASE WHEN {_MAY} THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
 ), gold AS (
-    SELECT count(*) FILTER (WHERE random() < s.gold_rate) AS n FROM sets s, want, generate_series(1, want.n)
-), pick AS (
-    SELECT i.id, i.prompt_id, i.ratings_open FROM image i
-    WHERE i.prompt_set_id = (SELECT id FROM sets) AND i.ratings_open > 0 AND i.gold_label IS NULL
-      AND (SELECT n FROM gold) = 0
-      AND coalesce((SELECT a.state FROM rating_assignment a
-                    WHERE a.image_id = i.id AND a.annotator_id = (SELECT uid FROM caller)), 'released')
-          = 'released'
-    ORDER BY i.ratings_open, i.id
-    LIMIT (SELECT n FROM want)
-    FOR UPDATE OF i SKIP LOCKED
-), lease AS (
-    INSERT INTO rating_assignment AS ra
-        (image_id, annotator_id, state, is_gold, leased_at, lease_expires_at, submitted_at)
-    SELECT pick.id, (SELECT uid FROM caller), 'leased', false, $2,
-           $2 + make_interval(secs => (SELECT lease_seconds FROM sets)), NULL
-    FROM pick
-    ON CONFLICT (image_id, annotator_id) DO UPDATE
-        SET state = excluded.state, is_gold = excluded.is_gold, leased_at = excluded.leased_at,
-            lease_expires_at = excluded.lease_expires_at, submitted_at = excluded.submitted_at
-        WHERE ra.state = 'released'
-    RETURNING ra.id, ra.image_id, ra.lease_expires_at
-), take AS (
-    -- a slot for each lease actually made: a call of the same caller that committed after this
-    -- statement's snapshot may already hold one of the picked images (the lock sees it, the
-    -- "seen it" probe does not), and then the upsert above makes nothing
-    UPDATE image SET ratings_open = image.ratings_open - 1 WHERE image.id = ANY(ARRAY(SELECT image_id FROM lease))
+    SELECT count(*) FILTER (WHERE d.u < s.gold_rate) AS n
+    FROM sets s, want, unnest($6::float8[]) WITH ORDINALITY AS d(u, k) WHERE d.k <= want.n
+), pick AS ({statements.pick(RATING, uid=_UID, n="(SELECT n FROM want)",
+                             where="AND i.prompt_set_id = (SELECT id FROM sets) AND (SELECT n FROM gold) = 0")}
+), lease AS ({statements.lease(RATING, uid=_UID, now=_NOW,
+                               expires="$2 + make_interval(secs => (SELECT lease_seconds FROM sets))")}
+), take AS ({statements.take(RATING)}
 )
 SELECT 0 AS kind, c.uid AS id, (SELECT count(*) FROM pick) AS image_id, c.seen AS expires, c.role AS text,
        c.cred AS category, s.id AS prompt_set_id, s.gold_rate, s.n_sets,
        (SELECT n FROM want) AS want, (SELECT n FROM gold) AS gold
 FROM (SELECT 1) one LEFT JOIN caller c ON true LEFT JOIN sets s ON true
 UNION ALL
-(SELECT 1, h.id, h.image_id, h.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = h.prompt_id),
+(SELECT 1, h.id, h.item_id, h.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = h.prompt_id),
         (SELECT p.category FROM prompt p WHERE p.id = h.prompt_id), h.prompt_set_id, NULL, NULL, NULL, NULL
  FROM held h ORDER BY h.leased_at, h.id)
 UNION ALL
-(SELECT 2, l.id, l.image_id, l.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = pick.prompt_id),
+(SELECT 2, l.id, l.item_id, l.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = pick.prompt_id),
         (SELECT p.category FROM prompt p WHERE p.id = pick.prompt_id), (SELECT id FROM sets), NULL, NULL,
         NULL, NULL
- FROM lease l JOIN pick ON pick.id = l.image_id
- ORDER BY pick.ratings_open, pick.id)
+ FROM lease l JOIN pick ON pick.id = l.item_id
+ ORDER BY pick.open, pick.id)
 """
 
-# fastpath.SUBMIT_SQL behind the caller check: $3 assignment, $4 label, $5 skip reason, $6 duration,
+# The rating submit behind the caller check: $3 assignment, $4 label, $5 skip reason, $6 duration,
 # $7 roles that may annotate (a session's CSRF token is $8). A good / bad answer keeps the slot its
 # lease holds; only the skip variant carries the UPDATE that gives the slot back.
 # Output: (caller id, role, credential id, last seen, new rating id or NULL, image id).
 _SUBMIT = """
-WITH {caller}, item AS (
-    SELECT i.id, i.prompt_set_id FROM image i
-    WHERE i.id = (SELECT a.image_id FROM rating_assignment a WHERE a.id = $3)
-      AND (SELECT role FROM caller) = ANY($7::text[])
-    FOR UPDATE OF i
-), a AS (
-    UPDATE rating_assignment ra SET state = 'submitted', submitted_at = $2
-    WHERE ra.id = $3 AND ra.image_id = (SELECT id FROM item) AND ra.annotator_id = (SELECT uid FROM caller)
-      AND ra.state = 'leased'
-    RETURNING ra.id, ra.image_id, ra.is_gold
-){slot}, r AS (
+WITH {caller}, {claim}, r AS (
     INSERT INTO rating (assignment_id, image_id, prompt_set_id, annotator_id, label, skip_reason, duration_ms,
                         created_at)
-    SELECT a.id, a.image_id, (SELECT prompt_set_id FROM item), (SELECT uid FROM caller), $4, $5, $6, $2
+    SELECT a.id, a.item_id, (SELECT prompt_set_id FROM item), (SELECT uid FROM caller), $4, $5, $6, $2
     FROM a
     RETURNING id
 )
 SELECT c.uid, c.role, c.cred, c.seen, (SELECT id FROM r), (SELECT id FROM item)
 FROM (SELECT 1) one LEFT JOIN caller c ON true
 """
-_SLOT = """, slot AS (
-    UPDATE image SET ratings_open = image.ratings_open + 1
-    WHERE image.id = (SELECT id FROM item) AND (SELECT NOT is_gold FROM a)
-)"""
+_CLAIM = {skip: statements.claim(RATING, aid="$3", uid=_UID, now=_NOW, item_cols=", i.prompt_set_id",
+                                 guard="AND (SELECT role FROM caller) = ANY($7::text[])", frees_slot=skip)
+          for skip in (False, True)}
+
+# Comparisons, the same shape. $3 evaluation (NULL: any), $4 prefetch, $5 roles that may annotate,
+# $6 the gold rate, $7 lease seconds, $8 the gold draws (a session's CSRF token is $9). Sides are drawn per lease and
+# recorded (blind pairs). Rows: header (kind 0: caller, pairs picked, slots wanted, gold drawn,
+# credential), then held (1) and new (2) leases with the prompt, the recorded side and the number
+# of images a side.
+_SIDES = """(SELECT p.text FROM prompt p JOIN comparison c ON c.prompt_id = p.id WHERE c.id = {x}.item_id),
+        {x}.left_is_a,
+        (SELECT count(*) FROM comparison_image ci WHERE ci.comparison_id = {x}.item_id AND ci.side = 'a'),
+        (SELECT count(*) FROM comparison_image ci WHERE ci.comparison_id = {x}.item_id AND ci.side = 'b')"""
+_NEXT_PAIR = f"""
+WITH {{caller}}, held AS ({statements.held(COMPARISON, uid=_UID, now=_NOW, limit="$4",
+                                           where="AND ($3::bigint IS NULL OR i.evaluation_id = $3)",
+                                           columns=", a.left_is_a")}
+), want AS (
+    SELECT CASE WHEN {_MAY} THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
+), gold AS (
+    SELECT count(*) FILTER (WHERE d.u < $6) AS n
+    FROM want, unnest($8::float8[]) WITH ORDINALITY AS d(u, k) WHERE d.k <= want.n
+), pick AS ({statements.pick(COMPARISON, uid=_UID, n="(SELECT n FROM want)",
+                             where="AND ($3::bigint IS NULL OR i.evaluation_id = $3) AND (SELECT n FROM gold) = 0")}
+), lease AS ({statements.lease(COMPARISON, uid=_UID, now=_NOW, expires="$2 + make_interval(secs => $7)",
+                               extra={"left_is_a": "random() < 0.5"})}
+), take AS ({statements.take(COMPARISON)}
+)
+SELECT 0 AS kind, c.uid AS id, (SELECT count(*) FROM pick) AS picked, c.seen AS expires, c.role AS text,
+       NULL::boolean AS left_is_a, (SELECT n FROM want) AS n_a, (SELECT n FROM gold) AS n_b, c.cred
+FROM (SELECT 1) one LEFT JOIN caller c ON true
+UNION ALL
+(SELECT 1, h.id, NULL, h.lease_expires_at, {_SIDES.format(x="h")}, NULL FROM held h ORDER BY h.leased_at, h.id)
+UNION ALL
+(SELECT 2, l.id, NULL, l.lease_expires_at, {_SIDES.format(x="l")}, NULL
+ FROM lease l JOIN pick ON pick.id = l.item_id ORDER BY pick.open, pick.id)
+"""
+# $3 assignment, $4 / $5 alignment / fidelity as seen on screen, $6 duration, $7 roles (CSRF $8);
+# the answer is stored in model terms (a / b), through the side recorded on the lease.
+_TO_MODEL = """CASE {v} WHEN 'tie' THEN 'tie' WHEN 'left' THEN CASE WHEN a.left_is_a THEN 'a' ELSE 'b' END
+                    ELSE CASE WHEN a.left_is_a THEN 'b' ELSE 'a' END END"""
+_VOTE = f"""
+WITH {{caller}}, {statements.claim(COMPARISON, aid="$3", uid=_UID, now=_NOW, returning=", ra.left_is_a",
+                                   guard="AND (SELECT role FROM caller) = ANY($7::text[])")}, v AS (
+    INSERT INTO comparison_vote (assignment_id, comparison_id, annotator_id, alignment, fidelity, duration_ms,
+                                 created_at)
+    SELECT a.id, a.item_id, (SELECT uid FROM caller), {_TO_MODEL.format(v="$4::text")},
+           {_TO_MODEL.format(v="$5::text")}, $6, $2
+    FROM a
+    RETURNING id
+)
+SELECT c.uid, c.role, c.cred, c.seen, (SELECT id FROM v), (SELECT id FROM item)
+FROM (SELECT 1) one LEFT JOIN caller c ON true
+"""
 
 NEXT_SQL = _NEXT.format(caller=_TOKEN_CALLER)
-# `next` leases work, so a session must prove the call came from our page (deps.changes_state)
-NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=6)))
+# `next` leases work, so a session must prove the call came from our page (credentials.changes_state)
+NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=7)))
 _SESSION_CSRF = _SESSION_CALLER.format(csrf=_CSRF.format(n=8))
-SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER,
-                                              slot=_SLOT if skip else "")
+SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER, claim=_CLAIM[skip])
               for session in (False, True) for skip in (False, True)}
+NEXT_PAIR_SQL = {session: _NEXT_PAIR.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=9)) if session
+                                             else _TOKEN_CALLER)
+                 for session in (False, True)}
+VOTE_SQL = {session: _VOTE.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER) for session in (False, True)}
 
 # Plans that do not depend on the values: no planning per call, the same plan at any table size.
 # A generic plan is made once per connection from the statistics of that moment; on a young,
@@ -205,6 +235,18 @@ SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session el
 # an index, so sequential scans are ruled out for these connections.
 SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off",
                    "application_name": "t2if-hotpath"}
+
+
+def usable(settings: Settings, dialect_name: str) -> bool:
+    """Whether this path runs (T2IF_ANNOTATION_ENGINE=auto on Postgres)."""
+    return settings.annotation_engine == "auto" and dialect_name == "postgresql"
+
+
+def rating_task(aid: int, image_id: int, expires: datetime, text: str, category: str, ps_id: int) -> RatingTask:
+    """A task from one lease row; the values come typed from the database."""
+    return RatingTask.model_construct(assignment_id=aid, image_id=image_id, image_url=image_url(image_id),
+                                      prompt=text, prompt_set_id=ps_id, category=category,
+                                      lease_expires_at=expires, highlights=list(highlights(text)))
 
 
 class Fallback(Exception):
@@ -217,23 +259,16 @@ class Fallback(Exception):
 
 def _credentials(scope: Scope, settings: Settings) -> tuple[str, str | None]:
     """(sha256 of the bearer token or session secret, CSRF token sent or None for a bearer token),
-    or Fallback where the route must decide (no credentials, another scheme, a bad cookie). The
-    headers and the cookie are read as the route reads them (Starlette, auth.cookies)."""
+    read by auth's definition (auth.credentials), or Fallback where the route must answer (no
+    credentials, a malformed Authorization header)."""
     conn = HTTPConnection(scope)
-    header = conn.headers.get("authorization")
-    if header:  # a bearer token wins over a cookie, as in deps
-        scheme, _, credentials = header.partition(" ")
-        token = credentials.strip()
-        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
-            raise Fallback("not a bearer token")
-        return sha256_hex(token), None
-    cookie = conn.cookies.get(SESSION_COOKIE)
-    if not cookie:
+    try:
+        found = presented(conn.headers, conn.cookies, settings)
+    except NotAuthenticated:
+        raise Fallback("not a bearer token") from None
+    if found is None:
         raise Fallback("no credentials")
-    secret = session_secret(settings, cookie)
-    if secret is None:
-        raise Fallback("session to check")
-    return sha256_hex(secret), conn.headers.get("x-csrf-token") or ""
+    return sha256_hex(found.secret), None if found.via == "token" else conn.headers.get("x-csrf-token") or ""
 
 
 def _int_param(raw: str) -> int:
@@ -242,18 +277,19 @@ def _int_param(raw: str) -> int:
     return int(raw)
 
 
-def _next_params(query_string: bytes) -> tuple[int | None, int]:
-    prompt_set_id: int | None = None
+def _next_params(query_string: bytes, scope_key: str = "prompt_set_id") -> tuple[int | None, int]:
+    """(prompt_set_id or evaluation_id, prefetch) of a `next` query."""
+    scope_id: int | None = None
     prefetch = 1
     if query_string:
         for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-            if key == "prompt_set_id":
-                prompt_set_id = _int_param(value)
+            if key == scope_key:
+                scope_id = _int_param(value)
             elif key == "prefetch":
                 prefetch = _int_param(value)
                 if not 1 <= prefetch <= MAX_PREFETCH:
                     raise Fallback("query to validate")
-    return prompt_set_id, prefetch
+    return scope_id, prefetch
 
 
 # what a connection that can no longer be trusted raises ("cannot switch to state …; another
@@ -275,6 +311,8 @@ class HotPath:
                  metrics: Registry) -> None:
         self.dsn, self.settings, self.session_factory = dsn, settings, session_factory
         self.pool: Any = None
+        # the gold draws (one uniform number per slot wanted, as leases.gold_draws): a test seeds it
+        self.rng = random.Random()
         # what this process answered itself and what it handed to the route, by reason
         self.requests = annotation_requests(metrics)
 
@@ -302,13 +340,20 @@ class HotPath:
             log.warning("hot path statement failed, the route answers instead: %s", exc)
             raise Fallback("database error") from exc
 
-    def _sweep(self) -> None:
+    def _sweep(self, kind: leases.LeaseKind) -> None:
         """Expired leases back to the pool: the portable sweep, in its own transaction."""
         with transaction(self.session_factory) as session:
-            leases.sweep_expired(session, RATING, utcnow(), min_interval=self.settings.lease_sweep_seconds)
+            leases.sweep_expired(session, kind, utcnow(), min_interval=self.settings.lease_sweep_seconds)
+
+    async def _sweep_due(self, kind: leases.LeaseKind) -> None:
+        if leases.sweep_due(kind, self.settings.lease_sweep_seconds):
+            try:
+                await run_in_threadpool(self._sweep, kind)
+            except Exception as exc:  # housekeeping: the next due sweep tries again
+                log.warning("lease sweep failed: %s", exc)
 
     async def _touch(self, session: bool, cred: str, seen: datetime | None, now: datetime) -> None:
-        """last_used_at / last_seen_at, at most once a minute per token or session, as deps.Caller does."""
+        """last_used_at / last_seen_at, at most once a minute per token or session, as auth.service does."""
         if seen is not None and now - seen <= TOUCH_INTERVAL:
             return
         try:
@@ -324,14 +369,12 @@ class HotPath:
         """The JSON body of a `next` answer, None for 204, or Fallback."""
         key, csrf = _credentials(scope, self.settings)
         prompt_set_id, prefetch = _next_params(scope["query_string"])
-        if leases.sweep_due(RATING, self.settings.lease_sweep_seconds):
-            try:
-                await run_in_threadpool(self._sweep)
-            except Exception as exc:  # housekeeping: the next due sweep tries again
-                log.warning("lease sweep failed: %s", exc)
+        await self._sweep_due(RATING)
         now = datetime.now(UTC)
-        rows = await (self._fetch(NEXT_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES) if csrf is None
-                      else self._fetch(NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, csrf))
+        draws = [self.rng.random() for _ in range(prefetch)]
+        rows = await (self._fetch(NEXT_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws)
+                      if csrf is None else
+                      self._fetch(NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws, csrf))
         head = rows[0]
         if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
             raise Fallback("caller to check")  # the route answers 401 / 403 with its messages
@@ -342,7 +385,7 @@ class HotPath:
             # another call of this caller leased one of the picked images meanwhile: the route
             # answers with what the caller now holds (this statement's leases are committed)
             raise Fallback("raced with the caller's own call", {"gold_draws": 0})
-        tasks = [fastpath.task(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
+        tasks = [rating_task(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
                  for r in rows[1:]]
         short = len(tasks) < prefetch and head["want"] > 0
         if short and head["prompt_set_id"] is not None and (head["n_sets"] > 1 or head["gold_rate"] > 0):
@@ -378,6 +421,63 @@ class HotPath:
                                          created_at=now)
         return out.__pydantic_serializer__.to_json(out)  # type: ignore[no-any-return]
 
+
+    async def next_pair(self, scope: Scope) -> bytes | None:
+        """`next` for comparisons: the JSON body, None for 204, or Fallback (as `next`)."""
+        key, csrf = _credentials(scope, self.settings)
+        evaluation_id, prefetch = _next_params(scope["query_string"], "evaluation_id")
+        await self._sweep_due(COMPARISON)
+        now = datetime.now(UTC)
+        gold_rate = self.settings.comparison_gold_rate
+        args = [key, now, evaluation_id, prefetch, ANNOTATING_ROLES, gold_rate, self.settings.lease_seconds,
+                [self.rng.random() for _ in range(prefetch)]]
+        rows = await self._fetch(NEXT_PAIR_SQL[csrf is not None], *args, *([csrf] if csrf is not None else []))
+        head = rows[0]
+        if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
+            raise Fallback("caller to check")
+        await self._touch(csrf is not None, head["cred"], head["expires"], now)
+        if head["n_b"]:
+            raise Fallback("gold drawn", {"gold_draws": int(head["n_b"])})
+        if sum(1 for r in rows if r["kind"] == 2) < head["picked"]:
+            raise Fallback("raced with the caller's own call", {"gold_draws": 0})
+        tasks = [pair_task(r["id"], r["text"], r["left_is_a"], r["n_a"], r["n_b"], r["expires"]) for r in rows[1:]]
+        if len(tasks) < prefetch and head["n_a"] > 0 and gold_rate > 0:
+            raise Fallback("pool ran dry", {"gold_draws": 0})  # unseen gold pairs may still serve
+        if not tasks:
+            return None
+        batch = ComparisonTaskBatch.model_construct(**dict(tasks[0]), prefetched=tasks[1:])
+        return batch.__pydantic_serializer__.to_json(batch)  # type: ignore[no-any-return]
+
+    async def vote(self, scope: Scope, raw: bytes) -> bytes:
+        """The JSON body of a 201 answer to a vote, or Fallback."""
+        key, csrf = _credentials(scope, self.settings)
+        try:
+            body = VoteSubmit.model_validate_json(raw)
+        except ValidationError:
+            raise Fallback("body to validate") from None
+        now = datetime.now(UTC)
+        args = [key, now, body.assignment_id, body.alignment, body.fidelity, body.duration_ms, ANNOTATING_ROLES]
+        rows = await self._fetch(VOTE_SQL[csrf is not None], *args, *([csrf] if csrf is not None else []))
+        uid, role, cred, seen, vote_id, _ = rows[0]
+        if uid is None or role not in ANNOTATING_ROLES:
+            raise Fallback("caller to check")
+        await self._touch(csrf is not None, cred, seen, now)
+        if vote_id is None:
+            raise Fallback("not the caller's live lease")
+        out = VoteRead.model_construct(assignment_id=body.assignment_id, alignment=body.alignment,
+                                       fidelity=body.fidelity, duration_ms=body.duration_ms, created_at=now)
+        return out.__pydantic_serializer__.to_json(out)  # type: ignore[no-any-return]
+
+
+def pair_task(aid: int, prompt: str, left_is_a: bool, n_a: int, n_b: int, expires: datetime) -> ComparisonTask:
+    """A comparison task from one lease row: the image URLs name the assignment and side, never the
+    image (blind pairs); a side without listed images shows its one image."""
+    n = {"left": max(n_a if left_is_a else n_b, 1), "right": max(n_b if left_is_a else n_a, 1)}
+    side = {screen: PairImage.model_construct(
+        image_url=pair_image_url(aid, screen), image_urls=[pair_image_url(aid, screen, i) for i in range(k)])
+        for screen, k in n.items()}
+    return ComparisonTask.model_construct(assignment_id=aid, prompt=prompt, left=side["left"], right=side["right"],
+                                          lease_expires_at=expires)
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool] | None:
     """(what was read, whether that is the whole body): reading stops once it passes MAX_BODY.
@@ -433,14 +533,15 @@ class HotPathMiddleware:
             return
         hot: HotPath | None = getattr(scope["app"].state, "hotpath", None)
         path, method = scope["path"], scope["method"]
-        if hot is None or hot.pool is None or (path != NEXT_PATH and path != SUBMIT_PATH) or (
-                hot.settings.annotation_engine != "auto"):
+        if hot is None or hot.pool is None or path not in HOT_PATHS or hot.settings.annotation_engine != "auto":
             await self.app(scope, receive, send)
             return
         handler: Callable[[], Awaitable[bytes | None]]
         if path == NEXT_PATH and method == "GET":
             status, handler = 200, lambda: hot.next(scope)
-        elif path == SUBMIT_PATH and method == "POST":
+        elif path == NEXT_PAIR_PATH and method == "GET":
+            status, handler = 200, lambda: hot.next_pair(scope)
+        elif path in (SUBMIT_PATH, VOTE_PATH) and method == "POST":
             read = await _read_body(receive)
             if read is None:
                 return
@@ -449,7 +550,8 @@ class HotPathMiddleware:
                 await self.app(scope, _replay(raw, receive, more=True), send)
                 return
             receive = _replay(raw, receive)
-            status, handler = 201, lambda: hot.submit(scope, raw)
+            status, handler = 201, (lambda: hot.submit(scope, raw)) if path == SUBMIT_PATH else (
+                lambda: hot.vote(scope, raw))
         else:
             await self.app(scope, receive, send)
             return

@@ -14,12 +14,12 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Comparison, ComparisonAssignment, Image, RatingAssignment
@@ -35,6 +35,8 @@ class LeaseKind:
     item_fk: str  # assignment column pointing at the item
     open_col: str  # item column: open slots
     wanted_col: str  # item column: answers wanted
+    # an item (the ORM class or an alias of it) that is not gold: only those have slots to hand out
+    not_gold: Callable[[Any], Any]
 
     @property
     def fk(self) -> Any:
@@ -49,8 +51,10 @@ class LeaseKind:
         return getattr(self.item, self.wanted_col)
 
 
-RATING = LeaseKind("rating", Image, RatingAssignment, "image_id", "ratings_open", "ratings_wanted")
-COMPARISON = LeaseKind("comparison", Comparison, ComparisonAssignment, "comparison_id", "votes_open", "votes_wanted")
+RATING = LeaseKind("rating", Image, RatingAssignment, "image_id", "ratings_open", "ratings_wanted",
+                   lambda i: i.gold_label.is_(None))
+COMPARISON = LeaseKind("comparison", Comparison, ComparisonAssignment, "comparison_id", "votes_open", "votes_wanted",
+                       lambda i: and_(i.gold_alignment.is_(None), i.gold_fidelity.is_(None)))
 
 
 class LeaseLost(Conflict):
@@ -162,12 +166,13 @@ def with_held_now(session: Session, kind: LeaseKind, annotator_id: int, now: dat
 
 
 def pick_open_items(session: Session, kind: LeaseKind, annotator_id: int, n: int, *filters: Any) -> list[int]:
-    """Lock up to n open items this annotator has not answered or held, fullest first."""
+    """Lock up to n open (not gold) items this annotator has not answered or held, fullest first
+    (statements.pick on Postgres)."""
     A = kind.assignment
     mine = exists().where(kind.fk == kind.item.id, A.annotator_id == annotator_id, A.state != "released")
     return list(session.scalars(
         select(kind.item.id)
-        .where(kind.open > 0, ~mine, *filters)
+        .where(kind.open > 0, kind.not_gold(kind.item), ~mine, *filters)
         .order_by(kind.open, kind.item.id)
         .limit(n)
         .with_for_update(skip_locked=True)

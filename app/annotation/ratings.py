@@ -76,8 +76,7 @@ def next_tasks(session: Session, settings: Settings, user: UserIdentity, *, prom
             new_ids += gold_ids
             need -= len(gold_ids)
         if need:
-            picked = leases.pick_open_items(session, RATING, user.id, need, Image.prompt_set_id == ps.id,
-                                            Image.gold_label.is_(None))
+            picked = leases.pick_open_items(session, RATING, user.id, need, Image.prompt_set_id == ps.id)
             leased = leases.lease_and_take(session, RATING, user.id, picked, now, ps.lease_seconds)
             new_ids += leased
             need -= len(leased)

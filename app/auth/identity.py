@@ -6,9 +6,8 @@ from typing import Protocol
 
 
 class UserIdentity(Protocol):
-    """What a request knows of its caller's account: the ORM `User`, or the annotation fast path's
-    `UserRef` (the same columns read in one statement). Code that only needs to know who is
-    calling takes this; code that changes the account loads the `User`."""
+    """What a request knows of its caller's account (the ORM `User` today). Code that only needs
+    to know who is calling takes this; code that changes the account loads the `User`."""
 
     @property
     def id(self) -> int: ...

@@ -1,5 +1,5 @@
 """When a credential lets its holder in. One definition, used by the ORM (auth.service) and, as
-SQL text compiled from it, by the annotation loop's hand-written statements (fastpath, hotpath)."""
+SQL text compiled from it, by the annotation hot path's statements (hotpath)."""
 
 from __future__ import annotations
 

@@ -113,7 +113,10 @@ def next_tasks(
     prefetch: int = 1,
     sweep_interval: float = 1.0,
     rng: random.Random | None = None,
+    gold_draws: int | None = None,
 ) -> list[ComparisonTask]:
+    """The caller's live leases first, topped up with new ones to `prefetch` (hotpath.next_pair on
+    Postgres). `gold_draws`: gold pairs to serve, already drawn (by the hot path)."""
     rng = rng or random.Random()
     now = utcnow()
     leases.sweep_expired(session, COMPARISON, now, min_interval=sweep_interval)
@@ -149,21 +152,13 @@ def next_tasks(
         )
 
     rate = settings.comparison_gold_rate
-    n_gold = leases.gold_draws(need, rate, rng) if rate else 0
+    n_gold = min(gold_draws, need) if gold_draws is not None else leases.gold_draws(need, rate, rng) if rate else 0
     if n_gold:
         gold = lease_gold(n_gold)
         new_ids += gold
         need -= len(gold)
     if need:
-        picked = leases.pick_open_items(
-            session,
-            COMPARISON,
-            user.id,
-            need,
-            *filters,
-            Comparison.gold_alignment.is_(None),
-            Comparison.gold_fidelity.is_(None),
-        )
+        picked = leases.pick_open_items(session, COMPARISON, user.id, need, *filters)
         leased = leases.lease_and_take(session, COMPARISON, user.id, picked, now, settings.lease_seconds,
                                        extra=sides)
         new_ids += leased

@@ -99,64 +99,6 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
-class UnitOfWork:
-    """One request's transaction for the hot paths, opened lazily.
-
-    On Postgres (`raw` is True) it is a Core connection in a transaction: hand-written statements
-    go straight to its psycopg connection (`cursor()`), and `session` is an ORM Session joined to
-    the same transaction for the rarer portable steps, so everything commits together. Elsewhere
-    (SQLite) it is a plain Session from the app's sessionmaker. `commit()` ends it; `close()` rolls
-    back whatever was not committed.
-    """
-
-    __slots__ = ("factory", "raw", "_conn", "_trans", "_session")
-
-    def __init__(self, factory: sessionmaker[Session], *, raw: bool) -> None:
-        self.factory, self.raw = factory, raw
-        self._conn: Any = None
-        self._trans: Any = None
-        self._session: Session | None = None
-
-    @property
-    def session(self) -> Session:
-        if self._session is None:
-            if self.raw:
-                self._session = Session(bind=self.connection(), autoflush=False, expire_on_commit=False,
-                                        join_transaction_mode="conditional_savepoint")
-            else:
-                self._session = self.factory()
-        return self._session
-
-    def connection(self) -> Any:
-        if not self.raw:
-            return self.session.connection()
-        if self._conn is None:
-            self._conn = self.factory.kw["bind"].connect()
-            self._trans = self._conn.begin()
-        return self._conn
-
-    def cursor(self) -> Any:
-        """A DB-API cursor inside the transaction."""
-        return self.connection().connection.driver_connection.cursor()
-
-    def commit(self) -> None:
-        if self.raw:
-            if self._session is not None:
-                self._session.flush()
-            if self._trans is not None:
-                self._trans.commit()
-        elif self._session is not None:
-            self._session.commit()
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-        if self._trans is not None and self._trans.is_active:
-            self._trans.rollback()
-        if self._conn is not None:
-            self._conn.close()
-
-
 def upsert_insert(session: Session) -> Any:
     """The dialect's INSERT that knows ON CONFLICT (Postgres in production, SQLite in the demo)."""
     from sqlalchemy.dialects import postgresql, sqlite

@@ -73,7 +73,10 @@ def _seed(session_factory) -> list[str]:
 
 
 @pytest.mark.slow
-def test_exact_counts_under_64_concurrent_clients(pg_url, session_factory, db):
+@pytest.mark.parametrize("annotation_engine", ["auto", "portable"])
+def test_exact_counts_under_64_concurrent_clients(annotation_engine, pg_url, session_factory, db):
+    """On both Postgres engines: the hot path (with the portable route behind it) and the portable
+    engine alone (T2IF_ANNOTATION_ENGINE=portable), for ratings and for comparisons."""
     tokens = _seed(session_factory)
     stored_ratings: list[tuple[int, str]] = []
     stored_votes: list[tuple[int, str, str]] = []
@@ -128,7 +131,8 @@ def test_exact_counts_under_64_concurrent_clients(pg_url, session_factory, db):
                             errors.append(f"vote {r.status_code} {r.text}")
 
     with running_server(pg_url, workers=2, extra_env={"T2IF_LEASE_SECONDS": str(LEASE_SECONDS),
-                                                     "T2IF_LEASE_SWEEP_SECONDS": "0.2"}) as base:
+                                                     "T2IF_LEASE_SWEEP_SECONDS": "0.2",
+                                                     "T2IF_ANNOTATION_ENGINE": annotation_engine}) as base:
         abandoners = tokens[CLIENTS:]
         with ThreadPoolExecutor(len(abandoners)) as pool:
             list(pool.map(lambda t: annotator(t, 0, base, True), abandoners))
@@ -141,12 +145,13 @@ def test_exact_counts_under_64_concurrent_clients(pg_url, session_factory, db):
         with ThreadPoolExecutor(CLIENTS) as pool:
             list(pool.map(lambda i: annotator(tokens[i], 1000 + i, base, False), range(CLIENTS)))
         assert not errors, errors[:5]
-        # the ratings went through the hot path (app/annotation/hotpath.py): its pools are still open
+        # with `auto` the calls went through the hot path (app/annotation/hotpath.py): its pools are
+        # still open; with `portable` it never started
         db.rollback()
         hot_connections = db.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 't2if-hotpath' "
             "AND datname = current_database()")).scalar()
-        assert hot_connections >= 2
+        assert hot_connections >= 2 if annotation_engine == "auto" else hot_connections == 0
 
     usable = db.execute(
         select(Rating.image_id, func.count(), func.count(func.distinct(Rating.annotator_id)))

@@ -1,8 +1,9 @@
 """The annotation hot path (next + submit) on each of its implementations.
 
-On Postgres `GET /rating-tasks/next` and `POST /ratings` run app/annotation/fastpath.py; the
-portable engine (ratings.py) serves SQLite and is also run here on Postgres with
-T2IF_ANNOTATION_ENGINE=portable. The same flow must give the same answers on all three. Which
+On Postgres the hot path (app/annotation/hotpath.py) answers the common case of
+`GET /rating-tasks/next` and `POST /ratings` and hands the rest to the route, which runs the
+portable engine (ratings.py); "fast" runs the route alone (the hot path's pool not started), and
+"portable" sets T2IF_ANNOTATION_ENGINE=portable. The same flow must give the same answers on all three. Which
 implementation answered is read from the app's metrics (app/metrics.py).
 """
 
@@ -228,8 +229,14 @@ def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
 
 
 def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make_user, db):
-    """The hot statement draws gold (rate 0.5 here); each draw goes to the route, which serves
-    exactly that many gold items instead of drawing again (a second draw would halve the rate)."""
+    """The hot statement draws gold (rate 0.5 here) from the hot path's seeded generator; each
+    draw goes to the route, which serves exactly that many gold items instead of drawing again (a
+    second draw would halve the rate)."""
+    import random
+
+    app.state.hotpath.rng = random.Random(7)
+    replica = random.Random(7)
+    expected = sum(replica.random() < 0.5 for _ in range(40))  # one draw per call: prefetch 1, nothing held
     researcher = make_user("researcher")
     pool = make_pool(client, researcher, n_images=90, k=1, gold_rate=0.5)
     gold_ids = set(pool.image_ids[:40])
@@ -245,7 +252,7 @@ def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make
         assert _rate(client, a, t.json()["assignment_id"]).status_code == 201
     handed = handed_to_route(app, "gold drawn")
     assert served_gold == handed  # one gold item per hand-over, none anywhere else
-    assert 8 <= served_gold <= 32  # 40 draws at 0.5: mean 20, sd 3.2
+    assert served_gold == expected
     assert hot_answered(app, hotpath.NEXT_PATH) == 40 - handed
 
 
@@ -394,7 +401,7 @@ def test_a_pick_that_loses_a_race_with_the_same_annotator_takes_no_slot(client, 
     taken anyway (X one answer short for good) and call 2 answered 204. Now only leases made take
     slots, and call 2 answers with the lease the annotator holds. A pg_sleep at the start of call
     2's statement opens the window deterministically. (The route's two engines take slots the same
-    way, leases.lease_and_take and fastpath.PICK_SQL; a stress run of 8 threads of one annotator
+    way, leases.lease_and_take and statements.take; a stress run of 8 threads of one annotator
     left 0 wrong counts there, against 293 and 128 before.)"""
     import threading
     import time
@@ -502,7 +509,7 @@ def hot_or_fast(request, settings, monkeypatch) -> str:
     return str(request.param)
 
 
-@pytest.mark.parametrize("call", ["next", "submit"])
+@pytest.mark.parametrize("call", ["next", "submit", "next pair", "vote"])
 @pytest.mark.parametrize("refusal", list(REFUSALS))
 def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, refusal, call, client, app,
                                                                     make_user, db):
@@ -511,14 +518,24 @@ def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, r
     CSRF token get the route's 401 / 403 on both calls, and nothing is leased or stored."""
     from tests.conftest import browser_login
 
-    make_pool(client, make_user("researcher"), n_images=3, k=1)
+    researcher = make_user("researcher")
+    pool = make_pool(client, researcher, n_images=3, k=1, prompts=["Two dogs"])
+    pairs = call in ("next pair", "vote")
+    if pairs:
+        assert client.post("/api/v1/comparisons", headers=bearer(researcher), json={
+            "image_a_id": pool.image_ids[0], "image_b_id": pool.image_ids[1]}).status_code == 201
+    assignment, answer_table = ("comparison_assignment", "comparison_vote") if pairs else ("rating_assignment",
+                                                                                           "rating")
+    next_path = "/api/v1/comparison-tasks/next" if pairs else "/api/v1/rating-tasks/next"
     a = make_user("annotator")
     with_session = refusal in ("expired session", "missing CSRF token")
     csrf = browser_login(client, a.username, a.password) if with_session else None
     headers = {"X-CSRF-Token": csrf} if with_session else bearer(a)
-    held = client.get("/api/v1/rating-tasks/next", headers=headers)
+    held = client.get(next_path, headers=headers)
     assert held.status_code == 200
-    answer = {"assignment_id": held.json()["assignment_id"], "label": "good"}
+    aid = held.json()["assignment_id"]
+    answer = {"assignment_id": aid, "alignment": "left", "fidelity": "tie"} if pairs else {
+        "assignment_id": aid, "label": "good"}
 
     if refusal == "revoked token":
         db.execute(text("UPDATE api_token SET revoked_at = now() WHERE user_id = :u"), {"u": a.id})
@@ -532,14 +549,14 @@ def test_a_caller_auth_refuses_is_refused_on_each_annotation_call(hot_or_fast, r
     db.commit()
     before = handed_to_route(app, "caller to check")
 
-    if call == "next":
-        r = client.get("/api/v1/rating-tasks/next", headers=headers, params={"prefetch": 3})
+    if call in ("next", "next pair"):
+        r = client.get(next_path, headers=headers, params={"prefetch": 3})
     else:
-        r = client.post("/api/v1/ratings", headers=headers, json=answer)
+        r = client.post("/api/v1/comparison-votes" if pairs else "/api/v1/ratings", headers=headers, json=answer)
     status, code = REFUSALS[refusal]
     assert r.status_code == status and r.json()["error"]["code"] == code, r.text
-    assert db.scalar(select(func.count()).select_from(RatingAssignment)) == 1
-    assert db.scalar(select(func.count()).select_from(Rating)) == 0
-    assert db.scalar(select(RatingAssignment.state)) == "leased"
+    db.rollback()
+    assert db.execute(text(f"SELECT count(*), min(state) FROM {assignment}")).one() == (1, "leased")
+    assert db.scalar(text(f"SELECT count(*) FROM {answer_table}")) == 0
     # the hot path found no caller its statement may serve and left the answer to the route
     assert handed_to_route(app, "caller to check") == before + (hot_or_fast == "hot")
