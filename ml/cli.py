@@ -454,49 +454,50 @@ def make_world_models(out, **kw) -> None:
     click.echo(json.dumps({"sd": str(result.sd), "clip": str(result.clip), "seconds": result.seconds}))
 
 
-@cli.command("world-loop")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes report.json and grid.png here")
-@click.option(
+_world_models_opt = click.option(
     "--models",
     type=click.Path(exists=True, file_okay=False),
     default=None,
     help="world models folder (sd/ and clip/) [default: the shipped ones]",
 )
+
+
+def _world_run(run: Any, summary: Any, config: Any, models: str | None, out: str, files: dict[str, str]) -> None:
+    """Run a world experiment `run(config, models, out, progress)` with stage bars; print its summary
+    (stderr) and where its files are (stdout, JSON)."""
+    from ml.world import SHIPPED_MODELS
+
+    bars, progress = _stage_bars()
+    report = run(config, models or SHIPPED_MODELS, out, progress)
+    for b in bars.values():
+        b.close()
+    click.echo(summary(report), err=True)
+    click.echo(json.dumps({k: str(Path(out) / name) for k, name in files.items()}))
+
+
+@cli.command("world-loop")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes report.json and grid.png here")
+@_world_models_opt
 @config_options(WorldLoopConfig)
 def world_loop(out, models, **kw) -> None:
     """One offline round in the shapes world: pool -> oracle labels -> reward -> fine-tune -> oracle
     evaluation of base / uniform / reward-weighted; writes report.json and grid.png."""
-    from ml.world import SHIPPED_MODELS
     from ml.world.loop import run_world_loop, summary
 
-    config = build_config(WorldLoopConfig, kw)
-    bars, progress = _stage_bars()
-    report = run_world_loop(config, models or SHIPPED_MODELS, out, progress)
-    for b in bars.values():
-        b.close()
-    click.echo(summary(report), err=True)
-    click.echo(json.dumps({"report": str(Path(out) / "report.json"), "grid": str(Path(out) / "grid.png")}))
+    _world_run(run_world_loop, summary, build_config(WorldLoopConfig, kw), models, out,
+               {"report": "report.json", "grid": "grid.png"})
 
 
 @cli.command("world-active")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="writes active.json here")
-@click.option("--models", type=click.Path(exists=True, file_okay=False), default=None,
-              help="world models folder (sd/ and clip/) [default: the shipped ones]")
+@_world_models_opt
 @config_options(ActiveConfig)
 def world_active(out, models, **kw) -> None:
     """What to label next, in the shapes world: the reward model's AUC on unseen prompts as labels are
     added at random or where the current reward model is least sure; writes active.json."""
-    from ml.world import SHIPPED_MODELS
     from ml.world.active import run_active, summary
 
-    config = build_config(ActiveConfig, kw)
-    bars, progress = _stage_bars()
-    report = run_active(config, models or SHIPPED_MODELS, out, progress)
-    for b in bars.values():
-        b.close()
-    click.echo(summary(report), err=True)
-    click.echo(json.dumps({"report": str(Path(out) / "active.json")}))
-
+    _world_run(run_active, summary, build_config(ActiveConfig, kw), models, out, {"report": "active.json"})
 
 if __name__ == "__main__":
     cli()

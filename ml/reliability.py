@@ -19,7 +19,7 @@ admin annotator page; `ml.world` measures what it buys against the oracle.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +37,6 @@ class RaterEstimate:
         """Youden's J = sensitivity + specificity - 1: 1 a perfect rater, 0 a coin, -1 one who always lies."""
         return self.sensitivity + self.specificity - 1.0
 
-    @property
-    def accuracy_balanced(self) -> float:
-        return (self.sensitivity + self.specificity) / 2
-
 
 @dataclass
 class Reliability:
@@ -51,9 +47,6 @@ class Reliability:
     converged: bool
     log_likelihood: float
     majority: dict[Any, float] = field(default_factory=dict)  # item -> share of "good" labels
-
-    def label(self, item: Hashable) -> float:
-        return self.posterior[item]
 
 
 def dawid_skene(

@@ -167,15 +167,14 @@ def reliability(session: Session, versions: int = 50) -> dict[int, dict[str, Any
     """Each annotator's newest reliability estimate, from the reward versions trained with rater
     weighting (their metrics keep the Dawid-Skene estimate of every annotator whose labels they used)."""
     out: dict[int, dict[str, Any]] = {}
-    recent = session.execute(
-        select(ModelVersion.id, ModelVersion.name, ModelVersion.metrics)
+    recent = session.execute(  # only the estimates: a version's metrics also hold its training history
+        select(ModelVersion.id, ModelVersion.name, ModelVersion.metrics["raters"]["annotators"])
         .where(ModelVersion.kind == "reward")
         .order_by(ModelVersion.id.desc())
         .limit(versions)
     )
-    for vid, name, metrics in recent:
-        raters = (metrics or {}).get("raters") or {}
-        for uid, est in (raters.get("annotators") or {}).items():
+    for vid, name, annotators in recent:
+        for uid, est in (annotators if isinstance(annotators, dict) else {}).items():
             if not str(uid).isdigit() or int(uid) in out:
                 continue
             try:

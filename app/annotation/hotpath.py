@@ -365,6 +365,14 @@ class HotPath:
         except Exception as exc:  # bookkeeping only: never fail the annotator's call over it
             log.warning("could not record when a credential was last used: %s", exc)
 
+    async def _admit(self, csrf: str | None, uid: Any, role: Any, cred: Any, seen: datetime | None,
+                     now: datetime) -> None:
+        """The caller as the statement found it: an annotating role goes on (its credential touched);
+        anyone else is Fallback, and the route answers 401 / 403 (csrf_failed, role) with its messages."""
+        if uid is None or role not in ANNOTATING_ROLES:
+            raise Fallback("caller to check")
+        await self._touch(csrf is not None, cred, seen, now)
+
     async def next(self, scope: Scope) -> bytes | None:
         """The JSON body of a `next` answer, None for 204, or Fallback."""
         key, csrf = _credentials(scope, self.settings)
@@ -376,9 +384,7 @@ class HotPath:
                       if csrf is None else
                       self._fetch(NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws, csrf))
         head = rows[0]
-        if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
-            raise Fallback("caller to check")  # the route answers 401 / 403 with its messages
-        await self._touch(csrf is not None, head["category"], head["expires"], now)
+        await self._admit(csrf, head["id"], head["text"], head["category"], head["expires"], now)
         if head["gold"]:
             raise Fallback("gold drawn", {"gold_draws": int(head["gold"])})
         if sum(1 for r in rows if r["kind"] == 2) < head["image_id"]:
@@ -411,9 +417,7 @@ class HotPath:
             args.append(csrf)
         rows = await self._fetch(SUBMIT_SQL[csrf is not None, body.label == "skip"], *args)
         uid, role, cred, seen, rating_id, image_id = rows[0]
-        if uid is None or role not in ANNOTATING_ROLES:
-            raise Fallback("caller to check")  # the route answers 401 / 403 (csrf_failed, role)
-        await self._touch(csrf is not None, cred, seen, now)
+        await self._admit(csrf, uid, role, cred, seen, now)
         if rating_id is None:
             raise Fallback("not the caller's live lease")  # repeat, lost, foreign, unknown: the route decides
         out = RatingRead.model_construct(id=rating_id, assignment_id=body.assignment_id, image_id=image_id,
@@ -433,9 +437,7 @@ class HotPath:
                 [self.rng.random() for _ in range(prefetch)]]
         rows = await self._fetch(NEXT_PAIR_SQL[csrf is not None], *args, *([csrf] if csrf is not None else []))
         head = rows[0]
-        if head["id"] is None or head["text"] not in ANNOTATING_ROLES:
-            raise Fallback("caller to check")
-        await self._touch(csrf is not None, head["cred"], head["expires"], now)
+        await self._admit(csrf, head["id"], head["text"], head["cred"], head["expires"], now)
         if head["n_b"]:
             raise Fallback("gold drawn", {"gold_draws": int(head["n_b"])})
         if sum(1 for r in rows if r["kind"] == 2) < head["picked"]:
@@ -459,9 +461,7 @@ class HotPath:
         args = [key, now, body.assignment_id, body.alignment, body.fidelity, body.duration_ms, ANNOTATING_ROLES]
         rows = await self._fetch(VOTE_SQL[csrf is not None], *args, *([csrf] if csrf is not None else []))
         uid, role, cred, seen, vote_id, _ = rows[0]
-        if uid is None or role not in ANNOTATING_ROLES:
-            raise Fallback("caller to check")
-        await self._touch(csrf is not None, cred, seen, now)
+        await self._admit(csrf, uid, role, cred, seen, now)
         if vote_id is None:
             raise Fallback("not the caller's live lease")
         out = VoteRead.model_construct(assignment_id=body.assignment_id, alignment=body.alignment,
