@@ -382,3 +382,29 @@ def test_8bit_adam_uses_bitsandbytes_when_installed_and_says_so_when_not(tiny_sd
     with pytest.warns(UserWarning):
         finetune(cfg, tiny_sd, samples, tmp_path / "b")
     assert made and made[0]["betas"] == (0.9, 0.999)
+
+
+def test_lora_targets_and_min_timestep_choose_what_trains(tiny_sd, samples, tmp_path):
+    from safetensors.torch import load_file
+
+    pre = [PretrainSample(s.image, "a photo") for s in samples]
+    cfg = FinetuneConfig(mode="lora", max_steps=2, batch_size=2, lr=1e-2, checkpoint_every=10,
+                         lora_targets=r".*attn2\.(to_k|to_v)", min_timestep=500)
+
+    def run(name, c):
+        torch.manual_seed(0)  # LoRA's initial A comes from the global generator
+        return finetune(c, tiny_sd, samples, tmp_path / name, pretrain=pre)
+
+    kv = run("kv", cfg)
+    keys = load_file(str(kv.checkpoint / "pytorch_lora_weights.safetensors")).keys()
+    assert keys and all("attn2.to_k" in k or "attn2.to_v" in k for k in keys), sorted(keys)[:4]
+    every = run("all", dataclasses.replace(cfg, lora_targets=None))
+    all_keys = load_file(str(every.checkpoint / "pytorch_lora_weights.safetensors")).keys()
+    assert any("attn1" in k for k in all_keys) and any("to_q" in k for k in all_keys)
+    # same adapters, seed and data order; only the noise levels drawn differ, and with them the losses
+    low = run("low", dataclasses.replace(cfg, min_timestep=0))
+    assert [c["loss"] for c in kv.curve] != [c["loss"] for c in low.curve]
+    with pytest.raises(ValueError, match="min_timestep"):
+        finetune(dataclasses.replace(cfg, min_timestep=-1), tiny_sd, samples, tmp_path / "neg")
+    with pytest.raises(ValueError, match="leaves no timestep"):
+        finetune(dataclasses.replace(cfg, min_timestep=10_000), tiny_sd, samples, tmp_path / "high", pretrain=pre)
