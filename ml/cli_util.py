@@ -56,7 +56,10 @@ def build_config(cls: type, kwargs: dict, prefix: str = "", **fixed: Any) -> Any
             v = kwargs.pop(key)
             if v is not None:
                 values[fld.name] = v
-    return cls(**{**values, **fixed})
+    try:
+        return cls(**{**values, **fixed})
+    except ValueError as exc:  # a config's own check of its values: a usage error, not a traceback
+        raise click.UsageError(str(exc)) from None
 
 
 def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict]:

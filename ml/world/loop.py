@@ -107,6 +107,12 @@ class WorldLoopConfig:
     )
     grid_prompts: int = field(default=8, metadata={"help": "prompts in grid.png"})
 
+    def __post_init__(self) -> None:  # checked before minutes of drawing, not after
+        if self.panel not in ("oracle", "mixed"):
+            raise ValueError(f"unknown panel {self.panel!r}; choose 'oracle' or 'mixed'")
+        if self.panel == "mixed" and not 1 <= self.raters_per_image <= self.panel_size:
+            raise ValueError(f"raters_per_image must be between 1 and panel_size ({self.panel_size})")
+
 
 # The round the test suite runs: smaller pool and evaluation, fewer steps, same method (about four minutes).
 REDUCED = WorldLoopConfig(train_prompts=32, labels_per_prompt=16, pool_per_prompt=24, eval_prompts=40,
@@ -253,8 +259,6 @@ def crowd_labels(
     from ml.reliability import dawid_skene
     from ml.world.raters import mixed_panel
 
-    if not 1 <= config.raters_per_image <= config.panel_size:
-        raise ValueError(f"raters_per_image must be between 1 and panel_size ({config.panel_size})")
     panel = mixed_panel(config.panel_size, seed=config.seed)
     rng = random.Random(config.seed + 11)
     per_prompt = max(config.pool_per_prompt, config.labels_per_prompt)
@@ -350,10 +354,8 @@ def run_world_loop(
             {"image_key": f"pool-{i}", "prompt": pool_req[i][0], "label": lab}
             for i, lab in zip(labelled, pool_labels, strict=True)
         ]
-    elif config.panel == "mixed":
+    else:  # "mixed" (WorldLoopConfig checks the name)
         label_sets, crowd_report, pool_labels = crowd_labels(config, labelled, pool_req, pool_truth)
-    else:
-        raise ValueError(f"unknown panel {config.panel!r}; choose 'oracle' or 'mixed'")
     timed("label", t0)
 
     # 4. CLIP embeddings (CLIP stays frozen)
