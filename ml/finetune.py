@@ -123,6 +123,14 @@ class FinetuneConfig:
             "and save it instead of the last weights: smooths the noise of high learning rates; None: off"
         },
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA adapter folder (as this module writes) that the fine-tune starts from, on top of the "
+            "base model: a LoRA fine-tune continues it (same rank and targets), a full one fuses it into the "
+            "weights first. How a later round starts from the generator of the round before; None: the base"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of data order, noise and timesteps"})
     use_8bit_adam: bool = field(
         default=False,
@@ -411,6 +419,11 @@ def finetune(
     pipe = StableDiffusionPipeline.from_pretrained(
         str(load_from), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
     )
+    if config.init_adapter and config.mode == "full" and not legacy:  # a legacy full checkpoint holds it fused
+        pipe.load_lora_weights(str(config.init_adapter))
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
+        pipe.unet.requires_grad_(True)  # peft froze the base weights to load the adapter
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     if config.min_timestep >= noise_scheduler.config.num_train_timesteps:
@@ -444,6 +457,8 @@ def finetune(
             from safetensors.torch import load_file
 
             set_peft_model_state_dict(unet, load_file(str(Path(resume_from) / "adapter_state.safetensors")))
+        elif config.init_adapter:
+            _load_adapter(unet, config.init_adapter)
     if config.gradient_checkpointing if config.gradient_checkpointing is not None else cuda:
         unet.enable_gradient_checkpointing()
     params = [p for p in unet.parameters() if p.requires_grad]
@@ -675,6 +690,36 @@ def _gather_rng(acc: Any, gen: torch.Generator) -> list[torch.Tensor]:
     if acc.num_processes == 1:
         return [state]
     return [s.cpu() for s in acc.gather(state.to(acc.device)[None])]
+
+
+def _load_adapter(unet: Any, folder: str | Path) -> None:
+    """Set the UNet's (fresh) LoRA adapter to the weights saved in `folder`; a saved adapter of another
+    rank or on other modules is refused, since continuing it would silently drop part of the model."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import set_peft_model_state_dict
+
+    try:
+        state, _ = StableDiffusionPipeline.lora_state_dict(str(folder))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read the LoRA adapter in {folder}: {e}") from e
+    unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    if not unet_state:
+        raise ValueError(f"{folder} holds no UNet LoRA weights")
+    peft_state = convert_unet_state_dict_to_peft(unet_state)
+    want = {k for k in unet.state_dict() if "lora_" in k}
+    try:
+        result = set_peft_model_state_dict(unet, peft_state)
+    except RuntimeError as e:  # size mismatch: another rank
+        raise ValueError(f"the adapter in {folder} does not match this fine-tune's LoRA rank: {str(e)[:300]}") from e
+    unexpected = list(getattr(result, "unexpected_keys", []))
+    missing = [k for k in getattr(result, "missing_keys", []) if k in want]
+    if unexpected or missing:
+        raise ValueError(
+            f"the adapter in {folder} is on other modules than this fine-tune's LoRA targets "
+            f"({len(missing)} of this fine-tune's adapter weights not in it, {len(unexpected)} of its weights "
+            f"unused, e.g. {(missing or unexpected)[0]}); continue it with the same lora_rank and lora_targets"
+        )
 
 
 def _read_resume(path: str | Path, config: FinetuneConfig) -> dict:

@@ -408,3 +408,41 @@ def test_lora_targets_and_min_timestep_choose_what_trains(tiny_sd, samples, tmp_
         finetune(dataclasses.replace(cfg, min_timestep=-1), tiny_sd, samples, tmp_path / "neg")
     with pytest.raises(ValueError, match="leaves no timestep"):
         finetune(dataclasses.replace(cfg, min_timestep=10_000), tiny_sd, samples, tmp_path / "high", pretrain=pre)
+
+
+def test_a_fine_tune_starts_from_a_saved_adapter_and_refuses_one_that_does_not_fit(tiny_sd, samples, tmp_path):
+    """A later round starts from the generator of the round before: a LoRA fine-tune continues its
+    adapter, a full one starts from the weights with it fused; an adapter of another shape is refused."""
+    from safetensors.torch import load_file
+
+    from ml.generation import load_generator
+
+    cfg = FinetuneConfig(mode="lora", max_steps=2, batch_size=2, lr=5e-2, checkpoint_every=10, warmup_steps=0)
+    torch.manual_seed(0)
+    first = finetune(cfg, tiny_sd, samples, tmp_path / "first").checkpoint
+    trained = load_file(str(first / "pytorch_lora_weights.safetensors"))
+    # a step too small to move anything: what is saved is what it started from
+    still = dataclasses.replace(cfg, max_steps=1, lr=1e-12, init_adapter=str(first))
+    torch.manual_seed(1)  # another fresh initialisation, which the saved adapter must replace
+    cont = load_file(str(finetune(still, tiny_sd, samples, tmp_path / "cont").checkpoint
+                         / "pytorch_lora_weights.safetensors"))
+    assert cont.keys() == trained.keys()
+    assert all(torch.allclose(cont[k], trained[k], atol=1e-6) for k in trained)
+    torch.manual_seed(1)
+    fresh = load_file(str(finetune(dataclasses.replace(still, init_adapter=None), tiny_sd, samples,
+                                   tmp_path / "fresh").checkpoint / "pytorch_lora_weights.safetensors"))
+    assert any(not torch.allclose(fresh[k], trained[k], atol=1e-4) for k in trained)
+
+    full = finetune(dataclasses.replace(still, mode="full"), tiny_sd, samples, tmp_path / "full").checkpoint
+    fused = load_generator(tiny_sd, lora=first, device="cpu", fuse_lora=True).pipe.unet.state_dict()
+    saved = load_generator(full, device="cpu").pipe.unet.state_dict()
+    assert all(torch.allclose(saved[k], fused[k], atol=1e-5) for k in fused)
+    base = load_generator(tiny_sd, device="cpu").pipe.unet.state_dict()
+    assert any(not torch.allclose(saved[k], base[k], atol=1e-4) for k in base)
+
+    with pytest.raises(ValueError, match="rank"):
+        finetune(dataclasses.replace(still, lora_rank=4), tiny_sd, samples, tmp_path / "r4")
+    with pytest.raises(ValueError, match="other modules"):
+        finetune(dataclasses.replace(still, lora_targets=r".*attn2\.(to_k|to_v)"), tiny_sd, samples, tmp_path / "kv")
+    with pytest.raises(ValueError, match="cannot read"):
+        finetune(dataclasses.replace(still, init_adapter=str(tmp_path)), tiny_sd, samples, tmp_path / "none")
