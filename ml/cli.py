@@ -22,6 +22,7 @@ from ml.tiny import TinyConfig
 from ml.world.active import ActiveConfig
 from ml.world.build import WorldModelsConfig
 from ml.world.loop import WorldLoopConfig
+from ml.world.rounds import RoundsConfig
 
 _clip_opt = click.option(
     "--clip", "clip_model", required=True, help="CLIP folder or hub id, e.g. openai/clip-vit-large-patch14"
@@ -498,6 +499,20 @@ def world_active(out, models, **kw) -> None:
     from ml.world.active import run_active, summary
 
     _world_run(run_active, summary, build_config(ActiveConfig, kw), models, out, {"report": "active.json"})
+
+
+@cli.command("world-rounds")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes rounds.json and grid.png here")
+@_world_models_opt
+@config_options(RoundsConfig)
+def world_rounds(out, models, **kw) -> None:
+    """Several rounds in the shapes world, each fine-tuning the model of the round before on new images it
+    drew and new oracle labels: alignment per round beside the uniform-weight chain, and a fidelity guard
+    (drawing quality, distance to the pre-training images) that shows reward hacking; writes rounds.json."""
+    from ml.world.rounds import run_world_rounds, summary
+
+    _world_run(run_world_rounds, summary, build_config(RoundsConfig, kw), models, out,
+               {"report": "rounds.json", "grid": "grid.png"})
 
 if __name__ == "__main__":
     cli()

@@ -130,10 +130,11 @@ def generate_images(
     requests: list[tuple[str, int]],
     config: WorldLoopConfig,
     progress: Callable[[int, int], None] | None = None,
+    lora: str | Path | None = None,
 ) -> list[Any]:
     from ml.generation import GenerationConfig, generate, load_generator
 
-    gen = load_generator(model, device="cpu")
+    gen = load_generator(model, lora=lora, device="cpu")
     cfg = GenerationConfig(steps=config.sampler_steps, guidance_scale=config.guidance_scale, batch_size=256)
     return [g.image for g in generate(gen, requests, cfg, progress=progress).images]
 
@@ -171,12 +172,22 @@ def write_grid(
 
 def _finetune_child(arm: str, job: tuple, threads: int, queue: Any) -> None:
     """One arm's fine-tune in a spawned process; progress and the outcome go back through `queue`."""
+    import os
+    import threading
     import traceback
 
     import torch
 
     from ml.finetune import finetune
 
+    parent = os.getppid()
+
+    def orphaned() -> None:  # a parent killed without cleanup (SIGKILL, SIGTERM) must not leave us training
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     torch.set_num_threads(threads)
     try:
         t0 = time.perf_counter()

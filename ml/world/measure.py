@@ -94,3 +94,19 @@ def verdict_sentence(gain: dict[str, float], base_rate: float, cand_rate: float,
     if z <= -3:
         return head + " The model got worse at following its prompts: check the labels and training settings."
     return head + " That is within noise: no clear change yet."
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of embeddings (rows): the FID formula,
+    ‖μa − μb‖² + tr(Σa + Σb − 2 (Σa Σb)^½), on whatever embedding is given. tr((Σa Σb)^½) is the sum of
+    the square roots of the eigenvalues of Σa^½ Σb Σa^½, which is symmetric, so no general matrix
+    square root is needed. Compare distances of sets of the same size: the estimate's bias depends on n."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two sets of at least 2 embeddings of one width, not {a.shape} and {b.shape}")
+    mu = a.mean(0) - b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(ca)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cb @ root_a), 0, None)).sum()
+    return float(mu @ mu + np.trace(ca) + np.trace(cb) - 2 * cross)
