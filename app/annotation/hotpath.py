@@ -7,10 +7,13 @@ answers the common case of each itself, before FastAPI's routing:
 - one asyncpg statement per call (a prepared, generic plan; its own transaction, so the commit
   rides in the same round trip), which checks the caller (bearer token, or browser session and
   its CSRF token), and
-    - next:   returns the caller's live leases, or picks the fullest open items (images of the
-              first candidate prompt set; pairs, of the evaluation asked for) with `FOR UPDATE
-              SKIP LOCKED` on the kind's pool index, takes their slots and leases them (a pair's
-              sides drawn and recorded per lease);
+    - next:   returns the caller's live leases, or serves new ones from the pool (images of the
+              first candidate prompt set; pairs, of the evaluation asked for) as statements.serve
+              does: the gold slots drawn (unseen gold by id, on the kind's gold index), the
+              fullest open items (`FOR UPDATE SKIP LOCKED` on the kind's pool index, their slots
+              taken), then unseen gold while the pool is dry for the caller; each lease of a pair
+              records its drawn side. The draws (leases.Draws) come from `HotPath.rng`, the app's
+              generator that the route draws from too;
     - submit: locks the item (item first, as everywhere), turns the caller's live lease into
               the answer, gives a skip's slot back and stores the rating or vote.
   The lease rules in these statements are statements.py's, the same text the sync fast path
@@ -22,11 +25,13 @@ engine elsewhere or with T2IF_ANNOTATION_ENGINE=portable, which also turns this 
 gives the same answers and every error message:
 no credentials or a bad cookie, a bad token, session, CSRF token or role (401 / 403), a query or body that
 does not validate (422), a submit that is not the caller's live lease (an identical repeat, a
-conflicting one, a lost lease, someone else's: 200 / 409 / 404), a gold draw (the number drawn is
-passed on in `scope["state"]`, so the route serves exactly that many gold items), a prompt set
-(or pool of pairs) that ran dry for this annotator while other sets or gold remain, and any database error here
-(submit is idempotent per assignment, so a retry in the route is safe). Leases a `next`
-statement took before handing over are committed and come back to the route as held leases.
+conflicting one, a lost lease, someone else's: 200 / 409 / 404), a first prompt set that ran dry
+(gold included) for this annotator while other training sets remain, a `next` that raced with
+the caller's own call, and any database error here (submit is idempotent per assignment, so a
+retry in the route is safe). Gold is not a reason: the statement serves it. A `next` hands its
+draws on in `scope["state"]["lease_draws"]`, so the route does not draw again; leases the
+statement took before handing over are committed (their gold with them: the draws say so) and
+come back to the route as held leases.
 
 Expired leases are swept by the portable code, rate-limited per process as before.
 """
