@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -64,7 +65,8 @@ def create_app(
         engine = factory.kw["bind"]
         hot = None
         if hotpath.usable(settings, engine.dialect.name):
-            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory, app.state.metrics)
+            hot = hotpath.HotPath(hotpath.asyncpg_dsn(engine.url), settings, factory, app.state.metrics,
+                                  app.state.annotation_rng)
             await hot.start()
         app.state.hotpath = hot
         try:
@@ -91,6 +93,9 @@ def create_app(
     app.state.dispatcher = dispatcher
     app.state.hotpath = None
     app.state.metrics = Registry()
+    # the annotation engines' draws (gold, a pair's sides): one generator for the hot path and the
+    # route, so that a test can seed it and get the same stream on every engine
+    app.state.annotation_rng = random.Random()
 
     # added first = inside the request-context middleware: hot answers get the same headers and log line
     app.add_middleware(hotpath.HotPathMiddleware)

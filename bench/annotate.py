@@ -2,7 +2,7 @@
 
     python bench/annotate.py [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
                              [--sizes 1000,1000000] [--clients 1,8,32,128] [--seconds 10]
-                             [--kinds floor,ratings,comparisons]
+                             [--kinds floor,ratings,comparisons] [--gold 0.1]
 
 It creates its own database (dropped at the end), bulk-loads users, images and as many pairs with
 generate_series, starts uvicorn on this checkout's code, and prints round trips per second and p50 /
@@ -12,6 +12,9 @@ p95 / p99 of each call, for each kind:
                alone allows;
 - ratings:     GET /rating-tasks/next + POST /ratings over HTTP;
 - comparisons: GET /comparison-tasks/next + POST /comparison-votes over HTTP.
+With --gold RATE, every 100th image and pair is gold and gold is drawn at RATE (the prompt set's
+gold_rate, T2IF_COMPARISON_GOLD_RATE). Each HTTP level also prints the share of calls the asyncpg
+hot path handed to the FastAPI route (read from the workers' counters, app.metrics), by reason.
 Everything (server, Postgres, load generator) shares this machine.
 """
 
@@ -58,7 +61,10 @@ def reset_pool(url: str) -> None:
     eng.dispose()
 
 
-def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
+GOLD_EVERY = 100  # with --gold: one image and one pair in this many is gold
+
+
+def load_pool(url: str, n_images: int, n_users: int, k: int, gold_rate: float = 0.0) -> list[str]:
     """Bulk-load a prompt set, n_images images and n_users annotators with tokens; returns tokens."""
     from app.auth.secrets import hash_password, new_api_token, sha256_hex
 
@@ -76,9 +82,9 @@ def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
             text(
                 "INSERT INTO prompt_set (name, description, purpose, labels_per_image, votes_per_comparison, "
                 "gold_rate, lease_seconds, auto_chain, source, created_at) VALUES ('bench', '', 'training', "
-                ":k, 9, 0, 600, '{}', '{}', now())"
+                ":k, 9, :gold_rate, 600, '{}', '{}', now())"
             ),
-            {"k": k},
+            {"k": k, "gold_rate": gold_rate},
         )
         c.execute(
             text(
@@ -105,6 +111,9 @@ def load_pool(url: str, n_images: int, n_users: int, k: int) -> list[str]:
             ),
             {"n": n_images, "k": k},
         )
+        if gold_rate > 0:
+            c.execute(text("UPDATE image SET gold_label = 'good' WHERE id % :e = 0"), {"e": GOLD_EVERY})
+            c.execute(text("UPDATE comparison SET gold_alignment = 'a' WHERE id % :e = 0"), {"e": GOLD_EVERY})
         for i, tok in enumerate(tokens):
             uid = c.execute(
                 text(
@@ -279,6 +288,43 @@ def cpu_by_group(server_pid: int) -> dict[str, float]:
     return groups
 
 
+def worker_pids(metrics_dir: str) -> list[int]:
+    """The server's app processes: each wrote DIR/<pid>.ready once it can take SIGUSR1 (bench/_server.py)."""
+    return [int(n.split(".")[0]) for n in os.listdir(metrics_dir) if n.endswith(".ready")]
+
+
+def hot_counts(metrics_dir: str) -> dict[tuple[str, ...], float]:
+    """The annotation counters summed over the server's workers (bench/_server.py writes them on SIGUSR1)."""
+    import json
+    import signal
+
+    pids = worker_pids(metrics_dir)
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".json"):
+            os.remove(os.path.join(metrics_dir, name))
+    for pid in pids:
+        os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len([n for n in os.listdir(metrics_dir) if n.endswith(".json")]) < len(pids):
+        time.sleep(0.05)
+    total: dict[tuple[str, ...], float] = {}
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".json"):
+            with open(os.path.join(metrics_dir, name)) as f:
+                for *key, value in json.load(f):
+                    total[tuple(key)] = total.get(tuple(key), 0.0) + value
+    return total
+
+
+def handed_over(before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]) -> str:
+    """'x.x% handed over (reason n, ...)' of the calls between two readings."""
+    diff = {k: after[k] - before.get(k, 0.0) for k in after if after[k] - before.get(k, 0.0)}
+    calls = sum(diff.values())
+    route = {k[2]: v for k, v in diff.items() if k[1] == "route"}
+    reasons = ", ".join(f"{r} {int(n)}" for r, n in sorted(route.items())) or "none"
+    return f"{100 * sum(route.values()) / max(calls, 1):.2f}% of {int(calls)} calls handed over ({reasons})"
+
+
 def wal_stats(url: str) -> tuple[int, int]:
     """(WAL bytes, full-page images) written so far by the whole Postgres cluster."""
     eng = create_engine(url)
@@ -295,9 +341,13 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
 
 
-def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, workers: int, gold_rate: float, metrics_dir: str) -> subprocess.Popen[bytes]:
+    for name in os.listdir(metrics_dir):  # the previous server's workers
+        os.remove(os.path.join(metrics_dir, name))
     env = dict(os.environ) | {
         "T2IF_DATABASE_URL": url,
+        "T2IF_COMPARISON_GOLD_RATE": str(gold_rate),
+        "T2IF_BENCH_METRICS_DIR": metrics_dir,
         "T2IF_SECRET_KEY": SECRET,
         "T2IF_ENV": "test",
         "T2IF_LOG_LEVEL": "WARNING",
@@ -310,7 +360,7 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
             sys.executable,
             "-m",
             "uvicorn",
-            "app.main:create_app",
+            "bench._server:create_app",
             "--factory",
             "--host",
             "127.0.0.1",
@@ -327,10 +377,12 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     )
     import httpx
 
-    for _ in range(200):
+    for _ in range(300):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            up = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            if up and len(worker_pids(metrics_dir)) >= workers:
                 return proc
+            time.sleep(0.1)
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError("server did not start")
@@ -350,6 +402,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8791)
     ap.add_argument("--k", type=int, default=20,
                     help="labels wanted per image; the pool is reset before each level so it never runs dry")
+    ap.add_argument("--gold", type=float, default=0.0,
+                    help=f"gold rate (0 to 0.5): every {GOLD_EVERY}th image and pair is gold, drawn at this rate")
     ap.add_argument("--max-rounds", type=int, default=None,
                     help="round trips per client per level (default: the smallest pool size, so that every "
                          "level sees the same annotator histories: one annotator can answer each image once)")
@@ -357,13 +411,16 @@ def main() -> None:
     clients = [int(c) for c in args.clients.split(",")]
     max_rounds = args.max_rounds or min(int(s) for s in args.sizes.split(","))
     name = f"t2if_bench_{uuid.uuid4().hex[:8]}"
+    import tempfile
+
+    metrics_dir = tempfile.mkdtemp(prefix="t2if-bench-metrics-")
     sh(args.pg, f'CREATE DATABASE "{name}"')
     url = make_url(args.pg).set(database=name).render_as_string(hide_password=False)
     from app.db import migrate
 
     migrate.upgrade(url)
     print(f"annotate bench: {os.cpu_count()} cores, server workers={args.workers}, {args.seconds:.0f} s per level, "
-          f"K={args.k} labels per image")
+          f"K={args.k} labels per image, gold rate {args.gold}")
     print(
         f"{'kind':>11} {'items':>9} {'clients':>7} {'rt/s':>8} {'next p50':>9} {'p95':>7} {'p99':>7} "
         f"{'submit p50':>11} {'p95':>7} {'p99':>7} {'errors':>6} {'done':>5}  CPU ms per round trip: "
@@ -371,16 +428,18 @@ def main() -> None:
     )
     try:
         for size in (int(s) for s in args.sizes.split(",")):
-            tokens = load_pool(url, size, max(clients), k=args.k)
-            proc = start_server(url, args.port, args.workers)
+            tokens = load_pool(url, size, max(clients), k=args.k, gold_rate=args.gold)
+            proc = start_server(url, args.port, args.workers, args.gold, metrics_dir)
             try:
                 for n, kind in ((n, kind) for n in clients for kind in args.kinds.split(",")):
                     reset_pool(url)
                     wal0 = wal_stats(url)
+                    counts0 = hot_counts(metrics_dir) if kind != "floor" else {}
                     cpu0 = cpu_by_group(proc.pid)
                     lat = asyncio.run(run_floor(url, n, args.seconds, max_rounds) if kind == "floor" else
                                       run_level(args.port, tokens, n, args.seconds, max_rounds, kind))
                     cpu1 = cpu_by_group(proc.pid)
+                    counts1 = hot_counts(metrics_dir) if kind != "floor" else {}
                     wal1 = wal_stats(url)
                     rounds = max(1.0, lat["_count"][0])
                     cpu = " / ".join(f"{(cpu1[g] - cpu0[g]) / rounds * 1000:.2f}" for g in cpu0)
@@ -390,7 +449,7 @@ def main() -> None:
                         f"{pct(lat['next'], 95):>6.1f}m {pct(lat['next'], 99):>6.1f}m "
                         f"{pct(lat['submit'], 50):>10.1f}m {pct(lat['submit'], 95):>6.1f}m "
                         f"{pct(lat['submit'], 99):>6.1f}m {int(lat['_errors'][0]):>6} {int(lat['_done'][0]):>5}"
-                        f"  {cpu}  {wal}",
+                        f"  {cpu}  {wal}" + (f"; {handed_over(counts0, counts1)}" if kind != "floor" else ""),
                         flush=True,
                     )
             finally:
@@ -398,6 +457,9 @@ def main() -> None:
                 proc.wait()
     finally:
         sh(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        import shutil
+
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,8 @@ def next_rating_task(request: Request, principal: AnnotatorDep, session: Session
     q = _parse_query(request)
     tasks = ratings.next_tasks(session, settings, principal.user, prompt_set_id=q.prompt_set_id,
                                prefetch=q.prefetch, sweep_interval=settings.lease_sweep_seconds,
-                               gold_draws=getattr(request.state, "gold_draws", None))  # drawn by the hot path
+                               rng=request.app.state.annotation_rng,
+                               draws=getattr(request.state, "lease_draws", None))  # drawn by the hot path
     if not tasks:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return _json(ratings.as_batch(tasks))
@@ -167,7 +168,8 @@ def next_comparison_task(request: Request, principal: AnnotatorDep, session: Ses
     """On Postgres the hot path (hotpath.py) answers the common case before this route runs."""
     tasks = comparisons.next_tasks(session, settings, principal.user, evaluation_id=evaluation_id,
                                    prefetch=prefetch, sweep_interval=settings.lease_sweep_seconds,
-                                   gold_draws=getattr(request.state, "gold_draws", None))
+                                   rng=request.app.state.annotation_rng,
+                                   draws=getattr(request.state, "lease_draws", None))
     if not tasks:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return comparisons.as_batch(tasks)

@@ -7,10 +7,13 @@ answers the common case of each itself, before FastAPI's routing:
 - one asyncpg statement per call (a prepared, generic plan; its own transaction, so the commit
   rides in the same round trip), which checks the caller (bearer token, or browser session and
   its CSRF token), and
-    - next:   returns the caller's live leases, or picks the fullest open items (images of the
-              first candidate prompt set; pairs, of the evaluation asked for) with `FOR UPDATE
-              SKIP LOCKED` on the kind's pool index, takes their slots and leases them (a pair's
-              sides drawn and recorded per lease);
+    - next:   returns the caller's live leases, or serves new ones from the pool (images of the
+              first candidate prompt set; pairs, of the evaluation asked for) as statements.serve
+              does: the gold slots drawn (unseen gold by id, on the kind's gold index), the
+              fullest open items (`FOR UPDATE SKIP LOCKED` on the kind's pool index, their slots
+              taken), then unseen gold while the pool is dry for the caller; each lease of a pair
+              records its drawn side. The draws (leases.Draws) come from `HotPath.rng`, the app's
+              generator that the route draws from too;
     - submit: locks the item (item first, as everywhere), turns the caller's live lease into
               the answer, gives a skip's slot back and stores the rating or vote.
   The lease rules in these statements are statements.py's, the same text the sync fast path
@@ -22,11 +25,13 @@ engine elsewhere or with T2IF_ANNOTATION_ENGINE=portable, which also turns this 
 gives the same answers and every error message:
 no credentials or a bad cookie, a bad token, session, CSRF token or role (401 / 403), a query or body that
 does not validate (422), a submit that is not the caller's live lease (an identical repeat, a
-conflicting one, a lost lease, someone else's: 200 / 409 / 404), a gold draw (the number drawn is
-passed on in `scope["state"]`, so the route serves exactly that many gold items), a prompt set
-(or pool of pairs) that ran dry for this annotator while other sets or gold remain, and any database error here
-(submit is idempotent per assignment, so a retry in the route is safe). Leases a `next`
-statement took before handing over are committed and come back to the route as held leases.
+conflicting one, a lost lease, someone else's: 200 / 409 / 404), a first prompt set that ran dry
+(gold included) for this annotator while other training sets remain, a `next` that raced with
+the caller's own call, and any database error here (submit is idempotent per assignment, so a
+retry in the route is safe). Gold is not a reason: the statement serves it. A `next` hands its
+draws on in `scope["state"]["lease_draws"]`, so the route does not draw again; leases the
+statement took before handing over are committed (their gold with them: the draws say so) and
+come back to the route as held leases.
 
 Expired leases are swept by the portable code, rate-limited per process as before.
 """
@@ -107,10 +112,12 @@ TOUCH_SESSION_SQL = ("UPDATE user_session SET last_seen_at = $2 "
 _UID, _NOW = "(SELECT uid FROM caller)", "$2"
 _MAY = "(SELECT role FROM caller) = ANY($5::text[])"
 
-# Ratings. $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate, $6 one
-# uniform draw per slot for gold (from HotPath.rng: seedable; a session's CSRF token is $7).
-# Output: one header row (kind 0: caller, images picked, first candidate set, slots wanted, gold
-# drawn), then the held leases (kind 1), then the new ones (kind 2), each with its prompt.
+# Ratings. $3 prompt set (NULL: every training set), $4 prefetch, $5 roles that may annotate, $6 the
+# gold draws, one uniform number per slot (leases.Draws, from HotPath.rng: seedable; a session's
+# CSRF token is $7). The new leases are statements.serve's: gold slots drawn, the fullest open
+# images, unseen gold filling the rest, of the first candidate set.
+# Output: one header row (kind 0: caller, items to lease, first candidate set, slots wanted), then
+# the held leases (kind 1), then the new ones (kind 2, in serve's order), each with its prompt.
 _NEXT = f"""
 WITH {{caller}}, held AS ({statements.held(RATING, uid=_UID, now=_NOW, limit="$4",
                                            where="AND ($3::bigint IS NULL OR i.prompt_set_id = $3)",
@@ -122,29 +129,21 @@ WITH {{caller}}, held AS ({statements.held(RATING, uid=_UID, now=_NOW, limit="$4
     LIMIT 1
 ), want AS (
     SELECT CASE WHEN {_MAY} THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
-), gold AS (
-    SELECT count(*) FILTER (WHERE d.u < s.gold_rate) AS n
-    FROM sets s, want, unnest($6::float8[]) WITH ORDINALITY AS d(u, k) WHERE d.k <= want.n
-), pick AS ({statements.pick(RATING, uid=_UID, n="(SELECT n FROM want)",
-                             where="AND i.prompt_set_id = (SELECT id FROM sets) AND (SELECT n FROM gold) = 0")}
-), lease AS ({statements.lease(RATING, uid=_UID, now=_NOW,
-                               expires="$2 + make_interval(secs => (SELECT lease_seconds FROM sets))")}
-), take AS ({statements.take(RATING)}
-)
-SELECT 0 AS kind, c.uid AS id, (SELECT count(*) FROM pick) AS image_id, c.seen AS expires, c.role AS text,
-       c.cred AS category, s.id AS prompt_set_id, s.gold_rate, s.n_sets,
-       (SELECT n FROM want) AS want, (SELECT n FROM gold) AS gold
+), {statements.serve(RATING, uid=_UID, want="(SELECT n FROM want)", rate="(SELECT gold_rate FROM sets)",
+                     draws="$6", now=_NOW, expires="$2 + make_interval(secs => (SELECT lease_seconds FROM sets))",
+                     where="AND i.prompt_set_id = (SELECT id FROM sets)")}
+SELECT 0 AS kind, c.uid AS id, (SELECT count(*) FROM new) AS image_id, c.seen AS expires, c.role AS text,
+       c.cred AS category, s.id AS prompt_set_id, s.n_sets, (SELECT n FROM want) AS want
 FROM (SELECT 1) one LEFT JOIN caller c ON true LEFT JOIN sets s ON true
 UNION ALL
 (SELECT 1, h.id, h.item_id, h.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = h.prompt_id),
-        (SELECT p.category FROM prompt p WHERE p.id = h.prompt_id), h.prompt_set_id, NULL, NULL, NULL, NULL
+        (SELECT p.category FROM prompt p WHERE p.id = h.prompt_id), h.prompt_set_id, NULL, NULL
  FROM held h ORDER BY h.leased_at, h.id)
 UNION ALL
-(SELECT 2, l.id, l.item_id, l.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = pick.prompt_id),
-        (SELECT p.category FROM prompt p WHERE p.id = pick.prompt_id), (SELECT id FROM sets), NULL, NULL,
-        NULL, NULL
- FROM lease l JOIN pick ON pick.id = l.item_id
- ORDER BY pick.open, pick.id)
+(SELECT 2, l.id, l.item_id, l.lease_expires_at, (SELECT p.text FROM prompt p WHERE p.id = new.prompt_id),
+        (SELECT p.category FROM prompt p WHERE p.id = new.prompt_id), (SELECT id FROM sets), NULL, NULL
+ FROM lease l JOIN new ON new.id = l.item_id
+ ORDER BY new.pos)
 """
 
 # The rating submit behind the caller check: $3 assignment, $4 label, $5 skip reason, $6 duration,
@@ -167,10 +166,10 @@ _CLAIM = {skip: statements.claim(RATING, aid="$3", uid=_UID, now=_NOW, item_cols
           for skip in (False, True)}
 
 # Comparisons, the same shape. $3 evaluation (NULL: any), $4 prefetch, $5 roles that may annotate,
-# $6 the gold rate, $7 lease seconds, $8 the gold draws (a session's CSRF token is $9). Sides are drawn per lease and
-# recorded (blind pairs). Rows: header (kind 0: caller, pairs picked, slots wanted, gold drawn,
-# credential), then held (1) and new (2) leases with the prompt, the recorded side and the number
-# of images a side.
+# $6 the gold rate, $7 lease seconds, $8 the gold draws, $9 the drawn sides (leases.Draws; a
+# session's CSRF token is $10). Each new lease records its side (blind pairs). Rows: header (kind
+# 0: caller, pairs to lease, slots wanted, credential), then held (1) and new (2) leases with the
+# prompt, the recorded side and the number of images a side.
 _SIDES = """(SELECT p.text FROM prompt p JOIN comparison c ON c.prompt_id = p.id WHERE c.id = {x}.item_id),
         {x}.left_is_a,
         (SELECT count(*) FROM comparison_image ci WHERE ci.comparison_id = {x}.item_id AND ci.side = 'a'),
@@ -181,23 +180,17 @@ WITH {{caller}}, held AS ({statements.held(COMPARISON, uid=_UID, now=_NOW, limit
                                            columns=", a.left_is_a")}
 ), want AS (
     SELECT CASE WHEN {_MAY} THEN greatest($4 - (SELECT count(*) FROM held), 0) ELSE 0 END AS n
-), gold AS (
-    SELECT count(*) FILTER (WHERE d.u < $6) AS n
-    FROM want, unnest($8::float8[]) WITH ORDINALITY AS d(u, k) WHERE d.k <= want.n
-), pick AS ({statements.pick(COMPARISON, uid=_UID, n="(SELECT n FROM want)",
-                             where="AND ($3::bigint IS NULL OR i.evaluation_id = $3) AND (SELECT n FROM gold) = 0")}
-), lease AS ({statements.lease(COMPARISON, uid=_UID, now=_NOW, expires="$2 + make_interval(secs => $7)",
-                               extra={"left_is_a": "random() < 0.5"})}
-), take AS ({statements.take(COMPARISON)}
-)
-SELECT 0 AS kind, c.uid AS id, (SELECT count(*) FROM pick) AS picked, c.seen AS expires, c.role AS text,
-       NULL::boolean AS left_is_a, (SELECT n FROM want) AS n_a, (SELECT n FROM gold) AS n_b, c.cred
+), {statements.serve(COMPARISON, uid=_UID, want="(SELECT n FROM want)", rate="$6::float8", draws="$8", now=_NOW,
+                     expires="$2 + make_interval(secs => $7)", sides="$9",
+                     where="AND ($3::bigint IS NULL OR i.evaluation_id = $3)")}
+SELECT 0 AS kind, c.uid AS id, (SELECT count(*) FROM new) AS picked, c.seen AS expires, c.role AS text,
+       NULL::boolean AS left_is_a, (SELECT n FROM want) AS n_a, NULL::bigint AS n_b, c.cred
 FROM (SELECT 1) one LEFT JOIN caller c ON true
 UNION ALL
 (SELECT 1, h.id, NULL, h.lease_expires_at, {_SIDES.format(x="h")}, NULL FROM held h ORDER BY h.leased_at, h.id)
 UNION ALL
 (SELECT 2, l.id, NULL, l.lease_expires_at, {_SIDES.format(x="l")}, NULL
- FROM lease l JOIN pick ON pick.id = l.item_id ORDER BY pick.open, pick.id)
+ FROM lease l JOIN new ON new.id = l.item_id ORDER BY new.pos)
 """
 # $3 assignment, $4 / $5 alignment / fidelity as seen on screen, $6 duration, $7 roles (CSRF $8);
 # the answer is stored in model terms (a / b), through the side recorded on the lease.
@@ -223,7 +216,7 @@ NEXT_SESSION_SQL = _NEXT.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(
 _SESSION_CSRF = _SESSION_CALLER.format(csrf=_CSRF.format(n=8))
 SUBMIT_SQL = {(session, skip): _SUBMIT.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER, claim=_CLAIM[skip])
               for session in (False, True) for skip in (False, True)}
-NEXT_PAIR_SQL = {session: _NEXT_PAIR.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=9)) if session
+NEXT_PAIR_SQL = {session: _NEXT_PAIR.format(caller=_SESSION_CALLER.format(csrf=_CSRF.format(n=10)) if session
                                              else _TOKEN_CALLER)
                  for session in (False, True)}
 VOTE_SQL = {session: _VOTE.format(caller=_SESSION_CSRF if session else _TOKEN_CALLER) for session in (False, True)}
@@ -308,11 +301,12 @@ class HotPath:
     """The asyncpg pool and the two statements, for one API process (created in the app's lifespan)."""
 
     def __init__(self, dsn: str, settings: Settings, session_factory: sessionmaker[Session],
-                 metrics: Registry) -> None:
+                 metrics: Registry, rng: random.Random | None = None) -> None:
         self.dsn, self.settings, self.session_factory = dsn, settings, session_factory
         self.pool: Any = None
-        # the gold draws (one uniform number per slot wanted, as leases.gold_draws): a test seeds it
-        self.rng = random.Random()
+        # each `next` call's draws (leases.Draws: gold per slot, a pair's sides), from the app's
+        # generator that the route draws from too (app.state.annotation_rng): a test seeds it
+        self.rng = rng if rng is not None else random.Random()
         # what this process answered itself and what it handed to the route, by reason
         self.requests = annotation_requests(metrics)
 
@@ -373,30 +367,36 @@ class HotPath:
             raise Fallback("caller to check")
         await self._touch(csrf is not None, cred, seen, now)
 
+    async def _lease(self, sql: str, draws: leases.Draws, *args: Any) -> list[Any]:
+        """A `next` statement. On a database error nothing was leased, and the route serves the call
+        with the same draws."""
+        try:
+            return await self._fetch(sql, *args)
+        except Fallback as fb:
+            fb.state["lease_draws"] = draws
+            raise
+
     async def next(self, scope: Scope) -> bytes | None:
         """The JSON body of a `next` answer, None for 204, or Fallback."""
         key, csrf = _credentials(scope, self.settings)
         prompt_set_id, prefetch = _next_params(scope["query_string"])
         await self._sweep_due(RATING)
         now = datetime.now(UTC)
-        draws = [self.rng.random() for _ in range(prefetch)]
-        rows = await (self._fetch(NEXT_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws)
-                      if csrf is None else
-                      self._fetch(NEXT_SESSION_SQL, key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws, csrf))
+        draws = leases.draw(RATING, prefetch, self.rng)
+        args = [key, now, prompt_set_id, prefetch, ANNOTATING_ROLES, draws.gold, *([csrf] if csrf is not None else [])]
+        rows = await self._lease(NEXT_SQL if csrf is None else NEXT_SESSION_SQL, draws, *args)
         head = rows[0]
         await self._admit(csrf, head["id"], head["text"], head["category"], head["expires"], now)
-        if head["gold"]:
-            raise Fallback("gold drawn", {"gold_draws": int(head["gold"])})
         if sum(1 for r in rows if r["kind"] == 2) < head["image_id"]:
-            # another call of this caller leased one of the picked images meanwhile: the route
-            # answers with what the caller now holds (this statement's leases are committed)
-            raise Fallback("raced with the caller's own call", {"gold_draws": 0})
+            # another call of this caller leased one of the chosen images meanwhile: the route
+            # answers with what the caller now holds (this statement's leases are committed, and
+            # with them this call's gold)
+            raise Fallback("raced with the caller's own call", {"lease_draws": draws.gold_served()})
         tasks = [rating_task(r["id"], r["image_id"], r["expires"], r["text"], r["category"], r["prompt_set_id"])
                  for r in rows[1:]]
-        short = len(tasks) < prefetch and head["want"] > 0
-        if short and head["prompt_set_id"] is not None and (head["n_sets"] > 1 or head["gold_rate"] > 0):
-            # other sets, or gold not seen yet, may still serve; this set's gold was drawn above
-            raise Fallback("first set ran dry", {"gold_draws": 0})
+        if len(tasks) < prefetch and head["want"] > 0 and head["prompt_set_id"] is not None and head["n_sets"] > 1:
+            # the first set (its gold included) ran dry for this caller: other sets may still serve
+            raise Fallback("first set ran dry", {"lease_draws": draws.gold_served()})
         if not tasks:
             return None
         first, rest = tasks[0], tasks[1:]
@@ -432,19 +432,15 @@ class HotPath:
         evaluation_id, prefetch = _next_params(scope["query_string"], "evaluation_id")
         await self._sweep_due(COMPARISON)
         now = datetime.now(UTC)
-        gold_rate = self.settings.comparison_gold_rate
-        args = [key, now, evaluation_id, prefetch, ANNOTATING_ROLES, gold_rate, self.settings.lease_seconds,
-                [self.rng.random() for _ in range(prefetch)]]
-        rows = await self._fetch(NEXT_PAIR_SQL[csrf is not None], *args, *([csrf] if csrf is not None else []))
+        draws = leases.draw(COMPARISON, prefetch, self.rng)
+        args = [key, now, evaluation_id, prefetch, ANNOTATING_ROLES, self.settings.comparison_gold_rate,
+                self.settings.lease_seconds, draws.gold, draws.left, *([csrf] if csrf is not None else [])]
+        rows = await self._lease(NEXT_PAIR_SQL[csrf is not None], draws, *args)
         head = rows[0]
         await self._admit(csrf, head["id"], head["text"], head["cred"], head["expires"], now)
-        if head["n_b"]:
-            raise Fallback("gold drawn", {"gold_draws": int(head["n_b"])})
         if sum(1 for r in rows if r["kind"] == 2) < head["picked"]:
-            raise Fallback("raced with the caller's own call", {"gold_draws": 0})
+            raise Fallback("raced with the caller's own call", {"lease_draws": draws.gold_served()})
         tasks = [pair_task(r["id"], r["text"], r["left_is_a"], r["n_a"], r["n_b"], r["expires"]) for r in rows[1:]]
-        if len(tasks) < prefetch and head["n_a"] > 0 and gold_rate > 0:
-            raise Fallback("pool ran dry", {"gold_draws": 0})  # unseen gold pairs may still serve
         if not tasks:
             return None
         batch = ComparisonTaskBatch.model_construct(**dict(tasks[0]), prefetched=tasks[1:])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy import and_, case, exists, func, not_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Comparison, ComparisonAssignment, Image, RatingAssignment
@@ -37,6 +37,11 @@ class LeaseKind:
     wanted_col: str  # item column: answers wanted
     # an item (the ORM class or an alias of it) that is not gold: only those have slots to hand out
     not_gold: Callable[[Any], Any]
+    # whether a lease records a drawn side (a pair's left/right, blind)
+    sided: bool = False
+
+    def is_gold(self, item: Any) -> Any:
+        return not_(self.not_gold(item))
 
     @property
     def fk(self) -> Any:
@@ -54,7 +59,7 @@ class LeaseKind:
 RATING = LeaseKind("rating", Image, RatingAssignment, "image_id", "ratings_open", "ratings_wanted",
                    lambda i: i.gold_label.is_(None))
 COMPARISON = LeaseKind("comparison", Comparison, ComparisonAssignment, "comparison_id", "votes_open", "votes_wanted",
-                       lambda i: and_(i.gold_alignment.is_(None), i.gold_fidelity.is_(None)))
+                       lambda i: and_(i.gold_alignment.is_(None), i.gold_fidelity.is_(None)), sided=True)
 
 
 class LeaseLost(Conflict):
@@ -232,9 +237,80 @@ def lease_and_take(session: Session, kind: LeaseKind, annotator_id: int, item_id
     return [aid for aid, _ in rows]
 
 
-def gold_draws(n: int, rate: float, rng: random.Random | None = None) -> int:
-    draw = rng.random if rng is not None else random.random  # the module's shared generator by default
-    return sum(1 for _ in range(n) if draw() < rate)
+@dataclass(frozen=True)
+class Draws:
+    """A `next` call's random numbers, drawn before anything is leased, one per slot it may fill:
+    the k-th slot wanted is a gold one when gold[k] < the gold rate (so the rate holds per slot,
+    whatever is held), and the k-th new lease of a pair shows image a on the left when left[k].
+    Drawn once per call, by whichever engine serves it (the hot path hands its draws on), so a
+    seeded generator gives the same stream on every engine."""
+
+    gold: list[float]
+    left: list[bool]
+
+    def n_gold(self, need: int, rate: float) -> int:
+        """Gold slots among the first `need` (statements.serve counts the same in SQL)."""
+        return sum(1 for u in self.gold[:need] if u < rate) if rate > 0 else 0
+
+    def gold_served(self) -> Draws:
+        """The same draws once this call's gold was decided (its leases committed): no more gold."""
+        return Draws([], self.left)
+
+
+def draw(kind: LeaseKind, n: int, rng: random.Random | None = None) -> Draws:
+    """One call's draws for n slots: gold first, then (pairs) sides; the module's generator by default."""
+    u = rng.random if rng is not None else random.random
+    gold = [u() for _ in range(n)]
+    return Draws(gold, [u() < 0.5 for _ in range(n)] if kind.sided else [])
+
+
+def pick_gold(session: Session, kind: LeaseKind, annotator_id: int, n: int, *filters: Any) -> list[int]:
+    """Up to n gold items this annotator has not answered or held, by id (statements.gold on
+    Postgres). Not locked: gold leases hold no slot (gold goes to everyone)."""
+    if n <= 0:
+        return []
+    A = kind.assignment
+    mine = exists().where(kind.fk == kind.item.id, A.annotator_id == annotator_id, A.state != "released")
+    return list(session.scalars(
+        select(kind.item.id).where(kind.is_gold(kind.item), ~mine, *filters).order_by(kind.item.id).limit(n)
+    ))
+
+
+def serve(session: Session, kind: LeaseKind, annotator_id: int, need: int, draws: Draws, gold_rate: float,
+          now: datetime, lease_seconds: int, *filters: Any) -> list[int]:
+    """New leases for up to `need` slots from one pool (a prompt set, an evaluation's pairs), in
+    this order: the gold slots drawn (unseen gold items, by id), then the fullest open items, then,
+    while gold is on and nothing open is left for this annotator, more unseen gold (it still
+    measures them). Gold does not count toward the N answers an item wants. The k-th new lease of
+    a pair gets side draws.left[k], k counted over the items found (statements.serve is the same
+    on Postgres, in one statement)."""
+    made: list[int] = []
+    found = 0
+
+    def sides(item_ids: list[int]) -> Callable[[int], dict[str, Any]] | None:
+        if not kind.sided:
+            return None
+        pos = {item_id: found + k for k, item_id in enumerate(item_ids)}
+        return lambda item_id: {"left_is_a": draws.left[pos[item_id]]}
+
+    def gold(n: int) -> None:
+        nonlocal need, found
+        ids = pick_gold(session, kind, annotator_id, n, *filters)
+        got = lease(session, kind, annotator_id, ids, now, lease_seconds, is_gold=True, extra=sides(ids))
+        made.extend(got)
+        found += len(ids)
+        need -= len(got)
+
+    gold(draws.n_gold(need, gold_rate))
+    if need > 0:
+        picked = pick_open_items(session, kind, annotator_id, need, *filters)
+        got = lease_and_take(session, kind, annotator_id, picked, now, lease_seconds, extra=sides(picked))
+        made.extend(got)
+        found += len(picked)
+        need -= len(got)
+    if need > 0 and gold_rate > 0:
+        gold(need)
+    return made
 
 
 def recount_open(session: Session, kind: LeaseKind, item: Any, *, answered: int, is_gold: bool) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,10 +55,14 @@ def _candidate_sets(session: Session, prompt_set_id: int | None) -> list[PromptS
 
 def next_tasks(session: Session, settings: Settings, user: UserIdentity, *, prompt_set_id: int | None = None,
                prefetch: int = 1, sweep_interval: float = 1.0, rng: random.Random | None = None,
-               gold_draws: int | None = None) -> list[RatingTask]:
-    """The caller's live leases first (no hoarding), topped up with new ones to `prefetch`.
+               draws: leases.Draws | None = None) -> list[RatingTask]:
+    """The caller's live leases first (no hoarding), topped up with new ones to `prefetch`: from
+    the first candidate set, then (when it ran dry for this annotator) the next, gold mixed in at
+    each set's rate (leases.serve).
 
-    `gold_draws`: gold items to serve from the first candidate set, already drawn (by the hot path)."""
+    `draws`: this call's draws, already made (by the hot path, which hands them on); otherwise
+    drawn here from `rng`. A further set draws afresh."""
+    draws = draws if draws is not None else leases.draw(RATING, prefetch, rng)
     now = utcnow()
     leases.sweep_expired(session, RATING, now, min_interval=sweep_interval)
     set_filter = [Image.prompt_set_id == prompt_set_id] if prompt_set_id is not None else []
@@ -67,45 +70,17 @@ def next_tasks(session: Session, settings: Settings, user: UserIdentity, *, prom
     need = max(0, prefetch - len(held))
     new_ids: list[int] = []
     for ps in _candidate_sets(session, prompt_set_id) if need else []:
-        if gold_draws is not None:
-            n_gold, gold_draws = min(gold_draws, need), None
-        else:
-            n_gold = leases.gold_draws(need, ps.gold_rate, rng) if ps.gold_rate > 0 else 0
-        if n_gold:
-            gold_ids = lease_gold(session, user.id, ps.id, ps.lease_seconds, n_gold, now)
-            new_ids += gold_ids
-            need -= len(gold_ids)
-        if need:
-            picked = leases.pick_open_items(session, RATING, user.id, need, Image.prompt_set_id == ps.id)
-            leased = leases.lease_and_take(session, RATING, user.id, picked, now, ps.lease_seconds)
-            new_ids += leased
-            need -= len(leased)
-        if need and ps.gold_rate > 0:
-            # nothing open is left for this annotator: gold items not seen yet still measure them
-            gold_ids = lease_gold(session, user.id, ps.id, ps.lease_seconds, need, now)
-            new_ids += gold_ids
-            need -= len(gold_ids)
+        got = leases.serve(session, RATING, user.id, need, draws, ps.gold_rate, now, ps.lease_seconds,
+                           Image.prompt_set_id == ps.id)
+        new_ids += got
+        need -= len(got)
         if not need:
             break
+        draws = leases.draw(RATING, need, rng)
     fresh = list(session.scalars(select(RatingAssignment).where(RatingAssignment.id.in_(new_ids)))) if new_ids else []
     fresh.sort(key=lambda a: new_ids.index(a.id))
     mine = leases.with_held_now(session, RATING, user.id, now, held + fresh, prefetch, *set_filter)
     return _tasks(session, mine)[:max(prefetch, 1)] if mine else []
-
-
-def lease_gold(session: Session, user_id: int, prompt_set_id: int, lease_seconds: int, n_gold: int,
-               now: datetime) -> list[int]:
-    """Lease up to n_gold gold images of a set the annotator has not answered or held; gold leases
-    hold no slot (gold goes to everyone), so the image rows are not locked."""
-    gold_ids = list(session.scalars(
-        select(Image.id).where(
-            Image.prompt_set_id == prompt_set_id, Image.gold_label.is_not(None),
-            ~select(RatingAssignment.id).where(RatingAssignment.image_id == Image.id,
-                                               RatingAssignment.annotator_id == user_id,
-                                               RatingAssignment.state != "released").exists(),
-        ).order_by(Image.id).limit(n_gold)
-    ))
-    return leases.lease(session, RATING, user_id, gold_ids, now, lease_seconds, is_gold=True)
 
 
 def as_batch(tasks: list[RatingTask]) -> RatingTaskBatch:

@@ -113,58 +113,20 @@ def next_tasks(
     prefetch: int = 1,
     sweep_interval: float = 1.0,
     rng: random.Random | None = None,
-    gold_draws: int | None = None,
+    draws: leases.Draws | None = None,
 ) -> list[ComparisonTask]:
-    """The caller's live leases first, topped up with new ones to `prefetch` (hotpath.next_pair on
-    Postgres). `gold_draws`: gold pairs to serve, already drawn (by the hot path)."""
-    rng = rng or random.Random()
+    """The caller's live leases first, topped up with new ones to `prefetch`, gold mixed in at
+    T2IF_COMPARISON_GOLD_RATE (leases.serve; hotpath.next_pair on Postgres). `draws`: this call's
+    draws (gold, sides), already made (by the hot path, which hands them on); otherwise drawn here
+    from `rng`."""
+    draws = draws if draws is not None else leases.draw(COMPARISON, prefetch, rng)
     now = utcnow()
     leases.sweep_expired(session, COMPARISON, now, min_interval=sweep_interval)
     filters = [Comparison.evaluation_id == evaluation_id] if evaluation_id is not None else []
     held = leases.held_leases(session, COMPARISON, user.id, now, *filters)
     need = max(0, prefetch - len(held))
-    new_ids: list[int] = []
-
-    def sides(_id: int) -> dict[str, bool]:  # blind: drawn per lease, recorded
-        return {"left_is_a": rng.random() < 0.5}
-
-    def lease_gold(n: int) -> list[int]:
-        gold_ids = list(
-            session.scalars(
-                select(Comparison.id)
-                .where(
-                    *filters,
-                    (Comparison.gold_alignment.is_not(None)) | (Comparison.gold_fidelity.is_not(None)),
-                    ~select(ComparisonAssignment.id)
-                    .where(
-                        ComparisonAssignment.comparison_id == Comparison.id,
-                        ComparisonAssignment.annotator_id == user.id,
-                        ComparisonAssignment.state != "released",
-                    )
-                    .exists(),
-                )
-                .order_by(Comparison.id)
-                .limit(n)
-            )
-        )
-        return leases.lease(
-            session, COMPARISON, user.id, gold_ids, now, settings.lease_seconds, is_gold=True, extra=sides
-        )
-
-    rate = settings.comparison_gold_rate
-    n_gold = min(gold_draws, need) if gold_draws is not None else leases.gold_draws(need, rate, rng) if rate else 0
-    if n_gold:
-        gold = lease_gold(n_gold)
-        new_ids += gold
-        need -= len(gold)
-    if need:
-        picked = leases.pick_open_items(session, COMPARISON, user.id, need, *filters)
-        leased = leases.lease_and_take(session, COMPARISON, user.id, picked, now, settings.lease_seconds,
-                                       extra=sides)
-        new_ids += leased
-        need -= len(leased)
-    if need and rate:
-        new_ids += lease_gold(need)  # nothing open is left: unseen gold pairs still measure the annotator
+    new_ids = (leases.serve(session, COMPARISON, user.id, need, draws, settings.comparison_gold_rate, now,
+                            settings.lease_seconds, *filters) if need else [])
     fresh = (
         list(session.scalars(select(ComparisonAssignment).where(ComparisonAssignment.id.in_(new_ids))))
         if new_ids

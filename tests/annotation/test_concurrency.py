@@ -2,7 +2,9 @@
 
 Afterwards every image has exactly K usable labels from K distinct annotators, every pair exactly
 9 votes from 9 distinct annotators, every 2xx answer is stored, and leases that annotators walked
-away from did not strand anything once they expired.
+away from did not strand anything once they expired. Gold is on (a share of each stream, and what
+is left once the pool ran dry for an annotator): every annotator answered every gold item once,
+and gold took no slot.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ N_IMAGES = 80
 N_PAIRS = 24
 VOTES = 9
 LEASE_SECONDS = 10
+N_GOLD_IMAGES, N_GOLD_PAIRS, GOLD_RATE = 4, 2, 0.2
 
 
 def _seed(session_factory) -> list[str]:
     with transaction(session_factory) as s:
         ps = PromptSet(name="load", labels_per_image=K, votes_per_comparison=VOTES, lease_seconds=LEASE_SECONDS,
-                       gold_rate=0.0, auto_chain={}, source={}, purpose="training", description="")
+                       gold_rate=GOLD_RATE, auto_chain={}, source={}, purpose="training", description="")
         s.add(ps)
         s.flush()
         prompt = Prompt(prompt_set_id=ps.id, text="Two dogs", category="count", attributes={}, split="seen")
@@ -53,13 +56,14 @@ def _seed(session_factory) -> list[str]:
         s.execute(insert(Image), [
             dict(prompt_id=prompt.id, prompt_set_id=ps.id, storage_key=f"images/x/{i}.png", content_hash=f"{i:064d}",
                  mime_type="image/png", width=8, height=8, byte_size=1, sampler={}, ratings_wanted=K, ratings_open=K,
-                 source="uploaded")
-            for i in range(N_IMAGES)
+                 source="uploaded", gold_label="good" if i >= N_IMAGES else None)
+            for i in range(N_IMAGES + N_GOLD_IMAGES)
         ])
         ids = list(s.scalars(select(Image.id).order_by(Image.id)))
         s.execute(insert(Comparison), [
             dict(prompt_id=prompt.id, image_a_id=ids[2 * i], image_b_id=ids[2 * i + 1], votes_wanted=VOTES,
-                 votes_open=VOTES) for i in range(N_PAIRS)
+                 votes_open=VOTES, gold_alignment="a" if i >= N_PAIRS else None)
+            for i in range(N_PAIRS + N_GOLD_PAIRS)
         ])
         pw = hash_password("load-test-pw")  # one hash: 64 argon2 hashes would only slow the test
         tokens = []
@@ -132,7 +136,8 @@ def test_exact_counts_under_64_concurrent_clients(annotation_engine, pg_url, ses
 
     with running_server(pg_url, workers=2, extra_env={"T2IF_LEASE_SECONDS": str(LEASE_SECONDS),
                                                      "T2IF_LEASE_SWEEP_SECONDS": "0.2",
-                                                     "T2IF_ANNOTATION_ENGINE": annotation_engine}) as base:
+                                                     "T2IF_ANNOTATION_ENGINE": annotation_engine,
+                                                     "T2IF_COMPARISON_GOLD_RATE": str(GOLD_RATE)}) as base:
         abandoners = tokens[CLIENTS:]
         with ThreadPoolExecutor(len(abandoners)) as pool:
             list(pool.map(lambda t: annotator(t, 0, base, True), abandoners))
@@ -155,7 +160,8 @@ def test_exact_counts_under_64_concurrent_clients(annotation_engine, pg_url, ses
 
     usable = db.execute(
         select(Rating.image_id, func.count(), func.count(func.distinct(Rating.annotator_id)))
-        .where(Rating.label != "skip").group_by(Rating.image_id)
+        .join(Image, Image.id == Rating.image_id)
+        .where(Rating.label != "skip", Image.gold_label.is_(None)).group_by(Rating.image_id)
     ).all()
     assert len(usable) == N_IMAGES
     assert all(n == K and distinct == K for _, n, distinct in usable)
@@ -163,13 +169,31 @@ def test_exact_counts_under_64_concurrent_clients(annotation_engine, pg_url, ses
     assert db.scalar(select(func.count()).select_from(Rating)) == len(stored_ratings)
     votes = db.execute(
         select(ComparisonVote.comparison_id, func.count(), func.count(func.distinct(ComparisonVote.annotator_id)))
-        .group_by(ComparisonVote.comparison_id)
+        .join(Comparison, Comparison.id == ComparisonVote.comparison_id)
+        .where(Comparison.gold_alignment.is_(None)).group_by(ComparisonVote.comparison_id)
     ).all()
     assert len(votes) == N_PAIRS and all(n == VOTES and d == VOTES for _, n, d in votes)
     # every 2xx answer is in the database, exactly as sent
     stored = dict(db.execute(select(Rating.assignment_id, Rating.label)).all())
     assert all(stored[aid] == label for aid, label in stored_ratings)
-    assert len(stored_votes) == N_PAIRS * VOTES
+    # gold: every annotator who worked until 204 answered each gold item once, on a gold lease
+    gold_ratings = db.execute(text(
+        "SELECT r.annotator_id, count(*) FROM rating r JOIN image i ON i.id = r.image_id "
+        "WHERE i.gold_label IS NOT NULL GROUP BY 1")).all()
+    assert len(gold_ratings) == CLIENTS and all(n == N_GOLD_IMAGES for _, n in gold_ratings)
+    gold_votes = db.execute(text(
+        "SELECT v.annotator_id, count(*) FROM comparison_vote v JOIN comparison c ON c.id = v.comparison_id "
+        "WHERE c.gold_alignment IS NOT NULL GROUP BY 1")).all()
+    assert len(gold_votes) == CLIENTS and all(n == N_GOLD_PAIRS for _, n in gold_votes)
+    assert db.scalar(text("SELECT count(*) FROM rating_assignment a JOIN image i ON i.id = a.image_id "
+                          "WHERE (i.gold_label IS NOT NULL) <> a.is_gold")) == 0
+    assert db.scalar(text("SELECT count(*) FROM comparison_assignment a JOIN comparison c ON c.id = a.comparison_id "
+                          "WHERE (c.gold_alignment IS NOT NULL) <> a.is_gold")) == 0
+    assert db.scalar(text("SELECT count(*) FROM image WHERE gold_label IS NOT NULL "
+                          "AND ratings_open <> ratings_wanted")) == 0
+    assert db.scalar(text("SELECT count(*) FROM comparison WHERE gold_alignment IS NOT NULL "
+                          "AND votes_open <> votes_wanted")) == 0
+    assert len(stored_votes) == N_PAIRS * VOTES + CLIENTS * N_GOLD_PAIRS
     vote_rows = {r.assignment_id: r for r in db.execute(
         select(ComparisonVote.assignment_id, ComparisonVote.alignment, ComparisonVote.fidelity,
                ComparisonAssignment.left_is_a).join(ComparisonAssignment,
@@ -179,7 +203,7 @@ def test_exact_counts_under_64_concurrent_clients(annotation_engine, pg_url, ses
         row = vote_rows[aid]
         assert (row.alignment, row.fidelity) == (to_model[row.left_is_a][al], to_model[row.left_is_a][fi])
     # nothing stranded: no open slots, no live lease holding an item
-    assert db.scalar(select(func.sum(Image.ratings_open))) == 0
-    assert db.scalar(select(func.sum(Comparison.votes_open))) == 0
+    assert db.scalar(select(func.sum(Image.ratings_open)).where(Image.gold_label.is_(None))) == 0
+    assert db.scalar(select(func.sum(Comparison.votes_open)).where(Comparison.gold_alignment.is_(None))) == 0
     assert db.scalar(select(func.count()).select_from(RatingAssignment).where(RatingAssignment.state == "leased")) \
         <= len(tokens) - CLIENTS

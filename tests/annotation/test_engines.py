@@ -7,13 +7,15 @@ import random
 from typing import Any
 
 from app.annotation import hotpath
-from tests.annotation.conftest import ENGINES, Rig, hot_answered, make_pool, open_rig
+from tests.annotation.conftest import ENGINES, Rig, handed_to_route, hot_answered, make_pool, open_rig
 from tests.conftest import bearer
 
 
-def _pairs(rig: Rig, researcher, n_pairs: int, votes: int) -> tuple[list[int], list[int]]:
-    """(image ids, comparison ids): n_pairs pairs of one prompt, `votes` votes wanted each."""
-    pool = make_pool(rig.client, researcher, n_images=2 * n_pairs, k=2, prompts=["Two dogs"])
+def _pairs(rig: Rig, researcher, n_pairs: int, votes: int, gold_rate: float = 0.0) -> tuple[list[int], list[int]]:
+    """(image ids, comparison ids): n_pairs pairs of one prompt, `votes` votes wanted each; images
+    and pairs with gold mixed in at `gold_rate`."""
+    pool = make_pool(rig.client, researcher, n_images=2 * n_pairs, k=2, prompts=["Two dogs"], gold_rate=gold_rate)
+    rig.app.state.settings.comparison_gold_rate = gold_rate
     ids = []
     for i in range(n_pairs):
         r = rig.client.post("/api/v1/comparisons", headers=bearer(researcher),
@@ -86,15 +88,23 @@ def test_comparison_rules_on_every_engine(rig):
 
 # ---- differential ------------------------------------------------------------------------------
 
-N_USERS, N_PAIRS, STEPS = 4, 3, 120
+N_USERS, N_PAIRS, STEPS, GOLD_RATE = 4, 4, 120, 0.4
 
 
 def _play(rig: Rig, seed: int) -> tuple[list[Any], dict[str, Any]]:
     """Play the seed's sequence; returns (outcome of each step, final state), in terms that do not
-    depend on the engine (item positions, not ids; status and error codes; no random sides)."""
+    depend on the engine (item positions, not ids; status and error codes). The engines' own
+    draws (gold slots, a pair's sides) come from the app's generator, seeded the same on each."""
     rng = random.Random(seed)
+    rig.app.state.annotation_rng.seed(seed)
     researcher = rig.make_user("researcher")
-    images, pairs = _pairs(rig, researcher, N_PAIRS, votes=2)
+    images, pairs = _pairs(rig, researcher, N_PAIRS, votes=2, gold_rate=GOLD_RATE)
+    for image_id in images[:3]:  # gold from the start; the sequence marks and unmarks more
+        assert rig.client.patch(f"/api/v1/images/{image_id}", headers=bearer(researcher),
+                                json={"gold_label": "good"}).status_code == 200
+    for pair_id in pairs[:2]:
+        assert rig.client.patch(f"/api/v1/comparisons/{pair_id}", headers=bearer(researcher),
+                                json={"gold_fidelity": "b"}).status_code == 200
     users = [rig.make_user() for _ in range(N_USERS)]
     seen: dict[tuple[int, str], list[int]] = {(u, k): [] for u in range(N_USERS) for k in ("r", "c")}
     out: list[Any] = []
@@ -103,6 +113,12 @@ def _play(rig: Rig, seed: int) -> tuple[list[Any], dict[str, Any]]:
         if kind == "r":
             return images.index(rig.sql("SELECT image_id FROM rating_assignment WHERE id = :i", i=aid))
         return pairs.index(rig.sql("SELECT comparison_id FROM comparison_assignment WHERE id = :i", i=aid))
+
+    def lease_of(kind: str, aid: int) -> Any:
+        """(is gold, left is a) of a lease: which leases were gold, and the sides recorded."""
+        if kind == "r":
+            return rig.rows(f"SELECT is_gold, NULL FROM rating_assignment WHERE id = {aid}")[0]
+        return rig.rows(f"SELECT is_gold, left_is_a FROM comparison_assignment WHERE id = {aid}")[0]
 
     def code(r: Any) -> Any:
         return (r.status_code, r.json()["error"]["code"]) if r.status_code >= 400 else r.status_code
@@ -114,14 +130,14 @@ def _play(rig: Rig, seed: int) -> tuple[list[Any], dict[str, Any]]:
         h = bearer(users[u])
         known = seen[u, kind]
         if op == "next":
-            n = rng.choice([1, 1, 2])
+            n = rng.choice([1, 1, 2, 3])
             r = rig.client.get("/api/v1/rating-tasks/next" if kind == "r" else "/api/v1/comparison-tasks/next",
                                headers=h, params={"prefetch": n})
             got = [] if r.status_code == 204 else [r.json()["assignment_id"]] + [
                 t["assignment_id"] for t in r.json()["prefetched"]]
             known += [aid for aid in got if aid not in known]
             out.append((op, kind, u, r.status_code, [known.index(aid) for aid in got],
-                        [item_of(kind, aid) for aid in got]))
+                        [item_of(kind, aid) for aid in got], [lease_of(kind, aid) for aid in got]))
         elif op in ("submit", "undo") and known:
             i = rng.randrange(len(known))
             if op == "undo":
@@ -157,18 +173,28 @@ def _play(rig: Rig, seed: int) -> tuple[list[Any], dict[str, Any]]:
         "votes_open": rig.rows("SELECT votes_open FROM comparison ORDER BY id"),
         "leased": rig.rows("SELECT state, count(*) FROM rating_assignment GROUP BY state ORDER BY 1"),
         "pairs_leased": rig.rows("SELECT state, count(*) FROM comparison_assignment GROUP BY state ORDER BY 1"),
+        "gold_leases": rig.rows("SELECT count(*) FROM rating_assignment WHERE is_gold UNION ALL "
+                                "SELECT count(*) FROM comparison_assignment WHERE is_gold"),
+        "sides": rig.rows("SELECT left_is_a FROM comparison_assignment ORDER BY id"),
     }
     return out, state
 
 
 def test_one_random_sequence_gives_the_same_outcomes_on_every_engine(tmp_path, settings, session_factory, db):
-    """next / submit / skip / undo / expire / gold, drawn from a seed, on each engine in turn."""
+    """next / submit / skip / undo / expire / gold marks, drawn from a seed, with gold served at
+    GOLD_RATE, on each engine in turn: the same tasks (gold or not, sides), answers and counts.
+    On pg-fast the hot statement serves every `next` itself, gold included."""
     for seed in (1, 2):
         results = {}
         for name in ENGINES:
             with open_rig(name, tmp_path, settings, session_factory) as rig:
                 results[name] = _play(rig, seed)
+                if name == "pg-fast":
+                    assert handed_to_route(rig.app, "raced with the caller's own call") == 0
+                    assert handed_to_route(rig.app) == handed_to_route(rig.app, "not the caller's live lease")
+                    assert hot_answered(rig.app, hotpath.NEXT_PATH) and hot_answered(rig.app, hotpath.NEXT_PAIR_PATH)
         base_steps, base_state = results[ENGINES[0]]
+        assert base_state["gold_leases"][0][0] > 0 and base_state["gold_leases"][1][0] > 0  # gold was served
         for name in ENGINES[1:]:
             steps, state = results[name]
             diverged = next((i for i, (x, y) in enumerate(zip(base_steps, steps, strict=True)) if x != y), None)

@@ -228,32 +228,74 @@ def test_browser_session_answered_by_the_hot_path(client, app, make_user, db):
     assert client.get("/api/v1/rating-tasks/next").status_code == 401
 
 
-def test_gold_draws_are_handed_to_the_route_and_served_exactly(client, app, make_user, db):
-    """The hot statement draws gold (rate 0.5 here) from the hot path's seeded generator; each
-    draw goes to the route, which serves exactly that many gold items instead of drawing again (a
-    second draw would halve the rate)."""
+def test_gold_is_served_by_the_hot_statement_at_the_drawn_rate(client, app, make_user, db):
+    """The hot statement serves gold itself (statements.serve), no hand-over: one uniform draw per
+    slot from the app's seeded generator, a slot is gold when its draw is below the set's rate
+    (0.5 here), gold goes in id order and never twice to one annotator, and gold takes no slot."""
     import random
 
-    app.state.hotpath.rng = random.Random(7)
+    app.state.annotation_rng.seed(7)
     replica = random.Random(7)
-    expected = sum(replica.random() < 0.5 for _ in range(40))  # one draw per call: prefetch 1, nothing held
+    drawn = [replica.random() < 0.5 for _ in range(40)]  # one draw per call: prefetch 1, nothing held
     researcher = make_user("researcher")
     pool = make_pool(client, researcher, n_images=90, k=1, gold_rate=0.5)
-    gold_ids = set(pool.image_ids[:40])
+    gold_ids = pool.image_ids[:40]
     for image_id in gold_ids:
         r = client.patch(f"/api/v1/images/{image_id}", headers=bearer(researcher), json={"gold_label": "good"})
         assert r.status_code == 200
     a = make_user("annotator")
-    served_gold = 0
+    served = []
     for _ in range(40):
         t = _next(client, a)
         assert t.status_code == 200
-        served_gold += t.json()["image_id"] in gold_ids
+        served.append(t.json()["image_id"])
         assert _rate(client, a, t.json()["assignment_id"]).status_code == 201
-    handed = handed_to_route(app, "gold drawn")
-    assert served_gold == handed  # one gold item per hand-over, none anywhere else
-    assert served_gold == expected
-    assert hot_answered(app, hotpath.NEXT_PATH) == 40 - handed
+    assert [i in gold_ids for i in served] == drawn
+    assert [i for i in served if i in gold_ids] == gold_ids[:sum(drawn)]  # by id, each once
+    assert handed_to_route(app) == 0 and hot_answered(app, hotpath.NEXT_PATH) == 40
+    opens = dict(db.execute(text("SELECT id, ratings_open FROM image")).all())
+    assert all(opens[i] == 1 for i in gold_ids)  # gold holds no slot
+    assert db.scalar(text("SELECT count(*) FROM rating_assignment WHERE is_gold")) == sum(drawn)
+
+
+def test_unseen_gold_fills_what_the_pool_cannot_without_a_hand_over(client, app, make_user, db):
+    """Nothing open left for this annotator: unseen gold still measures them, from the hot
+    statement (ratings and pairs); once they saw all gold, 204, still without a hand-over."""
+    import random
+
+    app.state.settings.comparison_gold_rate = 0.2
+    app.state.annotation_rng.seed(0)
+    assert min(random.Random(0).random() for _ in range(5)) >= 0.2  # the rating call draws no gold slot
+    researcher = make_user("researcher")
+    pool = make_pool(client, researcher, n_images=6, k=1, gold_rate=0.2, prompts=["Two dogs"])
+    gold = pool.image_ids[:3]
+    for image_id in gold:
+        assert client.patch(f"/api/v1/images/{image_id}", headers=bearer(researcher),
+                            json={"gold_label": "bad"}).status_code == 200
+    pairs = []
+    for i in range(3):
+        r = client.post("/api/v1/comparisons", headers=bearer(researcher),
+                        json={"image_a_id": pool.image_ids[2 * i], "image_b_id": pool.image_ids[2 * i + 1],
+                              "votes_wanted": 1})
+        assert r.status_code == 201, r.text
+        pairs.append(r.json()["id"])
+    assert client.patch(f"/api/v1/comparisons/{pairs[1]}", headers=bearer(researcher),
+                        json={"gold_alignment": "a"}).status_code == 200
+    a = make_user("annotator")
+    got = _next(client, a, prefetch=5).json()
+    images = [got["image_id"]] + [t["image_id"] for t in got["prefetched"]]
+    assert images == pool.image_ids[3:] + gold[:2]  # the open images, then unseen gold by id
+    pair = client.get("/api/v1/comparison-tasks/next", headers=bearer(a), params={"prefetch": 3}).json()
+    pair_ids = [pair["assignment_id"]] + [t["assignment_id"] for t in pair["prefetched"]]
+    leased = db.execute(text("SELECT comparison_id, is_gold FROM comparison_assignment ORDER BY id")).all()
+    assert len(pair_ids) == 3 and sorted(leased) == [(pairs[0], False), (pairs[1], True), (pairs[2], False)]
+    for aid in pair_ids:
+        r = client.post("/api/v1/comparison-votes", headers=bearer(a),
+                        json={"assignment_id": aid, "alignment": "left", "fidelity": "tie"})
+        assert r.status_code == 201
+    assert client.get("/api/v1/comparison-tasks/next", headers=bearer(a)).status_code == 204
+    assert handed_to_route(app) == 0
+    assert hot_answered(app, hotpath.NEXT_PATH) == 1 and hot_answered(app, hotpath.NEXT_PAIR_PATH) == 2
 
 
 def test_a_set_that_ran_dry_hands_over_to_the_next_set(client, app, make_user):
@@ -359,7 +401,8 @@ def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app,
     a = make_user("annotator")
     assert _rate(client, a, _next(client, a).json()["assignment_id"]).status_code == 201
     db.commit()
-    for table in ("image", "rating_assignment", "rating", "prompt", "prompt_set", "api_token", "user_session"):
+    for table in ("image", "rating_assignment", "rating", "prompt", "prompt_set", "api_token", "user_session",
+                  "comparison", "comparison_assignment"):
         db.connection().exec_driver_sql(f"ANALYZE {table}")
     db.commit()
 
@@ -368,6 +411,7 @@ def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app,
         try:
             out = {}
             statements = {"next": hotpath.NEXT_SQL, "next (session)": hotpath.NEXT_SESSION_SQL,
+                          "next pair": hotpath.NEXT_PAIR_SQL[False],
                           **{f"submit {key}": sql for key, sql in hotpath.SUBMIT_SQL.items()}}
             for name, sql in statements.items():
                 stmt = await conn.prepare(sql)
@@ -385,13 +429,19 @@ def test_generic_plans_use_indexes_even_when_built_on_a_small_table(client, app,
     # in a thread of its own: the browser tests' Playwright loop may be running in this one
     with ThreadPoolExecutor(1) as thread:
         found = thread.submit(asyncio.run, plans()).result()
-    assert len(found) == 6
+    assert len(found) == 7
     for name, plan in found.items():
-        for table in ("image", "rating_assignment", "rating", "api_token", "user_session", "user_account"):
+        for table in ("image", "rating_assignment", "rating", "api_token", "user_session", "user_account",
+                      "comparison", "comparison_assignment"):
             assert f"Seq Scan on {table} " not in plan, f"{name}:\n{plan}"
     for name in ("next", "next (session)"):
         assert "Index Scan using ix_image_pool on image" in found[name]
         assert "Index Scan using uq_rating_assignment_image_id_annotator_id" in found[name]
+        # unseen gold: an ordered range scan of the gold images of the set (migration 0001)
+        assert "Index Scan using ix_image_gold on image" in found[name], found[name]
+    assert "Index Scan using ix_comparison_pool on comparison" in found["next pair"]
+    # unseen gold pairs: the partial gold index (migration 0008), not the primary key's every pair
+    assert "Index Scan using ix_comparison_gold on comparison" in found["next pair"], found["next pair"]
 
 
 def test_a_pick_that_loses_a_race_with_the_same_annotator_takes_no_slot(client, app, make_user, db, monkeypatch):

@@ -12,6 +12,7 @@ from app.db.base import Base, BigIntPK, CreatedAtMixin, IdMixin, one_of
 from app.db.enums import AssignmentState, Side, values
 
 OPEN_POOL_SQL = text("votes_open > 0 AND gold_alignment IS NULL AND gold_fidelity IS NULL")
+GOLD_SQL = text("gold_alignment IS NOT NULL OR gold_fidelity IS NOT NULL")
 LEASED_SQL = text("state = 'leased'")
 
 
@@ -50,6 +51,8 @@ class Comparison(IdMixin, CreatedAtMixin, Base):
         UniqueConstraint("evaluation_id", "image_a_id", "image_b_id"),
         Index("ix_comparison_pool", "votes_open", "id", postgresql_where=OPEN_POOL_SQL, sqlite_where=OPEN_POOL_SQL),
         Index("ix_comparison_evaluation_id", "evaluation_id"),
+        # unseen gold pairs by id (leases.pick_gold, statements.gold): flat at any table size
+        Index("ix_comparison_gold", "id", postgresql_where=GOLD_SQL, sqlite_where=GOLD_SQL),
     )
 
     evaluation_id: Mapped[int | None] = mapped_column(BigIntPK, ForeignKey("evaluation.id", ondelete="CASCADE"))
