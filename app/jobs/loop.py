@@ -67,37 +67,82 @@ def check_retrain(session: Session, settings: Settings) -> list[int]:
 
 
 def chain_after(session: Session, settings: Settings, job: Job, version: ModelVersion | None) -> int | None:
-    """After an automatic train_reward: fine-tune; after a chained fine-tune: evaluate."""
+    """After an automatic train_reward: fine-tune (in a later round, the generator of the round before);
+    after a chained fine-tune: evaluate, and with `next_round` the new generator draws the set's
+    prompts for the next round's labels. Returns the first job made (the others are in the job log)."""
     if job.trigger.get("type") not in ("auto", "chain") or job.prompt_set_id is None or version is None:
         return None
     ps = session.get(PromptSet, job.prompt_set_id)
     if ps is None:  # no prompt set, no chain settings: nothing follows
         return None
     chain = ps.auto_chain or {}
+    steps: list[tuple[str, dict[str, Any], dict[str, Any]]] = []  # (kind, params, trigger extras)
     if job.kind == "train_reward" and "finetune" in chain:
-        kind, params = "finetune", {**chain["finetune"], "prompt_set_id": ps.id, "reward_version_id": version.id}
-    elif job.kind == "finetune" and "evaluate" in chain:
-        kind, params = "evaluate", {**chain["evaluate"], "candidate_version_id": version.id,
-                                    "baseline_version_id": version.parent_id}
-        if "prompt_set_id" not in params:
-            # never the training set itself: the evaluation's images would join the next fine-tune
-            try:
-                with session.begin_nested():
-                    params["prompt_set_id"] = evaluation_set_for(session, settings, ps).id
-            except AppError as exc:
-                service.add_log(session, job.id, f"could not chain evaluate: {exc.message}", "warning")
-                return None
-    else:
-        return None
-    trigger = {"type": "chain", "after_job": job.id, "after_kind": job.kind, "root": job.trigger}
-    try:
-        with session.begin_nested():
-            nxt = service.create_job(session, settings, kind, params, trigger=trigger, parent_job_id=job.id)
-    except AppError as exc:
-        service.add_log(session, job.id, f"could not chain {kind}: {exc.message}", "warning")
-        return None
-    service.add_log(session, job.id, f"chained {kind} job {nxt.id}")
-    return nxt.id
+        params = {**chain["finetune"], "prompt_set_id": ps.id, "reward_version_id": version.id}
+        if "next_round" in chain and "generator_version_id" not in params:
+            current = round_generator(session, ps.id)
+            if current is not None:
+                params["generator_version_id"] = current
+        steps.append(("finetune", params, {}))
+    elif job.kind == "finetune":
+        if "evaluate" in chain:
+            params = {**chain["evaluate"], "candidate_version_id": version.id,
+                      "baseline_version_id": version.parent_id}
+            if "prompt_set_id" not in params:
+                # never the training set itself: the evaluation's images would join the next fine-tune
+                try:
+                    with session.begin_nested():
+                        params["prompt_set_id"] = evaluation_set_for(session, settings, ps).id
+                except AppError as exc:
+                    service.add_log(session, job.id, f"could not chain evaluate: {exc.message}", "warning")
+                    params = {}
+            if params:
+                steps.append(("evaluate", params, {}))
+        if "next_round" in chain:
+            nxt = chain["next_round"]
+            done = generator_round(session, version, ps.id)
+            if done < int(nxt.get("rounds", 0)):
+                params = {"prompt_set_id": ps.id, "generator_version_id": version.id,
+                          **{k: v for k, v in nxt.items() if k != "rounds"}}
+                steps.append(("generate", params, {"round": done + 1}))
+            else:
+                service.add_log(session, job.id, f"round {done} of {nxt.get('rounds')}: the last; no next round")
+    made: list[int] = []
+    for kind, params, extra in steps:
+        trigger = {"type": "chain", "after_job": job.id, "after_kind": job.kind, "root": job.trigger, **extra}
+        try:
+            with session.begin_nested():
+                nxt_job = service.create_job(session, settings, kind, params, trigger=trigger, parent_job_id=job.id)
+        except AppError as exc:
+            service.add_log(session, job.id, f"could not chain {kind}: {exc.message}", "warning")
+            continue
+        service.add_log(session, job.id, f"chained {kind} job {nxt_job.id}"
+                        + (f" (round {extra['round']})" if "round" in extra else ""))
+        made.append(nxt_job.id)
+    return made[0] if made else None
+
+
+def generator_round(session: Session, version: ModelVersion, prompt_set_id: int) -> int:
+    """How many fine-tunes on this prompt set lead to `version`, itself included (the base: 0)."""
+    n, v = 0, version
+    while v is not None and v.kind == "generator" and v.prompt_set_id == prompt_set_id:
+        n += 1
+        v = session.get(ModelVersion, v.parent_id) if v.parent_id is not None else None
+    return n
+
+
+def round_generator(session: Session, prompt_set_id: int) -> int | None:
+    """The generator that drew the set's current round: that of its newest finished next-round generate
+    job (None before any: the first round fine-tunes the base)."""
+    jobs = session.scalars(
+        select(Job).where(Job.kind == "generate", Job.prompt_set_id == prompt_set_id, Job.state == "succeeded")
+        .order_by(Job.id.desc()).limit(100)
+    )
+    for j in jobs:
+        if (j.trigger or {}).get("type") == "chain" and "round" in j.trigger:
+            gid = (j.params or {}).get("generator_version_id")
+            return int(gid) if gid is not None else None
+    return None
 
 
 EVALUATION_SET_SIZE = 120  # the paper's: 60 seen and 60 unseen prompts

@@ -31,6 +31,19 @@ class GenerateParams(BaseModel):
     prompt_ids: list[Id] | None = Field(None, max_length=100_000, description="only these prompts of the set")
 
 
+class NextRoundParams(BaseModel):
+    """`auto_chain.next_round` of a training prompt set: after each chained fine-tune, the new generator
+    draws the set's prompts again for annotators to label, and the next retrain fine-tunes that
+    generator (round k+1 on images from generator k), until `rounds` fine-tunes are done."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rounds: int = Field(ge=2, le=100, description="fine-tunes in all, the first included")
+    images_per_prompt: int = Field(ge=1, le=1000, description="new images per prompt each round")
+    base_seed: int = Field(0, ge=0, le=MAX_BASE_SEED, description="seeds of each round's images (as generate's)")
+    sampler: SamplerParams = Field(default_factory=SamplerParams)
+
+
 class RewardParams(BaseModel):
     lambda_pc: float = Field(0.5, ge=0.0, le=100.0)
     temperature: float = Field(2.0, gt=0.0, le=100.0)

@@ -91,9 +91,12 @@ def _resolve(session: Session, settings: Settings, kind: str, params: BaseModel)
         if params.generator_version_id is None:
             params.generator_version_id = ensure_base_generator(session, settings).id
         gv = _version(session, params.generator_version_id, "generator", "params.generator_version_id")
-        if gv.mode == "lora":
-            raise Invalid("params.generator_version_id: fine-tune from a base or full generator version "
-                          "(LoRA adapters are not stacked)")
+        rank = (gv.hyperparams or {}).get("lora_rank")
+        if gv.mode == "lora" and params.mode == "lora" and "lora_rank" in params.model_fields_set \
+                and params.lora_rank != rank:
+            # the worker checks the settings a preset gives as well (workers.handlers.finetune.continue_from)
+            raise Invalid(f"params.lora_rank: generator version {gv.id} is a rank-{rank} LoRA fine-tune; a LoRA "
+                          f"fine-tune of it continues its adapter, so give lora_rank {rank}, or mode 'full'")
         if params.reward_version_id is None:
             reward = latest_reward(session, params.prompt_set_id)
             if reward is None:

@@ -3,9 +3,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.fields import INT32_MAX, Int64, JsonDoc, OptionalText, Text
+from app.jobs.schemas import NextRoundParams
+
+AUTO_CHAIN_STEPS = ("train_reward", "finetune", "evaluate", "next_round")
+
+
+def check_auto_chain(chain: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Steps of an automatic round: known names, each an object of job parameters. Each job's own
+    parameters are checked when the job is made (they need the set and its models); `next_round`,
+    which no job checks before it runs, is checked here."""
+    if chain is None:
+        return chain
+    unknown = sorted(set(chain) - set(AUTO_CHAIN_STEPS))
+    if unknown:
+        raise ValueError(f"unknown step {unknown[0]!r}; the steps are {', '.join(AUTO_CHAIN_STEPS)}")
+    for step, params in chain.items():
+        if not isinstance(params, dict):
+            raise ValueError(f"{step} must be an object of job parameters")
+    if "next_round" in chain:
+        try:
+            NextRoundParams.model_validate(chain["next_round"])
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in ("next_round", *first["loc"]))
+            raise ValueError(f"{where}: {first['msg']}") from None
+    return chain
 
 
 class Highlight(BaseModel):
@@ -54,6 +79,8 @@ class PromptSetCreate(BaseModel):
                                           description="new usable labels that start a reward training")
     auto_chain: JsonDoc = Field(default_factory=dict, description="what follows an automatic retrain")
 
+    _check_chain = field_validator("auto_chain")(check_auto_chain)
+
     @field_validator("name")
     @classmethod
     def _strip_name(cls, v: str) -> str:
@@ -97,6 +124,8 @@ class PromptSetUpdate(BaseModel):
     lease_seconds: int | None = Field(None, ge=10, le=86_400)
     retrain_threshold: int | None = Field(None, ge=1, le=INT32_MAX, description="null: no automatic retraining")
     auto_chain: JsonDoc | None = None
+
+    _check_chain = field_validator("auto_chain")(check_auto_chain)
 
     @field_validator("description", "labels_per_image", "gold_rate", "lease_seconds", "auto_chain", mode="before")
     @classmethod

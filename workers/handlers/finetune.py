@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,22 @@ def finetune_config(p: FinetuneParams) -> Any:
                           ema_decay=p.ema_decay, use_8bit_adam=p.use_8bit_adam, data_workers=p.data_workers)
 
 
+def continue_from(config: Any, parent: ModelVersion, adapter: str) -> Any:
+    """A fine-tune of a generator that is itself a LoRA fine-tune starts from that generator, not from
+    its base: a LoRA fine-tune continues the parent's adapter (so it must have the same rank and
+    targets), a full one fuses it into the weights first. Without this a later round would quietly
+    start again from the base model."""
+    had = parent.hyperparams or {}
+    if config.mode == "lora" and (had.get("lora_rank") != config.lora_rank
+                                  or had.get("lora_targets") != config.lora_targets):
+        raise JobFailed(
+            f"generator version {parent.id} is a rank-{had.get('lora_rank')} LoRA fine-tune"
+            + (f" on {had['lora_targets']!r}" if had.get("lora_targets") else "")
+            + f"; a LoRA fine-tune of it continues its adapter, so give lora_rank {had.get('lora_rank')} "
+            f"(this job asks for {config.lora_rank}), or mode 'full'")
+    return replace(config, init_adapter=str(adapter))
+
+
 def check_worker_can_run(p: FinetuneParams) -> None:
     """Fail a job this worker cannot run before it loads a model or an image: the API cannot know what
     the worker that picks a job up has installed."""
@@ -143,11 +159,15 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     n_labelled = sum(1 for r in rows if r.id in labelled)
     ctx.log(f"D_model: {len(samples)} images ({n_labelled} human-labelled, {len(samples) - n_labelled} unlabelled), "
             f"weighted by reward version {rv.id}")
-    base_model, _ = rt.generator_source(gv)
+    base_model, parent_adapter = rt.generator_source(gv)
     pretrain = p.pretrain_dir or rt.settings.pretrain_dir
     key = f"artifacts/generator/job-{job.id}"
     out = work_dir(rt, key)
     config = finetune_config(p)
+    if parent_adapter is not None:
+        config = continue_from(config, gv, parent_adapter)
+        ctx.log(f"starting from generator version {gv.id}: "
+                + ("continuing its LoRA adapter" if config.mode == "lora" else "its adapter fused into the weights"))
     # this job's own folder first, then those of the failed or cancelled jobs it retries
     earlier = [work_dir(rt, f"artifacts/generator/job-{j}", create=False) for j in ctx.lineage if j != job.id]
     processes = rt.settings.finetune_processes
@@ -194,7 +214,11 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
                 kind="generator", mode=config.mode, name=f"{config.mode} of #{gv.id} on {ps.name} #{job.id}",
                 parent_id=gv.id,
                 job_id=job.id, prompt_set_id=ps.id, artifact_url=url,
-                hyperparams={**asdict(config), "base_model": gv.artifact_url if config.mode == "lora" else url,
+                hyperparams={**asdict(config),
+                             # a LoRA adapter always sits on the root model (a parent adapter was continued)
+                             "base_model": (gv.hyperparams["base_model"] if gv.mode == "lora" else gv.artifact_url)
+                             if config.mode == "lora" else url,
+                             "init_adapter": gv.artifact_url if parent_adapter is not None else None,
                              "pretrain_dir": pretrain, "reward_version_id": rv.id},
                 label_snapshot={**(rv.label_snapshot or {}), "reward_version_id": rv.id, "images": len(samples),
                                 "labelled_images": n_labelled},
