@@ -76,6 +76,11 @@ def demo(host: str, port: int, data_dir: Path, models: Path | None, simulated_ra
 @click.option("--token", "tokens", multiple=True, help="an annotator's API token instead of a log-in (repeatable)")
 @click.option("--error-rate", default=0.1, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="share of answers each rater gets wrong on purpose")
+@click.option("--panel", type=click.Choice(["uniform", "mixed"]), default="uniform", show_default=True,
+              help="uniform: every rater has --error-rate; mixed: a crowd of mixed reliability in the order of the "
+                   "accounts given (one adversarial who always answers wrongly, one lenient who calls half of all "
+                   "images good, 30%% noisy with 25%% wrong answers, the rest accurate with 2%%); needs 3 or more "
+                   "raters")
 @click.option("--ratings/--no-ratings", default=True, show_default=True, help="answer rating tasks")
 @click.option("--comparisons/--no-comparisons", default=True, show_default=True, help="vote on comparisons")
 @click.option("--until-idle", default=30.0, show_default=True, type=click.FloatRange(min=0),
@@ -83,8 +88,8 @@ def demo(host: str, port: int, data_dir: Path, models: Path | None, simulated_ra
 @click.option("--pace", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="seconds each rater waits between answers")
 @click.option("--seed", default=0, show_default=True, type=int)
-def simulate_raters(url: str, logins: tuple[str, ...], tokens: tuple[str, ...], error_rate: float, ratings: bool,
-                    comparisons: bool, until_idle: float, pace: float, seed: int) -> None:
+def simulate_raters(url: str, logins: tuple[str, ...], tokens: tuple[str, ...], error_rate: float, panel: str,
+                    ratings: bool, comparisons: bool, until_idle: float, pace: float, seed: int) -> None:
     """Shapes-world oracle raters that log in and rate / vote through the REST API like people."""
     import json
 
@@ -92,21 +97,30 @@ def simulate_raters(url: str, logins: tuple[str, ...], tokens: tuple[str, ...], 
 
     if not logins and not tokens:
         raise click.UsageError("give at least one --login USER:PASSWORD or --token")
-    team = []
-    for i, login in enumerate(logins):
+    accounts: list[tuple[str, str | None, str | None]] = []  # (name, password, token)
+    for login in logins:
         user, sep, password = login.partition(":")
         if not sep or not user or not password:
             raise click.BadParameter(f"{login!r} is not USER:PASSWORD", param_hint="--login")
-        team.append(SimulatedAnnotator(url, user, password, error_rate=error_rate, seed=seed + i, pace=pace,
-                                       ratings=ratings, comparisons=comparisons))
-    for j, token in enumerate(tokens):
-        team.append(SimulatedAnnotator(url, f"token-{j + 1}", token=token, error_rate=error_rate,
-                                       seed=seed + len(logins) + j, pace=pace, ratings=ratings,
-                                       comparisons=comparisons))
+        accounts.append((user, password, None))
+    accounts += [(f"token-{j + 1}", None, token) for j, token in enumerate(tokens)]
+    kinds = [("uniform", error_rate, 0.0)] * len(accounts)
+    if panel == "mixed":
+        from ml.world.raters import mixed_panel
+
+        try:
+            crowd = mixed_panel(len(accounts), seed=seed)
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc}; give at least 3 raters", param_hint="--panel") from None
+        kinds = [(r.name.split("-")[0], r.error_rate, r.good_bias) for r in crowd]
+    team = [SimulatedAnnotator(url, user, password, token=token, error_rate=err, good_bias=bias, seed=seed + i,
+                               pace=pace, ratings=ratings, comparisons=comparisons)
+            for i, ((user, password, token), (_, err, bias)) in enumerate(zip(accounts, kinds, strict=True))]
     threads, _ = run_team(team, idle_wait=1.0, until_idle=until_idle)
     for t in threads:
         t.join()
-    stats = {a.username: vars(a.stats) for a in team}
+    stats = {a.username: {"kind": kind, "error_rate": a.error_rate, "good_bias": a.good_bias, **vars(a.stats)}
+             for a, (kind, _, _) in zip(team, kinds, strict=True)}
     click.echo(json.dumps(stats))
     if any(a.stats.ratings + a.stats.votes == 0 and a.stats.errors for a in team):
         raise click.ClickException("a rater answered nothing and met errors (see the log above)")

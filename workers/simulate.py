@@ -35,6 +35,7 @@ class RaterStats:
     votes: int = 0
     errors: int = 0  # requests the service refused (each logged)
     flipped: int = 0  # answers the rater got wrong on purpose (its error rate)
+    wrong_ratings: int = 0  # ratings that are not the oracle's verdict (flips and lenient "good"s)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class SimulatedAnnotator:
     token: str | None = None
     error_rate: float = 0.0
     seed: int = 0
+    good_bias: float = 0.0  # share of images called good whatever they show (a lenient rater)
     pace: float = 0.0  # seconds between answers (0: as fast as the service answers)
     ratings: bool = True
     comparisons: bool = True
@@ -53,7 +55,7 @@ class SimulatedAnnotator:
     def __post_init__(self) -> None:
         from ml.world.raters import OracleRater
 
-        self.rater = OracleRater(self.error_rate, seed=self.seed)
+        self.rater = OracleRater(self.error_rate, seed=self.seed, good_bias=self.good_bias)
         self.http = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=60.0, follow_redirects=False)
 
     # ---- identity -------------------------------------------------------------------------------
@@ -108,8 +110,10 @@ class SimulatedAnnotator:
         if task is None:
             return False
         flipped = self.rater.flipped
-        label = self.rater.label(self._image(task["image_url"]), task["prompt"])
+        aligned = self.rater.judge([self._image(task["image_url"])], [task["prompt"]])[0].aligned
+        label = self.rater.answer([aligned])[0]
         self.stats.flipped += self.rater.flipped - flipped
+        self.stats.wrong_ratings += (label == "good") != aligned
         s = self.http.post("/api/v1/ratings", json={"assignment_id": task["assignment_id"], "label": label,
                                                     "duration_ms": 1000})
         if s.status_code not in (200, 201):

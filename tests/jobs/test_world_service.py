@@ -1,7 +1,7 @@
 """The whole service in the shapes world, driven only by simulated oracle annotators over HTTP.
 
 A real uvicorn server, Postgres, Redis and a Celery worker process; the shipped world models.
-Nine simulated raters (10% wrong answers) log in through the form, rate the pool until the
+Nine simulated raters of mixed reliability log in through the form, rate the pool until the
 threshold starts reward training by itself, the chained fine-tune (world preset) and blind
 evaluation follow, and the raters vote on every pair. The oracle's measurement stored on the
 evaluation must cover every pair, and the raters' majority on each pair must be what the oracle
@@ -66,6 +66,7 @@ def test_simulated_raters_drive_the_service_to_a_better_model(world_server, worl
     import httpx
 
     from tests.jobs.conftest import WorkerProcess
+    from ml.world.raters import mixed_panel
     from workers.simulate import SimulatedAnnotator, run_team
 
     worker = WorkerProcess(world_settings, tmp_path / "worker.log")
@@ -90,10 +91,14 @@ def test_simulated_raters_drive_the_service_to_a_better_model(world_server, worl
         assert wait_job(c, researcher, gen.json()["id"])["state"] == "succeeded"
 
         # half the team logs in through the form; the other half uses tokens made for it
+        # a crowd of mixed reliability (t2i-feedback simulate-raters --panel mixed): one adversarial,
+        # one lenient, three noisy (25% wrong), four accurate
         accounts = [make_user("annotator") for _ in range(9)]
+        crowd = mixed_panel(9, seed=0)
         team = [SimulatedAnnotator(world_server, a.username, password=a.password if i % 2 else None,
-                                   token=None if i % 2 else a.token, error_rate=0.1, seed=i)
-                for i, a in enumerate(accounts)]
+                                   token=None if i % 2 else a.token, error_rate=r.error_rate, good_bias=r.good_bias,
+                                   seed=i)
+                for i, (a, r) in enumerate(zip(accounts, crowd, strict=True))]
         threads, stop = run_team(team, idle_wait=1.0)
 
         def jobs_of(kind):
@@ -125,6 +130,15 @@ def test_simulated_raters_drive_the_service_to_a_better_model(world_server, worl
         Comparison.evaluation_id == ev_id)) == 64
     assert all(d == n == 9 for _, d, n in voters)
     assert sum(a.stats.flipped for a in team) > 0  # the raters did make mistakes
+    # each rater answered through the API as its kind does: the adversary is always wrong, the accurate
+    # ones rarely (the rating share each got depends on timing; kinds with few ratings are not judged)
+    wrong = {r.name.split("-")[0]: [0, 0] for r in crowd}
+    for a, r in zip(team, crowd, strict=True):
+        wrong[r.name.split("-")[0]][0] += a.stats.wrong_ratings
+        wrong[r.name.split("-")[0]][1] += a.stats.ratings
+    assert wrong["accurate"][1] >= 20 and wrong["accurate"][0] <= 0.1 * wrong["accurate"][1], wrong
+    if wrong["adversarial"][1] >= 5:
+        assert wrong["adversarial"][0] == wrong["adversarial"][1], wrong
     assert sum(a.stats.errors for a in team) == 0
     assert db.scalar(select(func.count()).select_from(Image).where(Image.prompt_set_id == train["id"])) == 256
 
