@@ -22,6 +22,7 @@ from ml.tiny import TinyConfig
 from ml.world.active import ActiveConfig
 from ml.world.build import WorldModelsConfig
 from ml.world.loop import WorldLoopConfig
+from ml.world.pairs import PairsConfig
 
 _clip_opt = click.option(
     "--clip", "clip_model", required=True, help="CLIP folder or hub id, e.g. openai/clip-vit-large-patch14"
@@ -498,6 +499,19 @@ def world_active(out, models, **kw) -> None:
     from ml.world.active import run_active, summary
 
     _world_run(run_active, summary, build_config(ActiveConfig, kw), models, out, {"report": "active.json"})
+
+
+@cli.command("world-pairs")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes report.json here")
+@_world_models_opt
+@config_options(PairsConfig)
+def world_pairs(out, models, **kw) -> None:
+    """Pairs as a training signal, in the shapes world: the paper's reward-weighted fine-tune, the same
+    with a reward model that also learns from pairwise votes, and Diffusion-DPO on the voted pairs,
+    measured by the oracle on the same evaluation seeds; writes report.json."""
+    from ml.world.pairs import run_pairs, summary
+
+    _world_run(run_pairs, summary, build_config(PairsConfig, kw), models, out, {"report": "report.json"})
 
 if __name__ == "__main__":
     cli()
