@@ -520,7 +520,7 @@ def finetune(
         generator=loader_gen, drop_last=False
     )
 
-    def batch_samples(batch: Sequence[torch.Tensor]) -> list[int]:
+    def batch_samples(batch: Any) -> list[int]:
         """Sample indices of a loader batch: the samples, or (dpo) the preferred ones then the rejected ones."""
         return batch[0].tolist() + batch[1].long().tolist() if dpo else batch[0].tolist()
     vae_id = ""
@@ -638,11 +638,11 @@ def finetune(
                 with torch.no_grad(), acc.autocast():
                     ref = _reference_losses(acc, unet, ref_unet, noise_scheduler, latents[:n_model],
                                             text_emb[:n_model], noise[:n_model], t[:n_model])
-                pre_losses = losses[n_model:] * snr_w[n_model:] if snr_w is not None else losses[n_model:]
+                pre_part = losses[n_model:] * snr_w[n_model:] if snr_w is not None else losses[n_model:]
                 loss = dpo_loss(losses[:n_model], ref, config.dpo_beta,
                                 snr_w[: n_model // 2] if snr_w is not None else None)
-                if pre_iter and pre_losses.numel() and config.beta:
-                    loss = loss + config.beta * pre_losses.mean()
+                if pre_iter and pre_part.numel() and config.beta:
+                    loss = loss + config.beta * pre_part.mean()
             else:
                 if snr_w is not None:
                     losses = losses * snr_w

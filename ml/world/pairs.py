@@ -100,8 +100,8 @@ TINY = PairsConfig(train_prompts=8, pool_per_prompt=8, labels_per_prompt=4, pair
 
 
 def simulate_votes(
-    truth: Sequence[bool], quality: Sequence[float], pairs: Sequence[tuple[int, int]], votes: int, error: float,
-    rng: random.Random,
+    truth: Sequence[bool] | np.ndarray, quality: Sequence[float], pairs: Sequence[tuple[int, int]], votes: int,
+    error: float, rng: random.Random,
 ) -> list[int]:
     """Votes for the first image of each pair out of `votes` raters (see the module doc)."""
     out = []
