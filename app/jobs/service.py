@@ -94,12 +94,13 @@ def _resolve(session: Session, settings: Settings, kind: str, params: BaseModel)
         if gv.mode == "lora":
             raise Invalid("params.generator_version_id: fine-tune from a base or full generator version "
                           "(LoRA adapters are not stacked)")
-        if params.reward_version_id is None:
+        if params.reward_version_id is None and params.objective != "dpo":  # DPO learns from votes, not a reward
             reward = latest_reward(session, params.prompt_set_id)
             if reward is None:
                 raise Invalid("params.reward_version_id: prompt set has no reward model yet; run train_reward first")
             params.reward_version_id = reward.id
-        _version(session, params.reward_version_id, "reward", "params.reward_version_id")
+        if params.reward_version_id is not None:
+            _version(session, params.reward_version_id, "reward", "params.reward_version_id")
         return f"prompt_set:{params.prompt_set_id}", params.prompt_set_id
     if isinstance(params, EvaluateParams):
         ps = _prompt_set(session, params.prompt_set_id)
