@@ -62,7 +62,10 @@ def test_world_pairs_command_runs_a_tiny_round(tmp_path):
         "dpo": {"binary_labels": 0, "pairs": pairs, "votes": 9 * pairs},
     }
     rm = report["reward_models"]
-    assert rm["reward"]["n_pairs_train"] == 0 and rm["pairs"]["n_pairs_train"] == pairs  # seen prompts: all train
+    # every pair is trained on or validated (the seen validation prompts' pairs), none twice
+    assert rm["reward"]["n_pairs_train"] == 0 and rm["reward"]["validation_pairs"] is None
+    trained, validated = rm["pairs"]["n_pairs_train"], rm["pairs"]["validation_pairs"]["n"]
+    assert trained > 0 and trained + validated == pairs
     # nine votes a pair, each right 90% of the time: the majority names the aligned image of a mixed pair
     if report["pool"]["mixed_pairs"]:
         assert report["pool"]["majority_right_on_mixed"] >= 0.9
