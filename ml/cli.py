@@ -22,6 +22,7 @@ from ml.tiny import TinyConfig
 from ml.world.active import ActiveConfig
 from ml.world.build import WorldModelsConfig
 from ml.world.loop import WorldLoopConfig
+from ml.world.pairs import PairsConfig
 from ml.world.rounds import RoundsConfig
 
 _clip_opt = click.option(
@@ -513,6 +514,19 @@ def world_rounds(out, models, **kw) -> None:
 
     _world_run(run_world_rounds, summary, build_config(RoundsConfig, kw), models, out,
                {"report": "rounds.json", "grid": "grid.png"})
+
+
+@cli.command("world-pairs")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="writes report.json here")
+@_world_models_opt
+@config_options(PairsConfig)
+def world_pairs(out, models, **kw) -> None:
+    """Pairs as a training signal, in the shapes world: the paper's reward-weighted fine-tune, the same
+    with a reward model that also learns from pairwise votes, and Diffusion-DPO on the voted pairs,
+    measured by the oracle on the same evaluation seeds; writes report.json."""
+    from ml.world.pairs import run_pairs, summary
+
+    _world_run(run_pairs, summary, build_config(PairsConfig, kw), models, out, {"report": "report.json"})
 
 if __name__ == "__main__":
     cli()

@@ -6,6 +6,10 @@ Only the UNet trains (fully, or LoRA on its attention projections); VAE and text
 
 The loop runs under `accelerate.Accelerator`, so `accelerate launch` spreads it over several GPUs.
 
+With `objective="dpo"` the generated samples come in pairs (preferred, rejected) of one prompt and
+the loss is Diffusion-DPO's (Wallace et al., 2023) instead of the reward-weighted one, β·ℓ_pre
+still added; see `dpo_loss`.
+
 Pre-training data (D_pre) is a folder in either form:
   * `metadata.jsonl` with one `{"file_name": "x.png", "text": "a caption"}` per line (the Hugging Face
     imagefolder format), or
@@ -132,6 +136,21 @@ class FinetuneConfig:
         },
     )
     seed: int = field(default=0, metadata={"help": "seed of data order, noise and timesteps"})
+    objective: str = field(
+        default="reward_weighted",
+        metadata={
+            "help": "'reward_weighted' (the paper: each sample's loss times its reward) or 'dpo' (Diffusion-DPO "
+            "on pairs of a preferred and a rejected sample of one prompt, against the frozen base as the "
+            "reference; with LoRA the reference is the UNet with its adapter switched off)"
+        },
+    )
+    dpo_beta: float = field(
+        default=5000.0,
+        metadata={
+            "help": "β of Diffusion-DPO, in the reference implementation's scale (the T of the paper's bound "
+            "folded in, losses as means over latent elements): 5000 is what Wallace et al. used for SD1.5"
+        },
+    )
     use_8bit_adam: bool = field(
         default=False,
         metadata={
@@ -226,6 +245,27 @@ def reward_weighted_loss(
     if pretrain_losses is not None and pretrain_losses.numel() and beta:
         loss = loss + beta * pretrain_losses.mean()
     return loss
+
+
+def dpo_loss(
+    model_losses: torch.Tensor, ref_losses: torch.Tensor, beta_dpo: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Diffusion-DPO (Wallace et al. 2023, eq. 14; their train.py's form): per pair i,
+    −log σ(−β/2 · [(ℓ_θ(w_i) − ℓ_ref(w_i)) − (ℓ_θ(l_i) − ℓ_ref(l_i))]), the mean over pairs.
+
+    `model_losses` and `ref_losses` hold the P preferred samples' denoising losses first, then the P
+    rejected ones' (pair i: rows i and P + i, drawn with the same noise and timestep). β has the T of
+    the paper's bound folded in, as in the reference code (β = 5000 for SD1.5). `weights` (per pair,
+    e.g. min-SNR) scale each pair's difference. At θ = ref the loss is log 2 and its gradient lowers the
+    preferred sample's loss and raises the rejected one's, equally."""
+    p = model_losses.shape[0] // 2
+    if model_losses.shape[0] != 2 * p or ref_losses.shape != model_losses.shape:
+        raise ValueError("dpo_loss needs the preferred losses then the rejected ones, for model and reference alike")
+    diff = (model_losses[:p] - ref_losses[:p].detach()) - (model_losses[p:] - ref_losses[p:].detach())
+    if weights is not None:
+        diff = diff * weights.detach().to(diff.dtype)
+    return -F.logsigmoid(-0.5 * beta_dpo * diff).mean()
 
 
 def denoising_losses(
@@ -385,13 +425,18 @@ def finetune(
     should_cancel: Callable[[], bool] | None = None,
     resume: bool = False,
     latent_cache: LatentCache | None = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> FinetuneResult:
     """Fine-tune `base_model` (folder or hub id) on reward-weighted `samples`; see module doc.
 
     `resume=True` continues from the newest complete checkpoint in `out_dir` (if any), as `resume_from`
     would: with the same config, samples and seed, a run that was killed and resumed ends with the same
     weights as one that never stopped. `latent_cache` keeps the VAE's latents of each image on disk across
-    runs (ml.latent_cache); without it they are kept for this run only."""
+    runs (ml.latent_cache); without it they are kept for this run only.
+
+    With `config.objective == "dpo"`, `pairs` are (preferred, rejected) indices into `samples`, both of
+    one prompt; the samples' rewards are then not used, and a micro-batch holds batch_size // 2 pairs
+    (as many images as the reward-weighted loss takes) and batch_size pre-training pairs."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
@@ -402,6 +447,13 @@ def finetune(
         raise ValueError("no generated samples to fine-tune on")
     if config.min_timestep < 0:
         raise ValueError(f"min_timestep must be >= 0, not {config.min_timestep}")
+    dpo = config.objective == "dpo"
+    if config.objective not in ("reward_weighted", "dpo"):
+        raise ValueError(f"objective must be 'reward_weighted' or 'dpo', not {config.objective!r}")
+    if dpo:
+        pairs = check_pairs(samples, pairs)
+    elif pairs:
+        raise ValueError("pairs are for objective 'dpo'; the reward-weighted loss takes each sample's reward")
     out = Path(out_dir)
     notes: list[str] = []
     cuda = torch.cuda.is_available()
@@ -471,12 +523,21 @@ def finetune(
 
     size = config.resolution or unet.config.sample_size * pipe.vae_scale_factor
     loader_gen = torch.Generator().manual_seed(config.seed)
-    model_ds = torch.utils.data.TensorDataset(
-        torch.arange(len(samples)), torch.tensor([float(s.reward) for s in samples])
-    )
+    if dpo and pairs:  # one row per pair: its preferred and its rejected sample
+        model_ds = torch.utils.data.TensorDataset(torch.tensor([w for w, _ in pairs]),
+                                                  torch.tensor([r for _, r in pairs]))
+    else:
+        model_ds = torch.utils.data.TensorDataset(
+            torch.arange(len(samples)), torch.tensor([float(s.reward) for s in samples])
+        )
     model_loader = torch.utils.data.DataLoader(
-        model_ds, batch_size=config.batch_size, shuffle=True, generator=loader_gen, drop_last=False
+        model_ds, batch_size=max(1, config.batch_size // 2) if dpo else config.batch_size, shuffle=True,
+        generator=loader_gen, drop_last=False
     )
+
+    def batch_samples(batch: Any) -> list[int]:
+        """Sample indices of a loader batch: the samples, or (dpo) the preferred ones then the rejected ones."""
+        return batch[0].tolist() + batch[1].long().tolist() if dpo else batch[0].tolist()
     vae_id = ""
     if latent_cache is not None:
         from ml.latent_cache import vae_identity
@@ -507,6 +568,11 @@ def finetune(
             "towards the generated set"
         )
         pywarnings.warn(notes[-1], stacklevel=2)
+    ref_unet = None
+    if dpo and config.mode == "full":  # the frozen base as the reference (LoRA: the adapter switched off)
+        import copy
+
+        ref_unet = copy.deepcopy(unet).requires_grad_(False).eval().to(acc.device)
     unet, opt, model_loader = acc.prepare(unet, opt, model_loader)
     if pre_loader is not None:
         pre_loader = acc.prepare(pre_loader)
@@ -534,7 +600,7 @@ def finetune(
         # The frozen encoders see the images in the batches they first saw them in: a batch's latents do
         # not depend on its company only up to float rounding.
         for _ in range(step * config.gradient_accumulation_steps):
-            model_cache.latent_dist(next(model_iter)[0].tolist())
+            model_cache.latent_dist(batch_samples(next(model_iter)))
             if pre_iter is not None and pre_cache is not None:
                 pre_cache.latent_dist(next(pre_iter)[0].tolist())
         # a copy: the saved states are rows of one gathered tensor, and set_state of a row with a storage
@@ -549,11 +615,12 @@ def finetune(
     while step < config.max_steps:
         if should_cancel is not None and should_cancel():
             raise Cancelled(step, config.max_steps)
-        model_idx, model_weight = next(model_iter)
-        idx = model_idx.tolist()
+        model_batch = next(model_iter)
+        model_weight = model_batch[1]
+        idx = batch_samples(model_batch)
         n_model = len(idx)
         texts = [model_texts[i] for i in idx]
-        if config.caption_dropout:
+        if config.caption_dropout and not dpo:  # a preference holds for its prompt, not for the empty one
             drop = torch.rand(n_model, generator=noise_gen, device=acc.device) < config.caption_dropout
             texts = ["" if d else t for t, d in zip(texts, drop.tolist(), strict=True)]
         mean, std = model_cache.latent_dist(idx)
@@ -576,14 +643,28 @@ def finetune(
                 generator=noise_gen,
                 device=acc.device,
             )
+            if dpo:  # the two samples of a pair share their noise and timestep
+                half = n_model // 2
+                noise[half:n_model], t[half:n_model] = noise[:half], t[:half]
             with acc.autocast():
                 losses = denoising_losses(unet, noise_scheduler, latents, text_emb, noise, t)
-            if config.snr_gamma:
-                losses = losses * min_snr_weights(noise_scheduler, t, config.snr_gamma)
-            pre_losses = losses[n_model:] if pre_iter else None
-            loss = reward_weighted_loss(
-                losses[:n_model], model_weight.to(acc.device), pre_losses, config.beta
-            )
+            snr_w = min_snr_weights(noise_scheduler, t, config.snr_gamma) if config.snr_gamma else None
+            if dpo:
+                with torch.no_grad(), acc.autocast():
+                    ref = _reference_losses(acc, unet, ref_unet, noise_scheduler, latents[:n_model],
+                                            text_emb[:n_model], noise[:n_model], t[:n_model])
+                pre_part = losses[n_model:] * snr_w[n_model:] if snr_w is not None else losses[n_model:]
+                loss = dpo_loss(losses[:n_model], ref, config.dpo_beta,
+                                snr_w[: n_model // 2] if snr_w is not None else None)
+                if pre_iter and pre_part.numel() and config.beta:
+                    loss = loss + config.beta * pre_part.mean()
+            else:
+                if snr_w is not None:
+                    losses = losses * snr_w
+                pre_losses = losses[n_model:] if pre_iter else None
+                loss = reward_weighted_loss(
+                    losses[:n_model], model_weight.to(acc.device), pre_losses, config.beta
+                )
             acc.backward(loss)
             if acc.sync_gradients and config.max_grad_norm:
                 acc.clip_grad_norm_(params, config.max_grad_norm)
@@ -641,6 +722,37 @@ def finetune(
         warnings=notes,
         seconds=time.perf_counter() - t0,
     )
+
+
+def check_pairs(samples: Sequence[ModelSample], pairs: Sequence[tuple[int, int]] | None) -> list[tuple[int, int]]:
+    """DPO's pairs: (preferred, rejected) indices into `samples`, two different images of one prompt."""
+    if not pairs:
+        raise ValueError("objective 'dpo' needs pairs of (preferred, rejected) sample indices")
+    out = []
+    for w, r in pairs:
+        w, r = int(w), int(r)
+        if not (0 <= w < len(samples) and 0 <= r < len(samples)):
+            raise ValueError(f"pair ({w}, {r}) points outside the {len(samples)} samples")
+        if w == r:
+            raise ValueError(f"pair ({w}, {r}) compares a sample with itself")
+        if samples[w].prompt != samples[r].prompt:
+            raise ValueError(f"pair ({w}, {r}) has two prompts: {samples[w].prompt!r} and {samples[r].prompt!r}")
+        out.append((w, r))
+    return out
+
+
+def _reference_losses(acc: Any, unet: Any, ref_unet: Any, scheduler: Any, latents: torch.Tensor,
+                      text_emb: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The reference model's denoising losses: a frozen copy (full fine-tune) or the trained UNet with
+    its LoRA adapter switched off (no second UNet in memory)."""
+    if ref_unet is not None:
+        return denoising_losses(ref_unet, scheduler, latents, text_emb, noise, t)
+    model = acc.unwrap_model(unet)
+    model.disable_adapters()
+    try:
+        return denoising_losses(unet, scheduler, latents, text_emb, noise, t)
+    finally:
+        model.enable_adapters()
 
 
 def _adamw(eight_bit: bool) -> Any:

@@ -7,6 +7,11 @@ Speed: CLIP is frozen, so training works on cached embeddings. The first layer i
 image half and a text half (W·[x; z] = W_x·x + W_z·z, the same function), so the image half is
 computed once per image for all N prompts and the text half once per distinct text in a batch.
 Perturbed prompts are embedded once, before training.
+
+Pairwise votes (optional `pairs`): rows (image a, image b, prompt, share of votes preferring a, votes)
+add a Bradley-Terry term on the MLP's logits, λ_pair · BCE(σ((l_a - l_b) / τ_pair), share), each pair
+weighted by its number of votes; r = σ(l) as before. Without pairs the loss and every draw of random
+numbers are those of the binary-only model.
 """
 
 from __future__ import annotations
@@ -85,6 +90,17 @@ class RewardConfig:
         default="paper",
         metadata={"help": "words the perturbed prompts are drawn from: 'paper' or 'world' (ml.prompts.VOCABULARIES)"},
     )
+    lambda_pair: float = field(
+        default=1.0,
+        metadata={"help": "weight of the Bradley-Terry loss on pairwise votes (only when pairs are given)"},
+    )
+    pair_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "τ of the Bradley-Terry term: P(a preferred) = σ((logit r_a - logit r_b) / τ), on the "
+            "MLP's logits, so r itself stays the sigmoid of the same logit the MSE trains"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of split, init, batching and perturbations"})
     precision: str = field(
         default="auto",
@@ -105,6 +121,18 @@ class RewardRow:
     target: float | None = None
 
 
+@dataclass
+class PairRow:
+    """A pairwise question on two images of one prompt: `share_a` of `votes` raters found image a
+    follows the prompt better (a tie counts half to each side)."""
+
+    image_a: str
+    image_b: str
+    prompt: str
+    share_a: float
+    votes: int = 1
+
+
 class RewardMLP(nn.Module):
     def __init__(self, image_dim: int, text_dim: int, hidden: int = 1024):
         super().__init__()
@@ -113,10 +141,14 @@ class RewardMLP(nn.Module):
         self.hidden = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, 1)
 
+    def logit_head(self, image_h: torch.Tensor, text_h: torch.Tensor) -> torch.Tensor:
+        """logit(r) from first-layer halves (broadcasting: one image against several texts)."""
+        h = F.relu(self.hidden(F.relu(image_h + text_h)))
+        return self.out(h).squeeze(-1)
+
     def head(self, image_h: torch.Tensor, text_h: torch.Tensor) -> torch.Tensor:
         """r from first-layer halves (broadcasting: one image against several texts)."""
-        h = F.relu(self.hidden(F.relu(image_h + text_h)))
-        return torch.sigmoid(self.out(h).squeeze(-1))
+        return torch.sigmoid(self.logit_head(image_h, text_h))
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.head(self.image_in(image), self.text_in(text))
@@ -143,6 +175,15 @@ def prompt_classification_loss(scores: torch.Tensor, temperature: float) -> torc
     return F.cross_entropy(scores / temperature, target)
 
 
+def pair_loss(
+    logit_a: torch.Tensor, logit_b: torch.Tensor, share_a: torch.Tensor, votes: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Bradley-Terry: binary cross-entropy of σ((l_a - l_b) / τ) against the share of votes for a,
+    weighted by each pair's number of votes (a pair of 9 votes counts 9 times one of 1)."""
+    per = F.binary_cross_entropy_with_logits((logit_a - logit_b) / temperature, share_a, reduction="none")
+    return (per * votes).sum() / votes.sum()
+
+
 @dataclass
 class RewardModel:
     """A trained reward model; load once with `load_reward`, score many times."""
@@ -166,6 +207,8 @@ class RewardResult:
     n_without_pc: int  # good rows whose prompt could not be perturbed (outside the template language)
     seconds: float
     n_val_unseen: int = 0  # validation rows of unseen-object prompts (measured only, never trained or stopped on)
+    n_pairs_train: int = 0  # pairwise rows trained on (0 without pairs)
+    n_pairs_val: int = 0  # pairwise rows of validation prompts (pair accuracy)
 
 
 def _as_rows(rows: Sequence[RewardRow | Mapping]) -> list[RewardRow]:
@@ -173,6 +216,20 @@ def _as_rows(rows: Sequence[RewardRow | Mapping]) -> list[RewardRow]:
         r if isinstance(r, RewardRow) else RewardRow(str(r["image_key"]), r["prompt"], r["label"], r.get("target"))
         for r in rows
     ]
+
+
+def _as_pairs(pairs: Sequence[PairRow | Mapping] | None) -> list[PairRow]:
+    out = [
+        p if isinstance(p, PairRow) else PairRow(str(p["image_a"]), str(p["image_b"]), p["prompt"],
+                                                 float(p["share_a"]), int(p.get("votes", 1)))
+        for p in pairs or ()
+    ]
+    off = [p.share_a for p in out if not 0.0 <= p.share_a <= 1.0]
+    if off:
+        raise ValueError(f"pair shares must be in [0, 1]; got {off[:3]}")
+    if any(p.votes < 1 for p in out):
+        raise ValueError("every pair needs at least one vote")
+    return out
 
 
 def _text_fn(text_vectors: TextVectors) -> Callable[[Sequence[str]], np.ndarray]:
@@ -247,6 +304,7 @@ def train_reward(
     text_vectors: TextVectors,
     progress: Callable[[int, int], None] | None = None,
     val_prompts: Collection[str] | None = None,
+    pairs: Sequence[PairRow | Mapping] | None = None,
 ) -> RewardResult:
     """Train on labelled rows; `image_vectors[image_key]` and `text_vectors` (a mapping or a
     function of a list of texts) give the cached CLIP embeddings, perturbed prompts included.
@@ -254,7 +312,13 @@ def train_reward(
     `val_prompts` fixes the validation prompts (early stopping and metrics on all of them); by
     default every unseen-object prompt is held out (`hold_out_unseen`) with a seeded `val_fraction`
     of the seen ones: early stopping watches the seen validation only, and the metrics cover both,
-    `by_group` giving seen and unseen apart, as the paper reports them."""
+    `by_group` giving seen and unseen apart, as the paper reports them.
+
+    `pairs` (optional) are pairwise votes on images of one prompt (`PairRow`); they add the
+    Bradley-Terry term (`lambda_pair`, `pair_temperature`) and follow the same split: a pair of a
+    validation prompt (or, with `hold_out_unseen`, of an unseen object) is measured, never trained
+    on (`metrics["pairs"]`: accuracy of the predicted preference against the majority). Early
+    stopping still watches the binary validation MSE."""
     t0 = time.perf_counter()
     all_rows = _as_rows(rows)
     bad = {r.label for r in all_rows} - {"good", "bad", "skip"}
@@ -266,6 +330,7 @@ def train_reward(
     used = [r for r in all_rows if r.label != "skip"]
     if not used:
         raise ValueError("no good/bad rows to train on")
+    pair_rows = _as_pairs(pairs)
     if config.n_prompts < 2:
         raise ValueError("n_prompts counts the original prompt too: it must be at least 2")
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -275,12 +340,15 @@ def train_reward(
     vocabulary = VOCABULARIES[config.vocabulary]
     negatives = perturbed_texts(prompts, config.n_prompts - 1, config.seed, vocabulary)
     texts = list(dict.fromkeys(prompts + [t for ns in negatives.values() if ns for t in ns]))
+    texts = list(dict.fromkeys(texts + [p.prompt for p in pair_rows]))  # unchanged without pairs
     tpos = {t: i for i, t in enumerate(texts)}
     text_mat = torch.from_numpy(np.asarray(_text_fn(text_vectors)(texts), np.float32)).to(device)
     missing = [r.image_key for r in used if r.image_key not in image_vectors]
+    missing += [k for p in pair_rows for k in (p.image_a, p.image_b) if k not in image_vectors]
     if missing:
         raise KeyError(f"{len(missing)} image(s) have no embedding, e.g. {missing[:3]}")
 
+    explicit_val = val_prompts is not None
     if val_prompts is None:
         stop_prompts, unseen_prompts = validation_prompts(prompts, config, vocabulary)
         val_prompts = stop_prompts | unseen_prompts
@@ -317,6 +385,32 @@ def train_reward(
     stop_rows = [r for r in val_rows if r.prompt in stop_prompts]
     stop = val if len(stop_rows) == len(val_rows) else (build(stop_rows) if stop_rows else None)
 
+    def pair_split(p: PairRow) -> bool:  # True: a validation pair
+        if p.prompt in val_prompts:
+            return True
+        if p.prompt in prompts or not config.hold_out_unseen or explicit_val:
+            return False  # a prompt with binary labels follows their split; otherwise only unseen ones are held out
+        q = parse_prompt(p.prompt, vocabulary)
+        return q is not None and q.split == "unseen"
+
+    def build_pairs(part: list[PairRow]) -> _Pairs | None:
+        if not part:
+            return None
+        vec = lambda k: np.asarray(image_vectors[k], np.float32)  # noqa: E731
+        return _Pairs(
+            image_a=torch.from_numpy(np.stack([vec(p.image_a) for p in part])).to(device),
+            image_b=torch.from_numpy(np.stack([vec(p.image_b) for p in part])).to(device),
+            text_idx=torch.tensor([tpos[p.prompt] for p in part], device=device),
+            share_a=torch.tensor([p.share_a for p in part], dtype=torch.float32, device=device),
+            votes=torch.tensor([float(p.votes) for p in part], device=device),
+            prompts=[p.prompt for p in part],
+        )
+
+    val_pair_rows = [p for p in pair_rows if pair_split(p)]
+    train_pair_rows = [p for p in pair_rows if not pair_split(p)]
+    train_pairs, val_pairs = build_pairs(train_pair_rows), build_pairs(val_pair_rows)
+    pair_gen = torch.Generator().manual_seed(config.seed + 1)  # its own stream: the binary draws stay as they were
+
     with torch.random.fork_rng(devices=[] if device == "cpu" else None):
         torch.manual_seed(config.seed)
         module = RewardMLP(train.image.shape[1], text_mat.shape[1], config.hidden).to(device)
@@ -330,11 +424,16 @@ def train_reward(
         best = (math.inf, 0, {k: v.clone() for k, v in module.state_dict().items()})
         n = len(train_rows)
         batch, epochs, every = schedule(config, n)
+        steps_per_epoch = math.ceil(n / batch)
         for epoch in range(1, epochs + 1):
             module.train()
             perm = torch.randperm(n, device=device)
+            pair_chunks = (
+                torch.randperm(len(train_pair_rows), generator=pair_gen).to(device).chunk(steps_per_epoch)
+                if train_pairs is not None and config.lambda_pair > 0 else ()
+            )
             total = 0.0
-            for start in range(0, n, batch):
+            for step_i, start in enumerate(range(0, n, batch)):
                 idx = perm[start : start + batch]
                 with autocast:
                     s0, s_all = _batch_scores(
@@ -344,6 +443,10 @@ def train_reward(
                     if s_all is not None:
                         loss = loss + config.lambda_pc * prompt_classification_loss(
                             s_all.float(), config.temperature
+                        )
+                    if train_pairs is not None and step_i < len(pair_chunks):
+                        loss = loss + config.lambda_pair * _pair_batch_loss(
+                            module, text_mat, train_pairs, pair_chunks[step_i], config.pair_temperature
                         )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -376,6 +479,8 @@ def train_reward(
         img = val.image.cpu().numpy()
         txt = text_mat[val.text_idx].cpu().numpy()
         metrics.update(_ranking(val, clip_score(img, txt), prefix="clip_"))
+    if val_pairs is not None:
+        metrics["pairs"] = _pair_metrics(module, text_mat, val_pairs, config)
     model = RewardModel(
         module=module,
         config=config,
@@ -394,7 +499,56 @@ def train_reward(
         n_without_pc=sum(1 for r in used if r.label == "good" and negatives[r.prompt] is None),
         seconds=time.perf_counter() - t0,
         n_val_unseen=sum(1 for r in val_rows if r.prompt in unseen_prompts),
+        n_pairs_train=len(train_pair_rows),
+        n_pairs_val=len(val_pair_rows),
     )
+
+
+@dataclass
+class _Pairs:
+    image_a: torch.Tensor  # (P, Di)
+    image_b: torch.Tensor
+    text_idx: torch.Tensor  # (P,) index into texts
+    share_a: torch.Tensor  # (P,) share of votes preferring a
+    votes: torch.Tensor  # (P,)
+    prompts: list[str]
+
+
+def _pair_logits(module: RewardMLP, texts: torch.Tensor, d: _Pairs, idx: torch.Tensor):
+    text_h = module.text_in(texts[d.text_idx[idx]])
+    return (module.logit_head(module.image_in(d.image_a[idx]), text_h),
+            module.logit_head(module.image_in(d.image_b[idx]), text_h))
+
+
+def _pair_batch_loss(module: RewardMLP, texts: torch.Tensor, d: _Pairs, idx: torch.Tensor, temperature: float):
+    la, lb = _pair_logits(module, texts, d, idx)
+    return pair_loss(la.float(), lb.float(), d.share_a[idx], d.votes[idx], temperature)
+
+
+@torch.no_grad()
+def _pair_metrics(module: RewardMLP, texts: torch.Tensor, d: _Pairs, config: RewardConfig) -> dict:
+    """Pair accuracy (the predicted preference against the majority of votes, pairs without a
+    majority left out) and the Bradley-Terry loss, over all validation pairs and per split."""
+    module.eval()
+    idx = torch.arange(len(d.prompts), device=texts.device)
+    la, lb = _pair_logits(module, texts, d, idx)
+    diff = (la - lb).float().cpu().numpy()
+    share = d.share_a.cpu().numpy()
+    decided = share != 0.5
+    correct = (diff > 0) == (share > 0.5)
+    out: dict[str, Any] = {
+        "n": len(d.prompts),
+        "decided": int(decided.sum()),
+        "accuracy": float(correct[decided].mean()) if decided.any() else float("nan"),
+        "loss": float(pair_loss(la.float(), lb.float(), d.share_a, d.votes, config.pair_temperature)),
+    }
+    splits = np.array([getattr(parse_prompt(p), "split", "") for p in d.prompts])
+    for split in ("seen", "unseen"):
+        m = decided & (splits == split)
+        if m.any():
+            out[split] = {"n": int(m.sum()), "accuracy": float(correct[m].mean())}
+    module.train()
+    return out
 
 
 def _ranking(d: _Data, scores: np.ndarray, prefix: str = "") -> dict:

@@ -64,6 +64,12 @@ class RewardParams(BaseModel):
         "gold (Dawid-Skene): each image is trained once, on the posterior probability that it is good, "
         "instead of once per label with every rater trusted alike. Needs several labels per image "
         "(labels_per_image >= 2) or gold images to tell raters apart")
+    pairs: bool = Field(
+        False,
+        description="also learn from the prompt set's comparison votes on the alignment question: each compared "
+        "pair of images of one prompt adds a Bradley-Terry term on the share of votes for each side (a tie counts "
+        "half), weighted by its votes. Fails when the set has no votes")
+    lambda_pair: float = Field(1.0, ge=0.0, le=100.0, description="weight of the Bradley-Terry term (with pairs)")
     seed: Int64 = 0
 
 
@@ -80,7 +86,14 @@ class FinetuneParams(BaseModel):
 
     prompt_set_id: Id = Field(description="its generated images (labelled and unlabelled) are D_model")
     generator_version_id: Id | None = Field(None, description="default: the base generator")
-    reward_version_id: Id | None = Field(None, description="default: the newest reward model of the set")
+    reward_version_id: Id | None = Field(
+        None, description="default: the newest reward model of the set (not used by objective 'dpo')")
+    objective: Literal["reward_weighted", "dpo"] = Field(
+        "reward_weighted",
+        description="'reward_weighted': the paper's loss on the set's generated images weighted by the reward "
+                    "model; 'dpo': Diffusion-DPO (Wallace et al. 2023) on the set's compared pairs, preferred = the "
+                    "side most alignment votes chose (ties left out), against the starting model as reference")
+    dpo_beta: float = Field(5000.0, gt=0.0, le=1e7, description="β of Diffusion-DPO (5000: the paper's SD1.5 value)")
     preset: Literal["world", "paper"] | None = Field(
         None, description="start from a named set of settings (fields given here still win): 'world' is what "
                           "moves the shapes-world models in one round; 'paper' the paper's full fine-tune "

@@ -97,12 +97,13 @@ def _resolve(session: Session, settings: Settings, kind: str, params: BaseModel)
             # the worker checks the settings a preset gives as well (workers.handlers.finetune.continue_from)
             raise Invalid(f"params.lora_rank: generator version {gv.id} is a rank-{rank} LoRA fine-tune; a LoRA "
                           f"fine-tune of it continues its adapter, so give lora_rank {rank}, or mode 'full'")
-        if params.reward_version_id is None:
+        if params.reward_version_id is None and params.objective != "dpo":  # DPO learns from votes, not a reward
             reward = latest_reward(session, params.prompt_set_id)
             if reward is None:
                 raise Invalid("params.reward_version_id: prompt set has no reward model yet; run train_reward first")
             params.reward_version_id = reward.id
-        _version(session, params.reward_version_id, "reward", "params.reward_version_id")
+        if params.reward_version_id is not None:
+            _version(session, params.reward_version_id, "reward", "params.reward_version_id")
         return f"prompt_set:{params.prompt_set_id}", params.prompt_set_id
     if isinstance(params, EvaluateParams):
         ps = _prompt_set(session, params.prompt_set_id)

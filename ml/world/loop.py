@@ -191,8 +191,8 @@ def _finetune_child(arm: str, job: tuple, threads: int, queue: Any) -> None:
     torch.set_num_threads(threads)
     try:
         t0 = time.perf_counter()
-        ft, sd, samples, out, pre = job
-        result = finetune(ft, sd, samples, out, pretrain=pre,
+        ft, sd, samples, out, pre, *pairs = job
+        result = finetune(ft, sd, samples, out, pretrain=pre, pairs=pairs[0] if pairs else None,
                           progress=lambda done, total, *_: queue.put(("progress", arm, done, total)))
         queue.put(("done", arm, str(result.checkpoint), time.perf_counter() - t0))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
@@ -202,7 +202,8 @@ def _finetune_child(arm: str, job: tuple, threads: int, queue: Any) -> None:
 def finetune_arms(
     jobs: dict[str, tuple], workers: int, progress: Progress | None = None
 ) -> tuple[dict[str, Path], dict[str, float]]:
-    """Run each arm's `finetune(config, base, samples, out, pretrain=...)`; returns checkpoints and
+    """Run each arm's `finetune(config, base, samples, out, pretrain=...)` (a job tuple may end with the
+    DPO pairs, `finetune(..., pairs=...)`); returns checkpoints and
     seconds per arm. Small models use threads poorly, so on a few cores arms run side by side in
     spawned processes that split the torch threads (a process that dies is an error, not a hang)."""
     import multiprocessing as mp
@@ -217,10 +218,11 @@ def finetune_arms(
     if n <= 1:
         from ml.finetune import finetune
 
-        for arm, (ft, sd, samples, out, pre) in jobs.items():
+        for arm, (ft, sd, samples, out, pre, *pairs) in jobs.items():
             t0 = time.perf_counter()
             cb = (lambda done, total, *_, a=arm: progress(f"finetune {a}", done, total)) if progress else None
-            checkpoints[arm] = finetune(ft, sd, samples, out, pretrain=pre, progress=cb).checkpoint
+            checkpoints[arm] = finetune(ft, sd, samples, out, pretrain=pre, progress=cb,
+                                        pairs=pairs[0] if pairs else None).checkpoint
             seconds[arm] = time.perf_counter() - t0
         return checkpoints, seconds
 

@@ -41,8 +41,8 @@ def test_next_round_fine_tunes_the_generator_of_the_round_before(loop_client, re
                 return
             t = c.get("/api/v1/rating-tasks/next", headers=bearer(a))
             if t.status_code == 200:
-                assert c.post("/api/v1/ratings", headers=bearer(a), json={
-                    "assignment_id": t.json()["assignment_id"], "label": "good" if done % 2 else "bad"}).status_code == 201
+                label = {"assignment_id": t.json()["assignment_id"], "label": "good" if done % 2 else "bad"}
+                assert c.post("/api/v1/ratings", headers=bearer(a), json=label).status_code == 201
                 done += 1
         raise AssertionError(f"only {done} of {n} images to rate")
 

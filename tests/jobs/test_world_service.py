@@ -65,8 +65,8 @@ def test_simulated_raters_drive_the_service_to_a_better_model(world_server, worl
                                                               db, tmp_path):
     import httpx
 
-    from tests.jobs.conftest import WorkerProcess
     from ml.world.raters import mixed_panel
+    from tests.jobs.conftest import WorkerProcess
     from workers.simulate import SimulatedAnnotator, run_team
 
     worker = WorkerProcess(world_settings, tmp_path / "worker.log")

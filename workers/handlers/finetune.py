@@ -15,6 +15,7 @@ from app.db.models import Image, Job, ModelVersion, Prompt, PromptSet, Rating, R
 from app.jobs import loop
 from app.jobs.schemas import FinetuneParams
 from workers.artifacts import publish, work_dir
+from workers.handlers.comparison_votes import VotedPair, max_vote_id, voted_pairs
 from workers.lifecycle import JobContext, JobFailed
 from workers.version import code_version
 
@@ -76,7 +77,7 @@ def finetune_config(p: FinetuneParams) -> Any:
     from ml.finetune import PRESETS, FinetuneConfig
 
     fields = ("mode", "lora_rank", "lr", "beta", "max_steps", "batch_size", "gradient_accumulation_steps",
-              "caption_dropout", "snr_gamma", "seed")
+              "caption_dropout", "snr_gamma", "seed", "objective", "dpo_beta")
     values = {**(PRESETS[p.preset] if p.preset else {}),
               **{k: getattr(p, k) for k in fields if k in p.model_fields_set or not p.preset}}
     steps = values.get("max_steps", p.max_steps)
@@ -135,6 +136,23 @@ def training_images(prompt_set_id: int, reward_version_id: int) -> Select[int, s
     )
 
 
+def dpo_pairs(voted: list[VotedPair]) -> tuple[list[VotedPair], list[tuple[int, int]], list[Any]]:
+    """(pairs with a majority, (preferred, rejected) indices into the images, the images): the side
+    most alignment votes chose is preferred; tied pairs teach nothing and are left out."""
+    decided = [q for q in voted if q.votes_a != q.votes_b]
+    index: dict[int, int] = {}
+    images: list[Any] = []
+    pairs = []
+    for q in decided:
+        for im in (q.a, q.b):
+            if im.image_id not in index:
+                index[im.image_id] = len(images)
+                images.append((im, q.prompt))
+        w, lose = (q.a, q.b) if q.votes_a > q.votes_b else (q.b, q.a)
+        pairs.append((index[w.image_id], index[lose.image_id]))
+    return decided, pairs, images
+
+
 def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     import torch
 
@@ -143,22 +161,45 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     rt = ctx.rt
     p = FinetuneParams.model_validate(job.params)
     check_worker_can_run(p)
+    dpo = p.objective == "dpo"
+    pairs: list[tuple[int, int]] | None = None
+    vote_info: dict[str, Any] = {}
     with rt.tx() as s:
-        ps, gv, rv = s.get(PromptSet, p.prompt_set_id), s.get(ModelVersion, p.generator_version_id), \
-            s.get(ModelVersion, p.reward_version_id)
-        if ps is None or gv is None or rv is None:
+        ps, gv = s.get(PromptSet, p.prompt_set_id), s.get(ModelVersion, p.generator_version_id)
+        rv = s.get(ModelVersion, p.reward_version_id) if p.reward_version_id is not None else None
+        if ps is None or gv is None or (rv is None and not dpo):
             raise JobFailed("the prompt set, generator version or reward version no longer exists")
-        rows = s.execute(training_images(ps.id, rv.id)).all()
+        if dpo:
+            snap = max_vote_id(s, ps.id)
+            voted = voted_pairs(s, ps.id, snap)
+        else:
+            rows = s.execute(training_images(ps.id, rv.id)).all() if rv is not None else []
         labelled = set(s.scalars(select(Rating.image_id).where(Rating.prompt_set_id == ps.id, Rating.label != "skip")))
         for obj in (gv, rv):
-            s.expunge(obj)
-    if not rows:
-        raise JobFailed(f"no generated images of prompt set {ps.id} carry a score of reward version {rv.id}")
-    samples = [ModelSample(image=StoredImage(rt.storage, r.storage_key, r.content_hash), prompt=r.text,
-                           reward=float(r.score)) for r in rows]
-    n_labelled = sum(1 for r in rows if r.id in labelled)
-    ctx.log(f"D_model: {len(samples)} images ({n_labelled} human-labelled, {len(samples) - n_labelled} unlabelled), "
-            f"weighted by reward version {rv.id}")
+            if obj is not None:
+                s.expunge(obj)
+    if dpo:
+        decided, pairs, images = dpo_pairs(voted)
+        if not pairs:
+            raise JobFailed(f"objective dpo: prompt set {ps.id} has no compared pair with a majority of alignment "
+                            f"votes ({len(voted)} pairs, all tied or none)")
+        samples = [ModelSample(image=StoredImage(rt.storage, im.storage_key, im.content_hash), prompt=text, reward=0.0)
+                   for im, text in images]
+        n_labelled = sum(1 for im, _ in images if im.image_id in labelled)
+        vote_info = {"max_vote_id": snap, "pairs": len(pairs), "tied_pairs": len(voted) - len(decided),
+                     "pair_votes": sum(q.votes for q in decided)}
+        ctx.log(f"D_pairs: {len(pairs)} preferred/rejected pairs of {len(samples)} images from "
+                f"{vote_info['pair_votes']} alignment votes (up to vote {snap}; {vote_info['tied_pairs']} tied pairs "
+                f"left out); Diffusion-DPO, β {p.dpo_beta}")
+    else:
+        if rv is None or not rows:
+            raise JobFailed(f"no generated images of prompt set {ps.id} carry a score of reward version "
+                            f"{p.reward_version_id}")
+        samples = [ModelSample(image=StoredImage(rt.storage, r.storage_key, r.content_hash), prompt=r.text,
+                               reward=float(r.score)) for r in rows]
+        n_labelled = sum(1 for r in rows if r.id in labelled)
+        ctx.log(f"D_model: {len(samples)} images ({n_labelled} human-labelled, {len(samples) - n_labelled} "
+                f"unlabelled), weighted by reward version {rv.id}")
     base_model, parent_adapter = rt.generator_source(gv)
     pretrain = p.pretrain_dir or rt.settings.pretrain_dir
     key = f"artifacts/generator/job-{job.id}"
@@ -186,7 +227,10 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     def progress(step: int, total: int, loss: float) -> None:
         ctx.progress(step / max(total, 1), f"step {step}/{total}, loss {loss:.4f}")
 
-    if processes > 1:
+    if processes > 1 and dpo:
+        ctx.log("objective dpo trains in this worker's process (the multi-process launcher takes reward-weighted "
+                "samples only)", "warning")
+    if processes > 1 and not dpo:
         from ml.finetune import FinetuneResult
         from workers.finetune_launch import run_launched, write_spec
 
@@ -202,7 +246,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         result = FinetuneResult(**{**launched, "checkpoint": Path(launched["checkpoint"])})
     else:
         result = finetune(config, base_model, samples, out, pretrain=pretrain, resume_from=resume,
-                          latent_cache=rt.latent_cache(), progress=progress, should_cancel=ctx.should_cancel)
+                          latent_cache=rt.latent_cache(), progress=progress, should_cancel=ctx.should_cancel,
+                          pairs=pairs)
     for warning in result.warnings:
         ctx.log(warning, "warning")
     url = publish(rt, Path(result.checkpoint), f"{key}/{Path(result.checkpoint).name}")
@@ -219,9 +264,9 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
                              "base_model": (gv.hyperparams["base_model"] if gv.mode == "lora" else gv.artifact_url)
                              if config.mode == "lora" else url,
                              "init_adapter": gv.artifact_url if parent_adapter is not None else None,
-                             "pretrain_dir": pretrain, "reward_version_id": rv.id},
-                label_snapshot={**(rv.label_snapshot or {}), "reward_version_id": rv.id, "images": len(samples),
-                                "labelled_images": n_labelled},
+                             "pretrain_dir": pretrain, "reward_version_id": rv.id if rv else None},
+                label_snapshot={**((rv.label_snapshot or {}) if rv else {}), "reward_version_id": rv.id if rv else None,
+                                "images": len(samples), "labelled_images": n_labelled, **vote_info},
                 code_version=code_version(),
                 metrics={"curve": result.curve, "steps": result.steps, "final_loss": losses[-1] if losses else None,
                          "warnings": result.warnings, "seconds": round(result.seconds, 3)},

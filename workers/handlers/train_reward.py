@@ -16,13 +16,14 @@ from app.jobs import loop
 from app.jobs import service as jobs
 from app.jobs.schemas import TrainRewardParams
 from workers.artifacts import publish, work_dir
+from workers.handlers.comparison_votes import max_vote_id, voted_pairs
 from workers.handlers.embeddings import image_vectors, text_vectors
 from workers.lifecycle import JobContext, JobFailed
 from workers.version import code_version
 
 
 def run(ctx: JobContext, job: Job) -> dict[str, Any]:
-    from ml.reward import RewardConfig, RewardRow, save_reward, train_reward
+    from ml.reward import PairRow, RewardConfig, RewardRow, save_reward, train_reward
 
     rt = ctx.rt
     p = TrainRewardParams.model_validate(job.params)
@@ -37,6 +38,8 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             .join(Image, Image.id == Rating.image_id).join(Prompt, Prompt.id == Image.prompt_id)
             .where(Rating.prompt_set_id == ps.id, Rating.id <= snap)
         ).all()
+        vote_snap = max_vote_id(s, ps.id) if p.reward.pairs else 0
+        pairs = voted_pairs(s, ps.id, vote_snap) if p.reward.pairs else []
         previous = jobs.latest_reward(s, ps.id)
         previous_id = previous.id if previous else None
         vocabulary = p.reward.vocabulary or (ps.source or {}).get("template", {}).get("vocabulary", "paper")
@@ -47,13 +50,21 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             f"{counts['skip']} skipped (kept, not trained on)")
     if usable < p.min_labels:
         raise JobFailed(f"only {usable} usable labels (good/bad); at least {p.min_labels} are needed")
+    if p.reward.pairs:
+        if not pairs:
+            raise JobFailed(f"reward.pairs: prompt set {ps.id} has no comparison votes to learn from; compare "
+                            "images of its prompts first or train without pairs")
+        snapshot.update({"max_vote_id": vote_snap, "pairs": len(pairs), "pair_votes": sum(q.votes for q in pairs)})
+        ctx.log(f"pairs: {len(pairs)} compared image pairs with {snapshot['pair_votes']} alignment votes "
+                f"(up to vote {vote_snap}), Bradley-Terry weight {p.reward.lambda_pair}")
 
     ctx.progress(0.05, "embedding images", force=True)
-    vectors = image_vectors(rt, [(r.content_hash, r.storage_key) for r in rows if r.label != "skip"])
+    vectors = image_vectors(rt, [(r.content_hash, r.storage_key) for r in rows if r.label != "skip"]
+                            + [(im.content_hash, im.storage_key) for q in pairs for im in (q.a, q.b)])
     config = RewardConfig(lambda_pc=p.reward.lambda_pc, temperature=p.reward.temperature, n_prompts=p.reward.n_prompts,
                           max_epochs=p.reward.max_epochs, min_steps=p.reward.min_steps, patience=p.reward.patience,
                           val_fraction=p.reward.val_fraction, hold_out_unseen=p.reward.hold_out_unseen,
-                          lr=p.reward.lr, vocabulary=vocabulary,
+                          lr=p.reward.lr, vocabulary=vocabulary, lambda_pair=p.reward.lambda_pair,
                           seed=p.reward.seed)
     train_rows = [RewardRow(r.content_hash, r.text, r.label) for r in rows]
     raters: dict[str, Any] | None = None
@@ -68,6 +79,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             config, train_rows, vectors,
             lambda texts: text_vectors(rt, texts),
             progress=lambda done, total: ctx.progress(0.2 + 0.5 * done / max(total, 1), f"epoch {done}/{total}"),
+            pairs=[PairRow(q.a.content_hash, q.b.content_hash, q.prompt, q.share_a, q.votes) for q in pairs] or None,
         )
     except ValueError as exc:  # e.g. too few prompts to hold some out for validation
         raise JobFailed(f"reward training refused the data: {exc}") from exc
@@ -81,6 +93,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
     url = publish(rt, work_dir(rt, key), key)
     metrics = {**result.metrics, "history": result.history, "best_epoch": result.best_epoch,
                "n_train": result.n_train, "n_val": result.n_val, "n_val_unseen": result.n_val_unseen,
+               **({"n_pairs_train": result.n_pairs_train, "n_pairs_val": result.n_pairs_val} if pairs else {}),
                "seconds": round(result.seconds, 3), **({"raters": raters} if raters else {})}
     with rt.tx() as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
