@@ -16,7 +16,7 @@ from tests.jobs.conftest import wait_job
 pytestmark = pytest.mark.slow
 
 
-def _vote_on_pairs(db, ps_id, voters, truth):
+def _vote_on_pairs(db, ps_id, voters, truth, evaluation_id=None):
     """One comparison per prompt (its first two images), each voter answering the alignment question
     for the image `truth` calls aligned (the second image when both or neither are); returns pairs."""
     by_prompt: dict[int, list[int]] = {}
@@ -27,7 +27,8 @@ def _vote_on_pairs(db, ps_id, voters, truth):
     n = 0
     for prompt_id, ids in by_prompt.items():
         a, b = ids[:2]
-        c = Comparison(prompt_id=prompt_id, image_a_id=a, image_b_id=b, votes_wanted=len(voters), votes_open=0)
+        c = Comparison(prompt_id=prompt_id, image_a_id=a, image_b_id=b, votes_wanted=len(voters), votes_open=0,
+                       evaluation_id=evaluation_id)
         db.add(c)
         db.flush()
         side = "a" if truth(a) and not truth(b) else "b"
@@ -70,6 +71,13 @@ def test_reward_learns_from_votes_and_dpo_fine_tunes_on_them(loop_client, resear
 
     n_pairs = _vote_on_pairs(db, ps["id"], [make_user("annotator") for _ in range(9)], truth)
     assert n_pairs == 12
+    # an evaluation's pairs (here on the same images, voted the other way) measure; they never train
+    from app.db.models import Evaluation
+
+    ev = Evaluation(name="measure", prompt_set_id=ps["id"], votes_per_comparison=9)
+    db.add(ev)
+    db.flush()
+    _vote_on_pairs(db, ps["id"], [make_user("annotator") for _ in range(9)], lambda i: not truth(i), ev.id)
 
     for bad, field in (({"reward": {"pairs": "often"}}, "pairs"), ({"reward": {"lambda_pair": -1}}, "lambda_pair")):
         r = c.post("/api/v1/jobs", headers=h,

@@ -50,13 +50,17 @@ def max_vote_id(s: Session, prompt_set_id: int) -> int:
 
 
 def voted_pairs(s: Session, prompt_set_id: int, up_to_vote: int) -> list[VotedPair]:
-    """Every compared pair of the set's prompts with its alignment votes up to vote id `up_to_vote`."""
+    """Every compared pair of the set's prompts outside evaluations, with its alignment votes up to vote id
+    `up_to_vote`."""
     counts: dict[int, dict[str, int]] = {}
     for cid, alignment in s.execute(
         select(ComparisonVote.comparison_id, ComparisonVote.alignment)
         .join(Comparison, Comparison.id == ComparisonVote.comparison_id)
         .join(Prompt, Prompt.id == Comparison.prompt_id)
-        .where(Prompt.prompt_set_id == prompt_set_id, ComparisonVote.id <= up_to_vote)
+        # an evaluation's pairs measure a model; they never train one (the rule that keeps evaluation
+        # images out of D_model): training pairs are made with POST /comparisons without an evaluation
+        .where(Prompt.prompt_set_id == prompt_set_id, ComparisonVote.id <= up_to_vote,
+               Comparison.evaluation_id.is_(None))
     ):
         c = counts.setdefault(cid, {"a": 0, "b": 0, "tie": 0})
         c[alignment] = c.get(alignment, 0) + 1
