@@ -124,7 +124,8 @@ def chain_after(session: Session, settings: Settings, job: Job, version: ModelVe
 
 def generator_round(session: Session, version: ModelVersion, prompt_set_id: int) -> int:
     """How many fine-tunes on this prompt set lead to `version`, itself included (the base: 0)."""
-    n, v = 0, version
+    n = 0
+    v: ModelVersion | None = version
     while v is not None and v.kind == "generator" and v.prompt_set_id == prompt_set_id:
         n += 1
         v = session.get(ModelVersion, v.parent_id) if v.parent_id is not None else None

@@ -199,8 +199,12 @@ def run_world_rounds(
             )
             jobs[c] = (ft, sd, samples, out / f"round-{k}" / f"finetune-{c}", pre)
         t0 = time.perf_counter()
-        checkpoints, _ = finetune_arms(jobs, config.finetune_workers,
-                                       (lambda s, d, t, k=k: progress(f"round {k}: {s}", d, t)) if progress else None)
+
+        def round_progress(stage: str, done: int, total: int, k: int = k) -> None:
+            if progress:
+                progress(f"round {k}: {stage}", done, total)
+
+        checkpoints, _ = finetune_arms(jobs, config.finetune_workers, round_progress)
         adapters.update(checkpoints)
         add_time("finetune", t0)
 
