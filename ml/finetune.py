@@ -494,14 +494,17 @@ def finetune(
         from peft import LoraConfig
 
         unet.requires_grad_(False)
-        unet.add_adapter(
-            LoraConfig(
-                r=config.lora_rank,
-                lora_alpha=config.lora_rank,
-                init_lora_weights="gaussian",
-                target_modules=config.lora_targets or LORA_TARGETS,
+        # the adapter's random start comes from the seed, not from whatever the process drew before
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            unet.add_adapter(
+                LoraConfig(
+                    r=config.lora_rank,
+                    lora_alpha=config.lora_rank,
+                    init_lora_weights="gaussian",
+                    target_modules=config.lora_targets or LORA_TARGETS,
+                )
             )
-        )
         if legacy:
             if not resume_from:  # state is only ever read from resume_from
                 raise RuntimeError("resume state without a folder to resume from")

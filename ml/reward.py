@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ml.determinism import deterministic
 from ml.embeddings import clip_score
 from ml.metrics import pairwise_accuracy, roc_auc
 from ml.prompts import VOCABULARIES, Vocabulary, parse_prompt, perturbed_texts
@@ -411,7 +412,7 @@ def train_reward(
     train_pairs, val_pairs = build_pairs(train_pair_rows), build_pairs(val_pair_rows)
     pair_gen = torch.Generator().manual_seed(config.seed + 1)  # its own stream: the binary draws stay as they were
 
-    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+    with torch.random.fork_rng(devices=[] if device == "cpu" else None), deterministic(device):
         torch.manual_seed(config.seed)
         module = RewardMLP(train.image.shape[1], text_mat.shape[1], config.hidden).to(device)
         opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)

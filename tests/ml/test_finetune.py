@@ -126,6 +126,25 @@ def test_lora_adapter_holds_only_lora_weights_and_base_stays(tiny_sd, samples, t
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in tuned.items())  # B starts at 0: it trained
 
 
+def test_the_seed_alone_sets_the_adapter_whatever_the_process_drew_before(tiny_sd, samples, tmp_path):
+    """The LoRA adapter's random start comes from the config's seed: two fine-tunes with one seed end
+    with the same weights even when the process's global generator stands elsewhere (it did not, and
+    two world rounds of one seed learned different things)."""
+    from safetensors.torch import load_file
+
+    cfg = FinetuneConfig(mode="lora", max_steps=2, batch_size=2, lr=1e-2, seed=3)
+    adapters = []
+    for i, global_seed in enumerate((1, 2)):
+        torch.manual_seed(global_seed)
+        r = finetune(cfg, tiny_sd, samples, tmp_path / f"ft{i}", pretrain=[PretrainSample(s.image, "a photo")
+                                                                           for s in samples])
+        adapters.append(load_file(str(r.checkpoint / "pytorch_lora_weights.safetensors")))
+    assert adapters[0].keys() == adapters[1].keys() and _same(*adapters)
+    r = finetune(FinetuneConfig(mode="lora", max_steps=2, batch_size=2, lr=1e-2, seed=4), tiny_sd, samples,
+                 tmp_path / "other", pretrain=[PretrainSample(s.image, "a photo") for s in samples])
+    assert not _same(adapters[0], load_file(str(r.checkpoint / "pytorch_lora_weights.safetensors")))
+
+
 def test_resume_continues_step_count_and_optimizer(tiny_sd, samples, tmp_path):
     cfg = FinetuneConfig(mode="lora", max_steps=2, batch_size=2, checkpoint_every=1)
     with warnings.catch_warnings(record=True):
