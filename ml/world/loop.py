@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -123,6 +123,60 @@ REDUCED = WorldLoopConfig(train_prompts=32, labels_per_prompt=16, pool_per_promp
 def choose_prompts(split: str, n: int, seed: int) -> list[Prompt]:
     """n world prompts of one split, balanced across the four categories (the service's template rule)."""
     return generate_prompt_set(PromptSetConfig(size=n, seed=seed, splits=(split,), vocabulary=WORLD_VOCABULARY))
+
+
+class PromptCounts(Protocol):
+    seed: int
+    train_prompts: int
+    reward_val_prompts: int
+    eval_prompts: int
+
+
+@dataclass(frozen=True)
+class WorldPrompts:
+    """The prompts of every world run: the labelled pool's (seen objects only), the reward model's
+    validation (the unseen object, which no label shows) and the evaluation (half seen, half unseen)."""
+
+    train: list[Prompt]
+    reward_val: list[Prompt]
+    evaluation: list[Prompt]
+
+    @property
+    def evaluation_splits(self) -> dict[str, int]:
+        return {split: sum(p.split == split for p in self.evaluation) for split in ("seen", "unseen")}
+
+
+def world_prompts(config: PromptCounts) -> WorldPrompts:
+    """The one choice of prompts shared by world-loop, world-pairs and world-rounds (same seed, same prompts)."""
+    half = config.eval_prompts // 2
+    return WorldPrompts(
+        train=choose_prompts("seen", config.train_prompts, config.seed),
+        reward_val=choose_prompts("unseen", config.reward_val_prompts, config.seed + 1),
+        evaluation=choose_prompts("seen", half, config.seed + 2)
+        + choose_prompts("unseen", config.eval_prompts - half, config.seed + 3),
+    )
+
+
+class Stages:
+    """A run's stage clock: seconds per stage (summed when a stage recurs, as in rounds) and one
+    progress bar per stage, fed to the caller's `Progress`."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def bar(self, stage: str) -> Callable[..., None] | None:
+        progress = self.progress
+        return (lambda done, total, *_: progress(stage, done, total)) if progress else None
+
+    def add(self, stage: str, t0: float) -> None:
+        """Count the time since `t0` (a `time.perf_counter()` reading) to `stage`."""
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - t0, 2)
+
+    def total(self) -> dict[str, float]:
+        self.seconds["total"] = round(time.perf_counter() - self._start, 2)
+        return self.seconds
 
 
 def generate_images(
@@ -320,27 +374,17 @@ def run_world_loop(
     from ml.reward import RewardConfig, score, train_reward
     from ml.world.corpus import pretrain_pairs
 
-    t_start = time.perf_counter()
+    clock = Stages(progress)
+    stage_progress, timed, seconds = clock.bar, clock.add, clock.seconds
     models, out = Path(models), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = models / "sd"
-    seconds: dict[str, float] = {}
     rater = OracleRater(error_rate=config.label_error, seed=config.seed)
-
-    def stage_progress(stage: str) -> Callable[..., None] | None:
-        return (lambda done, total, *_: progress(stage, done, total)) if progress else None
-
-    def timed(stage: str, t0: float) -> None:
-        seconds[stage] = round(time.perf_counter() - t0, 2)
 
     # 1. prompts: the pool and reward validation never share a split; evaluation has both
     t0 = time.perf_counter()
-    train = choose_prompts("seen", config.train_prompts, config.seed)
-    reward_val = choose_prompts("unseen", config.reward_val_prompts, config.seed + 1)
-    half = config.eval_prompts // 2
-    evaluation = choose_prompts("seen", half, config.seed + 2) + choose_prompts(
-        "unseen", config.eval_prompts - half, config.seed + 3
-    )
+    prompts = world_prompts(config)
+    train, reward_val, evaluation = prompts.train, prompts.reward_val, prompts.evaluation
     timed("prompts", t0)
 
     # 2. the pool and the reward's unseen validation images, from the base model
@@ -505,7 +549,7 @@ def run_world_loop(
         "models": str(models),
         "prompts": {
             "train": len(train),
-            "evaluation": {"seen": half, "unseen": config.eval_prompts - half},
+            "evaluation": prompts.evaluation_splits,
             "reward_validation_unseen": len(reward_val),
         },
         "pool": {
@@ -542,8 +586,7 @@ def run_world_loop(
         {a: [arm_images[a][j] for j in sel] for a in ("base", "reward")},
         {a: [verdicts[a][j] for j in sel] for a in ("base", "reward")},
     )
-    seconds["total"] = round(time.perf_counter() - t_start, 2)
-    report["seconds"] = seconds
+    report["seconds"] = clock.total()
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
 

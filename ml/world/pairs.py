@@ -37,17 +37,18 @@ from ml.prompts import CATEGORIES
 from ml.world.loop import (
     EVAL_SEED,
     REWARD_VAL_SEED,
+    Progress,
+    Stages,
     WorldLoopConfig,
     _json_default,
-    choose_prompts,
     finetune_arms,
     generate_images,
+    world_prompts,
 )
 from ml.world.measure import arm_metrics, paired_gain
 from ml.world.raters import QUALITY_TIE
 
 ARMS = ("base", "reward", "pairs", "dpo")
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -164,26 +165,17 @@ def run_pairs(
     from ml.world.corpus import pretrain_pairs
     from ml.world.oracle import judge
 
-    t_start = time.perf_counter()
+    clock = Stages(progress)
+    stage, timed, seconds = clock.bar, clock.add, clock.seconds
     models, out = Path(models), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = models / "sd"
-    seconds: dict[str, float] = {}
     loop_cfg = WorldLoopConfig(seed=config.seed)
-
-    def stage(name: str) -> Callable[..., None] | None:
-        return (lambda done, total, *_: progress(name, done, total)) if progress else None
-
-    def timed(name: str, t0: float) -> None:
-        seconds[name] = round(time.perf_counter() - t0, 2)
 
     # 1. prompts (as world-loop chooses them) and the pool
     t0 = time.perf_counter()
-    train = choose_prompts("seen", config.train_prompts, config.seed)
-    reward_val = choose_prompts("unseen", config.reward_val_prompts, config.seed + 1)
-    half = config.eval_prompts // 2
-    evaluation = choose_prompts("seen", half, config.seed + 2) + choose_prompts(
-        "unseen", config.eval_prompts - half, config.seed + 3)
+    prompts = world_prompts(config)
+    train, reward_val, evaluation = prompts.train, prompts.reward_val, prompts.evaluation
     per = config.pool_per_prompt
     pool_req = [(p.text, config.seed * 1000 + s) for p in train for s in range(per)]
     val_req = [(p.text, REWARD_VAL_SEED + s) for p in reward_val for s in range(config.reward_val_images)]
@@ -300,7 +292,7 @@ def run_pairs(
     report: dict[str, Any] = {
         "config": asdict(config),
         "models": str(models),
-        "prompts": {"train": len(train), "evaluation": {"seen": half, "unseen": config.eval_prompts - half},
+        "prompts": {"train": len(train), "evaluation": prompts.evaluation_splits,
                     "reward_validation_unseen": len(reward_val)},
         "pool": {
             "images": len(pool_req),
@@ -325,8 +317,7 @@ def run_pairs(
         },
         "eval": {"prompts": config.eval_prompts, "images_per_prompt": n_img, "images_per_arm": len(eval_req)},
     }
-    seconds["total"] = round(time.perf_counter() - t_start, 2)
-    report["seconds"] = seconds
+    report["seconds"] = clock.total()
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,12 @@ from ml.world.loop import (
     EVAL_SEED,
     REWARD_VAL_SEED,
     Progress,
+    Stages,
     WorldLoopConfig,
     _json_default,
-    choose_prompts,
     finetune_arms,
     generate_images,
+    world_prompts,
     write_grid,
 )
 from ml.world.measure import arm_metrics, frechet_distance, paired_gain
@@ -99,25 +100,16 @@ def run_world_rounds(
     from ml.world.corpus import corpus, pretrain_pairs
     from ml.world.scene import draw, to_pil
 
-    t_start = time.perf_counter()
+    clock = Stages(progress)
+    bar, add_time = clock.bar, clock.add
     models, out = Path(models), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = models / "sd"
     rater = OracleRater(error_rate=config.label_error, seed=config.seed)
-    seconds: dict[str, float] = {}
-
-    def bar(stage: str) -> Callable[..., None] | None:
-        return (lambda done, total, *_: progress(stage, done, total)) if progress else None
-
-    def add_time(stage: str, t0: float) -> None:
-        seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
-    train = choose_prompts("seen", config.train_prompts, config.seed)
-    reward_val = choose_prompts("unseen", config.reward_val_prompts, config.seed + 1)
-    half = config.eval_prompts // 2
-    evaluation = choose_prompts("seen", half, config.seed + 2) + choose_prompts(
-        "unseen", config.eval_prompts - half, config.seed + 3)
+    prompts = world_prompts(config)
+    train, reward_val, evaluation = prompts.train, prompts.reward_val, prompts.evaluation
     n_img = config.eval_images_per_prompt
     eval_req = [(p.text, EVAL_SEED + s) for p in evaluation for s in range(n_img)]
     eval_prompts = [p for p in evaluation for _ in range(n_img)]
@@ -250,8 +242,7 @@ def run_world_rounds(
     write_grid(out / "grid.png", [evaluation[i] for i in shown], seeds,
                {a: [im[j] for j in sel] for a, (im, _) in arms.items()},
                {a: [v[j] for j in sel] for a, (_, v) in arms.items()}, arms=list(arms))
-    seconds["total"] = round(time.perf_counter() - t_start, 2)
-    report["seconds"] = seconds
+    report["seconds"] = clock.total()
     (out / "rounds.json").write_text(json.dumps(report, indent=2, default=_json_default))
     return report
 
