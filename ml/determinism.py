@@ -9,17 +9,14 @@ import torch
 
 
 @contextmanager
-def deterministic(device: str | None = None) -> Iterator[None]:
+def deterministic(device: str) -> Iterator[None]:
     """Within the block, CPU kernels that would add in thread order use their ordered versions.
 
     The backward of tensor indexing (`index_put_` with accumulate) sums in whatever order the threads
     finish; trained twice on the same labels with the same seed, the world's reward model scored the
-    pool at a mean .402 once and .429 the next time. With
-    the flag both runs give identical weights at the same speed. CUDA is left as it is: its
-    deterministic mode needs `CUBLAS_WORKSPACE_CONFIG` set before start-up and slower kernels.
-    `device` None: CPU where CUDA is not available. Also a decorator (`@deterministic()`)."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    pool at a mean .402 once and .429 the next time. With the flag both runs give identical weights
+    at the same speed. CUDA is left as it is: its deterministic mode needs `CUBLAS_WORKSPACE_CONFIG`
+    set before start-up and slower kernels."""
     if not str(device).startswith("cpu"):
         yield
         return

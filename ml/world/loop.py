@@ -114,7 +114,7 @@ class WorldLoopConfig:
             raise ValueError(f"raters_per_image must be between 1 and panel_size ({self.panel_size})")
 
 
-# The round the test suite runs: smaller pool and evaluation, fewer steps, same method (about four minutes).
+# The round the test suite runs: smaller pool and evaluation, fewer steps, same method (about eight minutes).
 REDUCED = WorldLoopConfig(train_prompts=32, labels_per_prompt=16, pool_per_prompt=24, eval_prompts=40,
                           eval_images_per_prompt=8, reward_val_prompts=16, reward_val_images=8, finetune_steps=300,
                           pretrain_pairs=500, finetune_workers=1)  # one after another, as measured over many CI runs
