@@ -2,7 +2,7 @@
 
     python bench/annotate.py [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
                              [--sizes 1000,1000000] [--clients 1,8,32,128] [--seconds 10]
-                             [--kinds floor,ratings,comparisons] [--gold 0.1]
+                             [--kinds floor,ratings,comparisons] [--gold 0.1] [--ranked]
 
 It creates its own database (dropped at the end), bulk-loads users, images and as many pairs with
 generate_series, starts uvicorn on this checkout's code, and prints round trips per second and p50 /
@@ -64,7 +64,7 @@ def reset_pool(url: str) -> None:
 GOLD_EVERY = 100  # with --gold: one image and one pair in this many is gold
 
 
-def load_pool(url: str, n_images: int, n_users: int, k: int, gold_rate: float = 0.0) -> list[str]:
+def load_pool(url: str, n_images: int, n_users: int, k: int, gold_rate: float = 0.0, ranked: bool = False) -> list[str]:
     """Bulk-load a prompt set, n_images images and n_users annotators with tokens; returns tokens."""
     from app.auth.secrets import hash_password, new_api_token, sha256_hex
 
@@ -111,6 +111,8 @@ def load_pool(url: str, n_images: int, n_users: int, k: int, gold_rate: float = 
             ),
             {"n": n_images, "k": k},
         )
+        if ranked:  # a set a reward model ranked for labelling (label_order 'uncertain'): certainty spread 0-1000
+            c.execute(text("UPDATE image SET certainty = (id * 7919) % 1001"))
         if gold_rate > 0:
             c.execute(text("UPDATE image SET gold_label = 'good' WHERE id % :e = 0"), {"e": GOLD_EVERY})
             c.execute(text("UPDATE comparison SET gold_alignment = 'a' WHERE id % :e = 0"), {"e": GOLD_EVERY})
@@ -402,6 +404,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8791)
     ap.add_argument("--k", type=int, default=20,
                     help="labels wanted per image; the pool is reset before each level so it never runs dry")
+    ap.add_argument("--ranked", action="store_true",
+                    help="images ranked by a reward model (Image.certainty spread over 0-1000), as after a "
+                         "train_reward job with label_order 'uncertain'")
     ap.add_argument("--gold", type=float, default=0.0,
                     help=f"gold rate (0 to 0.5): every {GOLD_EVERY}th image and pair is gold, drawn at this rate")
     ap.add_argument("--max-rounds", type=int, default=None,
@@ -428,7 +433,7 @@ def main() -> None:
     )
     try:
         for size in (int(s) for s in args.sizes.split(",")):
-            tokens = load_pool(url, size, max(clients), k=args.k, gold_rate=args.gold)
+            tokens = load_pool(url, size, max(clients), k=args.k, gold_rate=args.gold, ranked=args.ranked)
             proc = start_server(url, args.port, args.workers, args.gold, metrics_dir)
             try:
                 for n, kind in ((n, kind) for n in clients for kind in args.kinds.split(",")):

@@ -37,6 +37,10 @@ class LeaseKind:
     wanted_col: str  # item column: answers wanted
     # an item (the ORM class or an alias of it) that is not gold: only those have slots to hand out
     not_gold: Callable[[Any], Any]
+    # the order open items are handed out in: item columns, each ascending. Every kind starts with
+    # its open count (fullest first, so items complete before new ones start) and ends with the id;
+    # its pool index has the same columns, so "next" is one ordered range scan.
+    order: tuple[str, ...] = ()
     # whether a lease records a drawn side (a pair's left/right, blind)
     sided: bool = False
 
@@ -56,10 +60,13 @@ class LeaseKind:
         return getattr(self.item, self.wanted_col)
 
 
+# Images: among equally full ones, the least certain first (Image.certainty; 0 unless a reward
+# model ranked the set, so an unranked set goes by id).
 RATING = LeaseKind("rating", Image, RatingAssignment, "image_id", "ratings_open", "ratings_wanted",
-                   lambda i: i.gold_label.is_(None))
+                   lambda i: i.gold_label.is_(None), order=("ratings_open", "certainty", "id"))
 COMPARISON = LeaseKind("comparison", Comparison, ComparisonAssignment, "comparison_id", "votes_open", "votes_wanted",
-                       lambda i: and_(i.gold_alignment.is_(None), i.gold_fidelity.is_(None)), sided=True)
+                       lambda i: and_(i.gold_alignment.is_(None), i.gold_fidelity.is_(None)),
+                       order=("votes_open", "id"), sided=True)
 
 
 class LeaseLost(Conflict):
@@ -171,14 +178,14 @@ def with_held_now(session: Session, kind: LeaseKind, annotator_id: int, now: dat
 
 
 def pick_open_items(session: Session, kind: LeaseKind, annotator_id: int, n: int, *filters: Any) -> list[int]:
-    """Lock up to n open (not gold) items this annotator has not answered or held, fullest first
-    (statements.pick on Postgres)."""
+    """Lock up to n open (not gold) items this annotator has not answered or held, in the kind's
+    order: fullest first (statements.pick on Postgres)."""
     A = kind.assignment
     mine = exists().where(kind.fk == kind.item.id, A.annotator_id == annotator_id, A.state != "released")
     return list(session.scalars(
         select(kind.item.id)
         .where(kind.open > 0, kind.not_gold(kind.item), ~mine, *filters)
-        .order_by(kind.open, kind.item.id)
+        .order_by(*(getattr(kind.item, c) for c in kind.order))
         .limit(n)
         .with_for_update(skip_locked=True)
     ))

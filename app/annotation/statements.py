@@ -9,8 +9,9 @@ gold test compiled from the ORM expression itself. A builder takes its inputs as
 and asyncpg.
 
 Each builder is one rule of leases.py:
-- pick:  pick_open_items  - lock up to n open items the caller has not answered or held, fullest
-         first (an ordered range scan of the kind's partial pool index, FOR UPDATE SKIP LOCKED);
+- pick:  pick_open_items  - lock up to n open items the caller has not answered or held, in the
+         kind's order (LeaseKind.order: fullest first; images then least certain), an ordered
+         range scan of the kind's partial pool index, FOR UPDATE SKIP LOCKED;
 - lease: lease            - create the leases, or revive the caller's released ones;
 - take:  lease_and_take   - one slot for each (not gold) lease actually made (not each item picked);
 - gold:  pick_gold        - up to n gold items the caller has not answered or held, by id;
@@ -50,14 +51,21 @@ def _unseen(t: Mapping[str, str], uid: str) -> str:
                    'released') = 'released'"""
 
 
+def _order(kind: LeaseKind, alias: str) -> str:
+    """The kind's hand-out order (LeaseKind.order) over the rows of `alias`."""
+    return ", ".join(f"{alias}.{c}" for c in kind.order)
+
+
 def pick(kind: LeaseKind, *, uid: str, n: str, where: str = "") -> str:
-    """leases.pick_open_items: (id, prompt_id, open) of up to `n` locked open items."""
+    """leases.pick_open_items: (id, prompt_id, *the kind's order columns) of up to `n` locked open
+    items, in the kind's order."""
     t = _names(kind)
+    extra = "".join(f", i.{c}" for c in kind.order if c not in ("id", "prompt_id"))
     return f"""
-    SELECT i.id, i.prompt_id, i.{t['open']} AS open FROM {t['item']} i
+    SELECT i.id, i.prompt_id{extra} FROM {t['item']} i
     WHERE i.{t['open']} > 0 AND {t['not_gold']} {where}
       AND {_unseen(t, uid)}
-    ORDER BY i.{t['open']}, i.id
+    ORDER BY {_order(kind, "i")}
     LIMIT {n}
     FOR UPDATE OF i SKIP LOCKED"""
 
@@ -130,7 +138,7 @@ def serve(kind: LeaseKind, *, uid: str, want: str, rate: str, draws: str, now: s
     FROM gold_cand c, gold_first f
     WHERE c.rn <= greatest(f.n, {want} - (SELECT count(*) FROM pick))
     UNION ALL
-    SELECT p.id, p.prompt_id, f.n + row_number() OVER (ORDER BY p.open, p.id), false
+    SELECT p.id, p.prompt_id, f.n + row_number() OVER (ORDER BY {_order(kind, "p")}), false
     FROM pick p, gold_first f
 ), lease AS ({lease(kind, uid=uid, now=now, expires=expires, extra=extra, source="new", gold="new.is_gold",
                    order="new.pos")}

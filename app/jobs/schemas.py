@@ -79,6 +79,12 @@ class TrainRewardParams(BaseModel):
     prompt_set_id: Id
     reward: RewardParams = Field(default_factory=RewardParams)
     min_labels: int = Field(10, ge=1, le=INT32_MAX, description="fail clearly below this many usable labels")
+    label_order: Literal["keep", "uncertain", "arrival"] = Field(
+        "keep",
+        description="the order the set's images are handed out for labelling from now on, among equally "
+                    "full ones: 'uncertain' ranks them by the new reward model, least sure first (score "
+                    "nearest 1/2; images drawn later, unranked, count as least sure); 'arrival' goes back to "
+                    "oldest first; 'keep' leaves the order as it is")
 
 
 class FinetuneParams(BaseModel):

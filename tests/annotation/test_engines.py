@@ -105,6 +105,8 @@ def _play(rig: Rig, seed: int) -> tuple[list[Any], dict[str, Any]]:
     for pair_id in pairs[:2]:
         assert rig.client.patch(f"/api/v1/comparisons/{pair_id}", headers=bearer(researcher),
                                 json={"gold_fidelity": "b"}).status_code == 200
+    for image_id in images:  # a reward model's labelling order, ties included (Image.certainty)
+        rig.sql("UPDATE image SET certainty = :c WHERE id = :i", c=rng.choice([0, 250, 250, 900]), i=image_id)
     users = [rig.make_user() for _ in range(N_USERS)]
     seen: dict[tuple[int, str], list[int]] = {(u, k): [] for u in range(N_USERS) for k in ("r", "c")}
     out: list[Any] = []
@@ -178,6 +180,31 @@ def _play(rig: Rig, seed: int) -> tuple[list[Any], dict[str, Any]]:
         "sides": rig.rows("SELECT left_is_a FROM comparison_assignment ORDER BY id"),
     }
     return out, state
+
+
+def test_least_certain_images_come_first_among_equally_full_ones(rig):
+    """The labelling order a reward model set (train_reward's label_order 'uncertain'): fullest
+    first still, then the lowest Image.certainty, then the oldest."""
+    pool = make_pool(rig.client, rig.make_user("researcher"), n_images=5, k=2)
+    im = pool.image_ids
+    for image_id, certainty in zip(im, [900, 100, 500, 0, 500], strict=True):
+        rig.sql("UPDATE image SET certainty = :c WHERE id = :i", c=certainty, i=image_id)
+    a, b = rig.make_user(), rig.make_user()
+
+    def order(u, n):
+        r = rig.client.get("/api/v1/rating-tasks/next", headers=bearer(u), params={"prefetch": n})
+        assert r.status_code == 200, r.text
+        return [t["image_id"] for t in [r.json(), *r.json()["prefetched"]]], r.json()["assignment_id"]
+
+    got, first = order(a, 1)
+    assert got == [im[3]]  # 0: no model ranked it, which counts as least certain
+    assert rig.client.post("/api/v1/ratings", headers=bearer(a),
+                           json={"assignment_id": first, "label": "good"}).status_code == 201
+    got, _ = order(b, 5)
+    # im[3] is fullest (one label of two): it beats every certainty; then 100, 500 by id, 900
+    assert got == [im[3], im[1], im[2], im[4], im[0]]
+    got, _ = order(a, 4)
+    assert got == [im[1], im[2], im[4], im[0]]
 
 
 def test_one_random_sequence_gives_the_same_outcomes_on_every_engine(tmp_path, settings, session_factory, db):

@@ -1,13 +1,14 @@
 """Rater weighting through the service: annotators label over REST (three per image, one of them
 answering against the truth every time), a real Celery worker trains the reward with
-`rater_weighting`, and the stored reward version knows who is reliable; the admin page shows it."""
+`rater_weighting`, and the stored reward version knows who is reliable; the admin page shows it.
+The same job ranks the set for labelling (`label_order`), and a later one puts it back."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
 
-from app.db.models import ModelVersion
+from app.db.models import Image, ModelVersion, RewardScore
 from tests.conftest import bearer
 from tests.jobs.conftest import wait_job
 
@@ -43,10 +44,13 @@ def test_reward_training_estimates_each_raters_reliability(loop_client, research
     bad = c.post("/api/v1/jobs", headers=h, json={"kind": "train_reward", "params": {
         "prompt_set_id": ps["id"], "reward": {"rater_weighting": "sometimes"}}})
     assert bad.status_code == 422 and "rater_weighting" in bad.text
+    bad = c.post("/api/v1/jobs", headers=h, json={"kind": "train_reward", "params": {
+        "prompt_set_id": ps["id"], "label_order": "best first"}})
+    assert bad.status_code == 422 and "label_order" in bad.text
 
     job = c.post("/api/v1/jobs", headers=h, json={"kind": "train_reward", "params": {
-        "prompt_set_id": ps["id"], "min_labels": 10, "reward": {"rater_weighting": True, "max_epochs": 2,
-                                                                "min_steps": 0}}})
+        "prompt_set_id": ps["id"], "min_labels": 10, "label_order": "uncertain",
+        "reward": {"rater_weighting": True, "max_epochs": 2, "min_steps": 0}}})
     assert job.status_code == 202, job.text
     done = wait_job(c, researcher, job.json()["id"])
     assert done["state"] == "succeeded", done
@@ -58,3 +62,17 @@ def test_reward_training_estimates_each_raters_reliability(loop_client, research
     for a in honest:
         assert est[str(a.id)]["sensitivity"] + est[str(a.id)]["specificity"] - 1 > 0.5, est
     assert sum(e["labels"] for e in est.values()) == 72
+
+    # the new model ranked every image of the set for labelling: certainty = 2·|score − ½| in permille
+    scores = dict(db.execute(select(RewardScore.image_id, RewardScore.score)
+                             .where(RewardScore.reward_version_id == version.id)).all())
+    ranks = dict(db.execute(select(Image.id, Image.certainty).where(Image.prompt_set_id == ps["id"])).all())
+    assert ranks.keys() == scores.keys() and len(ranks) == 24
+    assert all(abs(ranks[i] - 2000 * abs(s - 0.5)) <= 0.51 for i, s in scores.items()), (ranks, scores)
+    assert len(set(ranks.values())) > 1
+    db.rollback()
+
+    back = c.post("/api/v1/jobs", headers=h, json={"kind": "train_reward", "params": {
+        "prompt_set_id": ps["id"], "label_order": "arrival", "reward": {"max_epochs": 1, "min_steps": 0}}})
+    assert wait_job(c, researcher, back.json()["id"])["state"] == "succeeded"
+    assert set(db.scalars(select(Image.certainty).where(Image.prompt_set_id == ps["id"]))) == {0}

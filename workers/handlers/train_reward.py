@@ -1,5 +1,6 @@
 """train_reward: a recorded snapshot of usable labels -> cached embeddings -> reward model ->
-metrics -> a new reward version with lineage -> every image of the prompt set scored."""
+metrics -> a new reward version with lineage -> every image of the prompt set scored (and, with
+`label_order`, ranked for labelling)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.db.models import Image, Job, ModelVersion, Prompt, PromptSet, Rating, RewardScore
 from app.db.session import upsert_insert
@@ -105,7 +106,10 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
             s.add(version)
             s.flush()
         version_id = version.id
-    scored = score_prompt_set(ctx, version_id, p.prompt_set_id)
+    scored = score_prompt_set(ctx, version_id, p.prompt_set_id, label_order=p.label_order)
+    if p.label_order != "keep":
+        ctx.log(f"label order: {p.label_order}" + (" (least certain first, by this reward model)"
+                                                   if p.label_order == "uncertain" else " (oldest first)"))
     with rt.tx() as s:
         this_job = s.get(Job, job.id)
         if this_job is None:
@@ -144,8 +148,18 @@ def rater_weighted_rows(rows: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]
     }
 
 
-def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk: int = 2048) -> int:
-    """Score every image of the set with the new reward model (one row per image and version)."""
+def certainty(scores: np.ndarray) -> np.ndarray:
+    """How sure a reward model is of each image, in permille (Image.certainty): 2·|score − ½|."""
+    return np.rint(np.abs(np.clip(scores, 0.0, 1.0) - 0.5) * 2000).astype(int)
+
+
+def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk: int = 2048,
+                     label_order: str = "keep") -> int:
+    """Score every image of the set with the new reward model (one row per image and version);
+    with `label_order` 'uncertain' or 'arrival', also set each image's place in the labelling order
+    (Image.certainty; the lease order reads it). Chunks go in id order, each its own transaction, so
+    annotators wait on no more than one chunk's row locks, taken in the order every other path
+    takes several items' locks."""
     from ml.reward import score
 
     rt = ctx.rt
@@ -172,6 +186,10 @@ def score_prompt_set(ctx: JobContext, version_id: int, prompt_set_id: int, chunk
                 {"image_id": r.id, "reward_version_id": version_id, "score": float(np.clip(v, 0.0, 1.0))}
                 for r, v in zip(part, scores, strict=True)
             ]).on_conflict_do_nothing())
+            if label_order != "keep":
+                ranks = certainty(scores) if label_order == "uncertain" else np.zeros(len(part), int)
+                s.execute(update(Image), [{"id": r.id, "certainty": int(c)}  # ORM bulk update by primary key
+                                          for r, c in zip(part, ranks, strict=True)])
         done += len(part)
         ctx.progress(0.75 + 0.25 * done / len(images), f"scored {done}/{len(images)} images")
     return done

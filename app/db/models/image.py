@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, BigIntPK, CreatedAtMixin, IdMixin, one_of
@@ -24,6 +24,7 @@ class Image(IdMixin, CreatedAtMixin, Base):
         CheckConstraint("ratings_wanted >= 0", name="ratings_wanted_non_negative"),
         # the overlap rule: open slots never go below zero nor above what is wanted
         CheckConstraint("ratings_open >= 0 AND ratings_open <= ratings_wanted", name="ratings_open_bounded"),
+        CheckConstraint("certainty >= 0 AND certainty <= 1000", name="certainty_permille"),
         # a job writes each (generator, prompt, seed) once, so a re-run cannot duplicate images;
         # the generator is part of the key because an evaluation draws both arms with shared seeds
         Index(
@@ -36,11 +37,12 @@ class Image(IdMixin, CreatedAtMixin, Base):
             postgresql_where=text("job_id IS NOT NULL"),
             sqlite_where=text("job_id IS NOT NULL"),
         ),
-        # "next image": fullest open items first, independent of table size
+        # "next image": fullest open items first, then the least certain, independent of table size
         Index(
             "ix_image_pool",
             "prompt_set_id",
             "ratings_open",
+            "certainty",
             "id",
             postgresql_where=OPEN_POOL_SQL,
             sqlite_where=OPEN_POOL_SQL,
@@ -75,6 +77,11 @@ class Image(IdMixin, CreatedAtMixin, Base):
     ratings_wanted: Mapped[int] = mapped_column(Integer, default=1)
     # wanted minus submitted usable labels minus live leases
     ratings_open: Mapped[int] = mapped_column(Integer, default=1)
+    # how sure the reward model that last ranked the set's labelling order is of this image, in
+    # permille (2·|score − ½|·1000); among equally full open images the least certain are handed out
+    # first. 0 (the default) for an image no model has ranked: unknown counts as least certain, and
+    # a set nobody ranked keeps its arrival order (train_reward's "label_order").
+    certainty: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
 
 
 class RatingAssignment(IdMixin, Base):
