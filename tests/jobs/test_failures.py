@@ -14,7 +14,10 @@ from tests.jobs.conftest import job, wait_for, wait_job
 pytestmark = pytest.mark.slow
 
 
-def _slow_generate(c, researcher, n_prompts=6, per_prompt=12):
+def _slow_generate(c, researcher, n_prompts=6, per_prompt=6):
+    """A generate job of n_prompts × per_prompt images in batches of 2 at 25 steps: about 0.5 s a
+    batch with the tiny models on 2 cores, so the job runs for seconds (progress is written at most
+    once a second) and a test can act while it is under way."""
     h = bearer(researcher)
     ps = c.post("/api/v1/prompt-sets", headers=h, json={"name": "slow", "template": {"size": n_prompts}}).json()
     r = c.post("/api/v1/jobs", headers=h, json={"kind": "generate", "params": {
@@ -78,7 +81,7 @@ def test_a_killed_pool_child_is_replaced_and_its_job_taken_over_at_once(loop_cli
 def test_cancel_stops_a_running_job_at_a_batch_boundary(loop_client, researcher, start_worker, db):
     c = loop_client
     start_worker()
-    _ps, job_id, expected = _slow_generate(c, researcher, per_prompt=20)
+    _ps, job_id, expected = _slow_generate(c, researcher, per_prompt=10)
     wait_for(lambda: job(c, researcher, job_id)["progress"] > 0, timeout=120, every=0.2, what="progress")
     r = c.post(f"/api/v1/jobs/{job_id}/cancel", headers=bearer(researcher))
     assert r.status_code == 200 and r.json()["cancel_requested_at"]

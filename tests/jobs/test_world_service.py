@@ -80,7 +80,7 @@ def test_simulated_raters_drive_the_service_to_a_better_model(world_server, worl
             "template": {"size": 16, "seed": 0, "splits": ["seen"], "vocabulary": "world"},
             "auto_chain": {
                 "train_reward": {"min_labels": 50},
-                "finetune": {"preset": "world", "max_steps": 150},
+                "finetune": {"preset": "world", "max_steps": 50},
                 # one image a side: each pair's vote majority is checked against the oracle's
                 # verdict on its two images below (4-vs-4 queries: tests/jobs/test_evaluate_queries.py)
                 "evaluate": {"prompt_set_id": ev_set["id"], "images_per_prompt": 4, "images_per_side": 1,

@@ -6,15 +6,18 @@ from its weights (it fits the pool's good images better, relative to the bad, th
 control: `report["fit"]`), must not fall behind the control or the base on the oracle's
 evaluation beyond noise, and must keep the base's drawing quality.
 
-The round repeats bit for bit (seeded reward training in deterministic mode, seeded LoRA start;
-ml/determinism.py): at this size (320 evaluation images per arm) base 51.2%, uniform 50.6%, reward
-51.9% (reward - base +0.6, 0.2 SE), quality .807 -> .782, fit-gap margin .0067 (base gap .0136),
-unseen AUC .919. Before the runs repeated, they spread from -8.8 to +3.1 points over base and
-quality .736 to .80 at 160 images per arm, which made the quality floor fail CI on one run and
-pass on the next. The evaluation shows no gain at this size; the default round does (+7.5 to
-+11.7 points, docs/world.md). Broken once on purpose (tests pass no longer): weights that do not
-reach the loss gave a fit-gap margin of .0002 (working: .0041-.0067); labels shuffled before reward
-training fail the AUC and weight checks."""
+The round repeats bit for bit on one machine (seeded reward training in deterministic mode, seeded
+LoRA start; ml/determinism.py), with the two fine-tunes one after another or side by side. Another
+CPU sums floats in another order and trains another reward model: at this size (320 evaluation images
+per arm) one machine gave base 51.2%, uniform 50.6%, reward 51.9% (reward - base +0.6, 0.2 SE),
+quality .807 -> .782, fit-gap margin .0067 (base gap .0136), unseen AUC .919; the next day's machine
+base 51.2%, uniform 50.9%, reward 52.2% (+0.9, 0.3 SE), quality .807 -> .781, margin .0057, unseen
+AUC .855 (the base, which nothing trains, is the same on both). Before the runs repeated, they
+spread from -8.8 to +3.1 points over base and quality .736 to .80 at 160 images per arm, which made
+the quality floor fail CI on one run and pass on the next. The evaluation shows no gain at this
+size; the default round does (+7.5 to +11.7 points, docs/world.md). Broken once on purpose (tests
+pass no longer): weights that do not reach the loss gave a fit-gap margin of .0002 (working:
+.0041-.0067); labels shuffled before reward training fail the AUC and weight checks."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ def test_rounds_config_refuses_what_rounds_cannot_do():
 def test_each_round_continues_the_last_and_learns_from_every_label(tmp_path):
     config = RoundsConfig(rounds=2, train_prompts=4, labels_per_prompt=4, pool_per_prompt=6, eval_prompts=4,
                           eval_images_per_prompt=2, reward_val_prompts=4, reward_val_images=2, finetune_steps=3,
-                          pretrain_pairs=16, distance_images=32, finetune_workers=1, grid_prompts=2)
+                          pretrain_pairs=16, distance_images=32, finetune_workers=1, grid_prompts=2,
+                          reward_min_steps=100)
     report = run_world_rounds(config, SHIPPED_MODELS, tmp_path)
     rounds = report["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]
