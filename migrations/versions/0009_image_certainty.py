@@ -1,6 +1,6 @@
 """Images carry the labelling order a reward model gave them: `certainty`, in the pool index
 
-`train_reward` jobs with `"label_order": "uncertain"` write each open image's certainty (how sure
+`train_reward` jobs with `"label_order": "uncertain"` write each image's certainty (how sure
 the new reward model is of it, 2·|score − ½| in permille); "next" hands out, among equally full
 images, the least certain first. The pool index gains the column between the open count and the
 id, so "next" stays one ordered range scan stopped by its LIMIT. Existing images get 0, which
