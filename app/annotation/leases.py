@@ -40,7 +40,7 @@ class LeaseKind:
     # the order open items are handed out in: item columns, each ascending. Every kind starts with
     # its open count (fullest first, so items complete before new ones start) and ends with the id;
     # its pool index has the same columns, so "next" is one ordered range scan.
-    order: tuple[str, ...] = ()
+    order: tuple[str, ...]
     # whether a lease records a drawn side (a pair's left/right, blind)
     sided: bool = False
 

@@ -108,8 +108,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         version_id = version.id
     scored = score_prompt_set(ctx, version_id, p.prompt_set_id, label_order=p.label_order)
     if p.label_order != "keep":
-        ctx.log(f"label order: {p.label_order}" + (" (least certain first, by this reward model)"
-                                                   if p.label_order == "uncertain" else " (oldest first)"))
+        ctx.log(f"label order: {p.label_order} ({_ORDER_MEANING[p.label_order]})")
     with rt.tx() as s:
         this_job = s.get(Job, job.id)
         if this_job is None:
@@ -146,6 +145,9 @@ def rater_weighted_rows(rows: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]
             for uid, e in rel.raters.items()
         },
     }
+
+
+_ORDER_MEANING = {"uncertain": "least certain first, by this reward model", "arrival": "oldest first"}
 
 
 def certainty(scores: np.ndarray) -> np.ndarray:
