@@ -567,7 +567,7 @@ def run_world_loop(
         **({"reward_models": reward_reports} if len(reward_reports) > 1 else {}),
         **({"crowd": crowd_report} if crowd_report else {}),
         "fit": fit,
-        "arms": {arm: arm_metrics(eval_prompts, verdicts[arm]) for arm in sources},
+        "arms": {arm: arm_metrics(eval_prompts, verdicts[arm], trained={p.text for p in train}) for arm in sources},
         "gains": {
             "reward_vs_base": paired_gain(verdicts["reward"], verdicts["base"], eval_prompts),
             "reward_vs_uniform": paired_gain(verdicts["reward"], verdicts["uniform"], eval_prompts),
@@ -612,6 +612,13 @@ def summary(report: dict[str, Any]) -> str:
         a = arms[arm]["aligned"]
         cats = "  ".join(f"{c} {100 * arms[arm]['by_category'][c]['rate']:.0f}%" for c in CATEGORIES)
         lines.append(f"  {arm:<8} {100 * a['rate']:5.1f}% ± {100 * a['se']:.1f}   ({cats})")
+    if all("by_training" in arms[arm] for arm in arms):
+        lines.append("  seen prompts the fine-tune trained on / new seen prompts / unseen: " + "   ".join(
+            f"{arm} " + " / ".join(
+                f"{100 * part['rate']:.0f}%" if part else "-"
+                for part in (arms[arm]["by_training"].get("trained"), arms[arm]["by_training"].get("new_seen"),
+                             arms[arm]["by_split"].get("unseen")))
+            for arm in arms))
     lines.append(f"  reward − base    {g['reward_vs_base']['points']:+.1f} points ({g['reward_vs_base']['z']:.1f} SE)")
     lines.append(
         f"  reward − uniform {g['reward_vs_uniform']['points']:+.1f} points ({g['reward_vs_uniform']['z']:.1f} SE)"

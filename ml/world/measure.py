@@ -8,7 +8,7 @@ prompt (the spread of the per-prompt means); differences between two models are 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,11 +35,20 @@ def rate(values: np.ndarray, groups: Sequence[str]) -> dict[str, float]:
     return {"rate": float(np.mean(values)), "n": int(len(values)), "se": se_clustered(values, groups)}
 
 
-def arm_metrics(prompts: Sequence[Prompt], verdicts: Sequence[Verdict]) -> dict[str, Any]:
-    """Aligned share overall, per category, per split and per attribute, and drawing quality."""
+def arm_metrics(prompts: Sequence[Prompt], verdicts: Sequence[Verdict],
+                trained: Collection[str] | None = None) -> dict[str, Any]:
+    """Aligned share overall, per category, per split and per attribute, and drawing quality. With the
+    `trained` prompts (what the fine-tune trained on), `by_training` splits the seen prompts into those
+    and the new ones: the paper's "seen" are its training prompts; a gain on new prompts generalises."""
     texts = [p.text for p in prompts]
     aligned = np.array([v.aligned for v in verdicts], float)
     out: dict[str, Any] = {"aligned": rate(aligned, texts)}
+    if trained is not None:
+        out["by_training"] = {}
+        for name, keep in (("trained", True), ("new_seen", False)):
+            idx = [i for i, p in enumerate(prompts) if p.split == "seen" and (p.text in trained) == keep]
+            if idx:
+                out["by_training"][name] = rate(aligned[idx], [texts[i] for i in idx])
     for key, values in (("category", CATEGORIES), ("split", ("seen", "unseen"))):
         out[f"by_{key}"] = {}
         for value in values:

@@ -178,3 +178,21 @@ def test_compare_pairs_images_and_says_what_it_means():
     assert "within noise" in verdict_sentence({"points": 2.0, "z": 0.5, "se": 4.0}, 0.4, 0.42)
     v = judge(right[:2], [p.text for p in prompts[:2]])
     assert paired_gain(v, v, prompts[:2])["points"] == 0.0
+
+
+def test_arm_metrics_split_the_seen_prompts_into_trained_and_new():
+    from ml.world.measure import arm_metrics
+
+    rng = random.Random(3)
+    seen = [p for p in PROMPTS if p.split == "seen" and p.category != "combination"][:6]
+    unseen = [p for p in PROMPTS if p.split == "unseen"][:2]
+    prompts = seen + unseen
+    trained = {p.text for p in seen[:2]}
+    # the trained prompts drawn right, the new seen ones wrong, the unseen ones right
+    images = [draw(scene_for(p, rng)) if p.text in trained or p.split == "unseen"
+              else draw(replace(scene_for(p, rng), object="box" if p.object != "box" else "tree")) for p in prompts]
+    m = arm_metrics(prompts, judge(images, [p.text for p in prompts]), trained=trained)
+    assert m["by_training"]["trained"]["rate"] == 1.0 and m["by_training"]["trained"]["n"] == 2
+    assert m["by_training"]["new_seen"]["rate"] == 0.0 and m["by_training"]["new_seen"]["n"] == 4
+    assert m["by_split"]["unseen"]["rate"] == 1.0
+    assert "by_training" not in arm_metrics(prompts, judge(images, [p.text for p in prompts]))
