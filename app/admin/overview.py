@@ -14,8 +14,8 @@ from app.admin.timeseries import as_hour, hour_bucket
 from app.db.base import utcnow
 from app.db.enums import PromptCategory
 from app.db.models import Image, Prompt, PromptSet, Rating
-from app.prompts.schemas import CategoryProgress
-from app.prompts.service import progress
+from app.prompts.schemas import CategoryProgress, LabelOrderRead
+from app.prompts.service import label_order, progress
 
 CATEGORY_ORDER = [c.value for c in PromptCategory]
 CHART_HOURS = 7 * 24
@@ -43,6 +43,7 @@ class PromptSetOverview:
     rows: list[CategoryRow] = field(default_factory=list)
     total: CategoryRow | None = None
     chart: BarChart | None = None
+    label_order: LabelOrderRead | None = None
 
 
 def _row(category: str, p: CategoryProgress, last_24h: int) -> CategoryRow:
@@ -103,6 +104,7 @@ def overview(session: Session, now: datetime | None = None) -> list[PromptSetOve
                 item.rows.append(_row(category, prog[category], recent.get((ps.id, category), 0)))
         item.total = _row("total", prog["total"], sum(r.last_24h for r in item.rows))
         item.chart = hourly_bar_chart(hourly.get(ps.id, {}), now, CHART_HOURS)
+        item.label_order = label_order(session, ps.id)
         out.append(item)
     return sorted(out, key=display_order)
 

@@ -87,6 +87,11 @@ class TrainRewardParams(BaseModel):
                     "oldest first; 'keep' leaves the order as it is")
 
 
+# What each labelling order means, in the words the job log and the admin pages use.
+LABEL_ORDER_MEANING = {"uncertain": "least certain first, by a reward model's scores (score nearest 1/2)",
+                       "arrival": "oldest first"}
+
+
 class FinetuneParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -145,6 +145,18 @@ class CategoryProgress(BaseModel):
     skip: int = 0
 
 
+class LabelOrderRead(BaseModel):
+    order: Literal["uncertain", "arrival"] = Field(
+        description="how the set's images are handed out for labelling among equally full ones")
+    meaning: str
+    ranked_images: int = Field(description="images that carry a rank from a reward model (unranked ones, "
+                                            "drawn after it, count as least sure)")
+    images: int
+    job_id: int | None = Field(None, description="the train_reward job that set this order; None: never set")
+    reward_version_id: int | None = Field(None, description="the reward model whose scores rank the images")
+    set_at: datetime | None = None
+
+
 class PromptSetRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -163,6 +175,9 @@ class PromptSetRead(BaseModel):
     prompt_count: int = 0
     progress: dict[str, CategoryProgress] | None = Field(
         None, description="labels done / wanted per category, plus 'total' (on GET of one set)"
+    )
+    label_order: LabelOrderRead | None = Field(
+        None, description="the order its images are handed out for labelling (on GET of one set)"
     )
 
 

@@ -7,10 +7,18 @@ from sqlalchemy.orm import Session
 
 from app.auth.identity import UserIdentity
 from app.config import Settings
-from app.db.models import Image, Prompt, PromptSet, Rating
+from app.db.models import Image, Job, Prompt, PromptSet, Rating
 from app.errors import Conflict, NotFound
+from app.jobs.schemas import LABEL_ORDER_MEANING
 from app.prompts import grammar
-from app.prompts.schemas import CategoryProgress, PromptRead, PromptSetCreate, PromptSetRead, PromptSetUpdate
+from app.prompts.schemas import (
+    CategoryProgress,
+    LabelOrderRead,
+    PromptRead,
+    PromptSetCreate,
+    PromptSetRead,
+    PromptSetUpdate,
+)
 
 
 def create_prompt_set(session: Session, settings: Settings, body: PromptSetCreate, *,
@@ -100,12 +108,35 @@ def progress(session: Session, prompt_set_id: int) -> dict[str, CategoryProgress
     return out
 
 
+def label_order(session: Session, prompt_set_id: int) -> LabelOrderRead:
+    """The set's labelling order as the last succeeded train_reward job that set one left it (a job with
+    "label_order": "keep", the default, leaves it as it was), and how many images carry a rank."""
+    images, ranked = session.execute(
+        select(func.count(Image.id), func.coalesce(func.sum(case((Image.certainty > 0, 1), else_=0)), 0))
+        .where(Image.prompt_set_id == prompt_set_id)
+    ).one()
+    jobs = session.execute(
+        select(Job.id, Job.params, Job.result, Job.finished_at)
+        .where(Job.prompt_set_id == prompt_set_id, Job.kind == "train_reward", Job.state == "succeeded")
+        .order_by(Job.finished_at.desc(), Job.id.desc())
+    )
+    for job_id, params, result, finished_at in jobs:
+        order = (params or {}).get("label_order", "keep")
+        if order in LABEL_ORDER_MEANING:
+            return LabelOrderRead(order=order, meaning=LABEL_ORDER_MEANING[order], ranked_images=int(ranked),
+                                  images=int(images), job_id=job_id,
+                                  reward_version_id=(result or {}).get("reward_version_id"), set_at=finished_at)
+    return LabelOrderRead(order="arrival", meaning=LABEL_ORDER_MEANING["arrival"], ranked_images=int(ranked),
+                          images=int(images))
+
+
 def read_prompt_set(session: Session, prompt_set_id: int, *, with_progress: bool = True) -> PromptSetRead:
     ps = get_prompt_set_row(session, prompt_set_id)
     out = PromptSetRead.model_validate(ps)
     out.prompt_count = session.scalar(select(func.count()).where(Prompt.prompt_set_id == ps.id)) or 0
     if with_progress:
         out.progress = progress(session, ps.id)
+        out.label_order = label_order(session, ps.id)
     return out
 
 

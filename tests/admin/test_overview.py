@@ -101,3 +101,47 @@ def test_overview_lists_sets_with_work_first_and_explains_empty_ones(client, adm
     section = page.split(f'id="set-{empty_eval.id}"')[1].split("</section>")[0]
     assert "Nothing to label in this set" in section and 'href="/admin/evaluations"' in section
     assert "<table" not in section and "<svg" not in section
+
+
+def test_overview_and_the_api_say_how_a_set_is_handed_out_for_labelling(client, admin, researcher, db, make_user):
+    from app.db.models import Job
+    from tests.conftest import bearer
+
+    ps, _ = _seed(db, make_user)
+    page = client.get("/admin").text
+    section = page.split(f'id="set-{ps.id}"')[1].split("</section>")[0]
+    assert 'data-label-order="arrival"' in section and "no reward model has ranked this set" in section
+    api = client.get(f"/api/v1/prompt-sets/{ps.id}", headers=bearer(researcher)).json()["label_order"]
+    assert api == {"order": "arrival", "meaning": "oldest first", "ranked_images": 0, "images": 4, "job_id": None,
+                   "reward_version_id": None, "set_at": None}
+
+    images = db.scalars(select(Image).where(Image.prompt_set_id == ps.id).order_by(Image.id)).all()
+    images[0].certainty, images[1].certainty = 900, 30
+    now = utcnow()
+    ranked = Job(kind="train_reward", state="succeeded", params={"prompt_set_id": ps.id, "label_order": "uncertain"},
+                 result={"reward_version_id": 77}, prompt_set_id=ps.id, scope_key="r", finished_at=now)
+    kept = Job(kind="train_reward", state="succeeded", params={"prompt_set_id": ps.id},  # "keep": changes nothing
+               result={"reward_version_id": 78}, prompt_set_id=ps.id, scope_key="r",
+               finished_at=now + timedelta(minutes=5))
+    failed = Job(kind="train_reward", state="failed", params={"prompt_set_id": ps.id, "label_order": "arrival"},
+                 prompt_set_id=ps.id, scope_key="r", finished_at=now + timedelta(minutes=9))  # never took effect
+    db.add_all([ranked, kept, failed])
+    db.commit()
+    page = client.get("/admin").text
+    section = page.split(f'id="set-{ps.id}"')[1].split("</section>")[0]
+    assert 'data-label-order="uncertain"' in section and "least certain first" in section
+    assert "reward version #77" in section and f'href="/admin/jobs/{ranked.id}"' in section
+    assert figure(section, "ranked") == "2"
+    api = client.get(f"/api/v1/prompt-sets/{ps.id}", headers=bearer(researcher)).json()["label_order"]
+    assert (api["order"], api["job_id"], api["reward_version_id"]) == ("uncertain", ranked.id, 77)
+    assert api["ranked_images"] == 2
+
+    back = Job(kind="train_reward", state="succeeded", params={"prompt_set_id": ps.id, "label_order": "arrival"},
+               result={"reward_version_id": 79}, prompt_set_id=ps.id, scope_key="r",
+               finished_at=now + timedelta(hours=1))
+    db.add(back)
+    db.commit()
+    api = client.get(f"/api/v1/prompt-sets/{ps.id}", headers=bearer(researcher)).json()["label_order"]
+    assert (api["order"], api["job_id"], api["meaning"]) == ("arrival", back.id, "oldest first")
+    section = client.get("/admin").text.split(f'id="set-{ps.id}"')[1].split("</section>")[0]
+    assert f'set by train_reward job <a href="/admin/jobs/{back.id}">' in section

@@ -71,8 +71,13 @@ def test_reward_training_estimates_each_raters_reliability(loop_client, research
     assert all(abs(ranks[i] - 2000 * abs(s - 0.5)) <= 0.51 for i, s in scores.items()), (ranks, scores)
     assert len(set(ranks.values())) > 1
     db.rollback()
+    order = c.get(f"/api/v1/prompt-sets/{ps['id']}", headers=h).json()["label_order"]
+    assert (order["order"], order["job_id"], order["reward_version_id"]) == ("uncertain", done["id"], version.id)
+    assert order["ranked_images"] == sum(1 for r in ranks.values() if r > 0) and order["images"] == 24
 
     back = c.post("/api/v1/jobs", headers=h, json={"kind": "train_reward", "params": {
         "prompt_set_id": ps["id"], "label_order": "arrival", "reward": {"max_epochs": 1, "min_steps": 0}}})
     assert wait_job(c, researcher, back.json()["id"])["state"] == "succeeded"
     assert set(db.scalars(select(Image.certainty).where(Image.prompt_set_id == ps["id"]))) == {0}
+    order = c.get(f"/api/v1/prompt-sets/{ps['id']}", headers=h).json()["label_order"]
+    assert (order["order"], order["job_id"], order["ranked_images"]) == ("arrival", back.json()["id"], 0)

@@ -15,7 +15,7 @@ from app.db.models import Image, Job, ModelVersion, Prompt, PromptSet, Rating, R
 from app.db.session import upsert_insert
 from app.jobs import loop
 from app.jobs import service as jobs
-from app.jobs.schemas import TrainRewardParams
+from app.jobs.schemas import LABEL_ORDER_MEANING, TrainRewardParams
 from workers.artifacts import publish, work_dir
 from workers.handlers.comparison_votes import max_vote_id, voted_pairs
 from workers.handlers.embeddings import image_vectors, text_vectors
@@ -108,7 +108,7 @@ def run(ctx: JobContext, job: Job) -> dict[str, Any]:
         version_id = version.id
     scored = score_prompt_set(ctx, version_id, p.prompt_set_id, label_order=p.label_order)
     if p.label_order != "keep":
-        ctx.log(f"label order: {p.label_order} ({_ORDER_MEANING[p.label_order]})")
+        ctx.log(f"label order: {p.label_order} ({LABEL_ORDER_MEANING[p.label_order]})")
     with rt.tx() as s:
         this_job = s.get(Job, job.id)
         if this_job is None:
@@ -145,9 +145,6 @@ def rater_weighted_rows(rows: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]
             for uid, e in rel.raters.items()
         },
     }
-
-
-_ORDER_MEANING = {"uncertain": "least certain first, by this reward model", "arrival": "oldest first"}
 
 
 def certainty(scores: np.ndarray) -> np.ndarray:
