@@ -115,17 +115,21 @@ def label_order(session: Session, prompt_set_id: int) -> LabelOrderRead:
         select(func.count(Image.id), func.coalesce(func.sum(case((Image.certainty > 0, 1), else_=0)), 0))
         .where(Image.prompt_set_id == prompt_set_id)
     ).one()
-    jobs = session.execute(
-        select(Job.id, Job.params, Job.result, Job.finished_at)
-        .where(Job.prompt_set_id == prompt_set_id, Job.kind == "train_reward", Job.state == "succeeded")
+    # one row, found by the index on the set's jobs: most retrains keep the order, so scanning them all
+    # (and their results) on every overview would grow with the set's history
+    last = session.execute(
+        select(Job.id, Job.params["label_order"].as_string(), Job.result["reward_version_id"].as_integer(),
+               Job.finished_at)
+        .where(Job.prompt_set_id == prompt_set_id, Job.kind == "train_reward", Job.state == "succeeded",
+               Job.params["label_order"].as_string().in_(list(LABEL_ORDER_MEANING)))
         .order_by(Job.finished_at.desc(), Job.id.desc())
-    )
-    for job_id, params, result, finished_at in jobs:
-        order = (params or {}).get("label_order", "keep")
-        if order in LABEL_ORDER_MEANING:
-            return LabelOrderRead(order=order, meaning=LABEL_ORDER_MEANING[order], ranked_images=int(ranked),
-                                  images=int(images), job_id=job_id,
-                                  reward_version_id=(result or {}).get("reward_version_id"), set_at=finished_at)
+        .limit(1)
+    ).first()
+    if last is not None:
+        job_id, order, reward_version_id, finished_at = last
+        return LabelOrderRead(order=order, meaning=LABEL_ORDER_MEANING[order], ranked_images=int(ranked),
+                              images=int(images), job_id=job_id, reward_version_id=reward_version_id,
+                              set_at=finished_at)
     return LabelOrderRead(order="arrival", meaning=LABEL_ORDER_MEANING["arrival"], ranked_images=int(ranked),
                           images=int(images))
 
